@@ -1,0 +1,32 @@
+"""The Celery application. Options come from Django settings prefixed CELERY_."""
+
+import os
+from datetime import timedelta
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fathomloom.settings")
+
+app = Celery("fathomloom")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Periodic work lives here, in one place. Each entry expires before the next tick, so a
+# backlog after an outage does not run the same sweep many times over.
+app.conf.beat_schedule = {
+    "dispatch": {
+        "task": "queue_app.tasks.dispatch",
+        "schedule": timedelta(seconds=10),
+        "options": {"expires": 9},
+    },
+    "requeue-expired": {
+        "task": "queue_app.tasks.requeue_expired",
+        "schedule": timedelta(seconds=30),
+        "options": {"expires": 25},
+    },
+    "prune-events": {
+        "task": "queue_app.tasks.prune_events",
+        "schedule": timedelta(hours=1),
+        "options": {"expires": 3000},
+    },
+}

@@ -1,0 +1,170 @@
+"""Meetings, the global queue of transfers, and the ordered log of queue events.
+
+Only queue_app.services changes QueueEntry, QueueState and QueueEvent rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Meeting(models.Model):
+    """A recording in a user's Fathom account, as Fathom describes it."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="meetings"
+    )
+    recording_id = models.BigIntegerField()
+    title = models.CharField(max_length=500, blank=True)
+    meeting_title = models.CharField(max_length=500, blank=True)
+    url = models.URLField(max_length=1000, blank=True)
+    share_url = models.URLField(max_length=1000, blank=True)
+    recording_start_time = models.DateTimeField(null=True, blank=True)
+    recording_end_time = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    summary = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-recording_start_time", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "recording_id"], name="meeting_recording_unique_per_owner"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.meeting_title or f"Recording {self.recording_id}"
+
+
+class QueueState(models.Model):
+    """The single row that every queue mutation locks first.
+
+    Holding it serialises writers, so event sequence numbers follow commit order, and
+    `last_seq` hands them out without gaps (a rolled-back transaction rolls it back too).
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    paused = models.BooleanField(default=False)
+    last_seq = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(id=1), name="queue_state_singleton")]
+
+    def __str__(self) -> str:
+        return "Queue (paused)" if self.paused else "Queue"
+
+
+class EntryStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Waiting to retry"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (EntryStatus.QUEUED, EntryStatus.RUNNING, EntryStatus.RETRYING)
+FINISHED_STATUSES = (EntryStatus.COMPLETED, EntryStatus.FAILED, EntryStatus.CANCELLED)
+
+
+class QueueEntry(models.Model):
+    """One meeting's place in the global line and the state of its transfer."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    meeting = models.ForeignKey(Meeting, on_delete=models.CASCADE, related_name="entries")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="queue_entries"
+    )
+    status = models.CharField(
+        max_length=16, choices=EntryStatus.choices, default=EntryStatus.QUEUED
+    )
+    # Sparse ordering key: lower goes first. A move takes a key between two neighbours.
+    order_key = models.BigIntegerField(db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    last_error = models.TextField(blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    stage = models.CharField(max_length=32, blank=True)
+    progress = models.FloatField(default=0.0)
+    result_url = models.URLField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "queue entries"
+        ordering = ["order_key"]
+        indexes = [models.Index(fields=["status", "order_key"], name="entry_status_order")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["meeting"],
+                condition=Q(status__in=["queued", "running", "retrying"]),
+                name="one_active_entry_per_meeting",
+            ),
+            models.CheckConstraint(
+                condition=Q(progress__gte=0) & Q(progress__lte=1), name="entry_progress_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.meeting} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+class UpdateType(models.TextChoices):
+    MEETING_ADDED = "meeting_added"
+    MEETING_REMOVED = "meeting_removed"
+    POSITION_UPDATED = "position_updated"
+    QUEUE_CLEARED = "queue_cleared"
+    QUEUE_PAUSED = "queue_paused"
+    QUEUE_RESUMED = "queue_resumed"
+    TASK_STARTED = "task_started"
+    TASK_COMPLETED = "task_completed"
+    TASK_FAILED = "task_failed"
+    TASK_RETRIED = "task_retried"
+
+
+class QueueEvent(models.Model):
+    """One change to the queue. `seq` is the event's id on the wire, contiguous from 1.
+
+    `payload` holds the full entries the change touched, as of the change; the realtime
+    layer redacts them per viewer on the way out.
+    """
+
+    seq = models.BigIntegerField(primary_key=True)
+    update_type = models.CharField(max_length=32, choices=UpdateType.choices)
+    entry = models.ForeignKey(
+        QueueEntry, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    affected_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    global_position = models.PositiveIntegerField(null=True, blank=True)
+    queue_length = models.PositiveIntegerField(default=0)
+    paused = models.BooleanField(default=False)
+    payload = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.update_type}"

@@ -1,0 +1,143 @@
+"""Reads of the queue: positions, ETAs, and the snapshot each viewer may see.
+
+Position is derived, never stored: 1 + the number of queued entries ahead in order_key
+order. Running and retrying entries have no position.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from queue_app.models import (
+    ACTIVE_STATUSES,
+    EntryStatus,
+    QueueEntry,
+    QueueEvent,
+    QueueState,
+)
+from realtime.events import Viewer, entry_for_viewer, entry_payload, event_message, isoformat
+
+# Transfer times averaged for ETAs; the default stands in until one has completed.
+ETA_SAMPLE_SIZE = 20
+DEFAULT_TRANSFER_SECONDS = 60.0
+
+
+def queue_state() -> QueueState:
+    state, _ = QueueState.objects.get_or_create(pk=1)
+    return state
+
+
+def queued_entries():
+    return QueueEntry.objects.filter(status=EntryStatus.QUEUED).order_by("order_key", "created_at")
+
+
+def entry_positions() -> dict[UUID, int]:
+    """Position of every queued entry, in one query."""
+    rows = (
+        QueueEntry.objects.filter(status=EntryStatus.QUEUED)
+        .annotate(
+            position=Window(RowNumber(), order_by=[F("order_key").asc(), F("created_at").asc()])
+        )
+        .values_list("id", "position")
+    )
+    return dict(rows)
+
+
+def entry_position(entry: QueueEntry) -> int | None:
+    if entry.status != EntryStatus.QUEUED:
+        return None
+    ahead = QueueEntry.objects.filter(status=EntryStatus.QUEUED, order_key__lt=entry.order_key)
+    return ahead.count() + 1
+
+
+def active_entry_count() -> int:
+    return QueueEntry.objects.filter(status__in=ACTIVE_STATUSES).count()
+
+
+def average_transfer_seconds() -> float:
+    """Moving average of the most recent completed transfers' durations."""
+    recent = (
+        QueueEntry.objects.filter(
+            status=EntryStatus.COMPLETED, started_at__isnull=False, finished_at__isnull=False
+        )
+        .order_by("-finished_at")
+        .values_list("started_at", "finished_at")[:ETA_SAMPLE_SIZE]
+    )
+    durations = [(done - start).total_seconds() for start, done in recent]
+    if not durations:
+        return DEFAULT_TRANSFER_SECONDS
+    return max(sum(durations) / len(durations), 0.0)
+
+
+def eta_seconds(
+    *, position: int | None, status: str, started_at: Any, mean: float, concurrency: int
+) -> int | None:
+    """Seconds until the entry is done, assuming `concurrency` transfers of `mean` each."""
+    if status == EntryStatus.RUNNING:
+        elapsed = (timezone.now() - started_at).total_seconds() if started_at else 0.0
+        return max(math.ceil(mean - elapsed), 0)
+    if position is None:
+        return None
+    rounds = math.ceil(position / max(concurrency, 1))
+    return math.ceil(rounds * mean + mean)
+
+
+def active_entries() -> list[dict[str, Any]]:
+    """Every active entry in full, running ones first, then the line in order."""
+    positions = entry_positions()
+    entries = (
+        QueueEntry.objects.filter(status__in=ACTIVE_STATUSES)
+        .select_related("meeting", "owner")
+        .order_by("order_key", "created_at")
+    )
+    mean = average_transfer_seconds()
+    concurrency = settings.QUEUE_CONCURRENCY
+    result = []
+    for entry in entries:
+        position = positions.get(entry.id)
+        payload = entry_payload(entry, position)
+        payload["eta_seconds"] = eta_seconds(
+            position=position,
+            status=entry.status,
+            started_at=entry.started_at,
+            mean=mean,
+            concurrency=concurrency,
+        )
+        result.append(payload)
+    result.sort(key=lambda e: (e["position"] is not None, e["position"] or 0))
+    return result
+
+
+def queue_snapshot_for(user: Any) -> dict[str, Any]:
+    """The queue as `user` may see it, with the seq of the last event it includes."""
+    viewer = Viewer.of(user)
+    with transaction.atomic():
+        # Locking the state row waits out any writer, so entries and seq agree.
+        state = QueueState.objects.select_for_update().filter(pk=1).first()
+        entries = active_entries()
+    return {
+        "type": "QueueSnapshot",
+        "seq": state.last_seq if state else 0,
+        "paused": state.paused if state else False,
+        "queue_length": len(entries),
+        "queue": [entry_for_viewer(entry, viewer) for entry in entries],
+        "timestamp": isoformat(timezone.now()),
+    }
+
+
+def events_after(*, seq: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Full event messages with seq > `seq`, oldest first."""
+    events = QueueEvent.objects.filter(seq__gt=seq).order_by("seq")[:limit]
+    return [event_message(event) for event in events]
+
+
+def oldest_retained_seq() -> int | None:
+    return QueueEvent.objects.order_by("seq").values_list("seq", flat=True).first()

@@ -1,0 +1,258 @@
+"""The local stack behind `make run` and `make test`.
+
+    python scripts/stack.py run           Redis (if none answers), migrate, demo data, then
+                                          daphne + Celery worker + beat until Ctrl-C
+    python scripts/stack.py test [ARGS]   Redis (if none answers), then pytest ARGS
+
+A private redis-server is started only when nothing answers at REDIS_URL; it is stopped
+again on exit, so Ctrl-C leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = Path(os.environ.get("VAR_DIR", ROOT / "var"))
+BIN = Path(sys.executable).parent
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Tests keep to their own Redis database so that they never eat a running stack's tasks.
+TEST_REDIS_DB = os.environ.get("TEST_REDIS_DB", "15")
+
+
+def say(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+def die(message: str) -> None:
+    print(f"[stack] error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+def with_db(url: str, db: str) -> str:
+    parts = urlparse(url)
+    return urlunparse(parts._replace(path=f"/{db}"))
+
+
+class PrivateRedis:
+    """A redis-server of our own, in its own session so that Ctrl-C reaches it last."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, port: int) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            die(
+                "no Redis answers at REDIS_URL and there is no redis-server to start.\n"
+                "  Install it (Debian/Ubuntu: sudo apt-get install redis-server;"
+                " macOS: brew install redis),\n  or point REDIS_URL at a running Redis."
+            )
+        data = VAR / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        log = open(data / "redis.log", "ab")  # noqa: SIM115 - kept open for the child
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(data),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if port_open("127.0.0.1", port):
+                say(f"started a private Redis on 127.0.0.1:{port} (log: {data / 'redis.log'})")
+                return
+            if self.process.poll() is not None:
+                die(f"redis-server exited at once; see {data / 'redis.log'}")
+            time.sleep(0.1)
+        die("redis-server did not start within 10 seconds")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            say("stopped the private Redis")
+
+
+def ensure_redis(env: dict[str, str], private: PrivateRedis) -> str:
+    url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
+    if redis_answers(url):
+        return url
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
+    if host not in {"127.0.0.1", "localhost", "::1"} or port_open(host, port):
+        port = free_port()
+    say(f"no Redis answers at {parsed.hostname}:{parsed.port or 6379}; starting one")
+    private.start(port)
+    return urlunparse(parsed._replace(netloc=f"127.0.0.1:{port}"))
+
+
+def ensure_database(env: dict[str, str]) -> None:
+    url = env.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return
+    parsed = urlparse(url)
+    if not port_open(parsed.hostname or "127.0.0.1", parsed.port or 5432):
+        die(
+            f"DATABASE_URL names PostgreSQL at {parsed.hostname}:{parsed.port or 5432},"
+            " which does not answer.\n  Start PostgreSQL (Debian: sudo apt-get install"
+            " postgresql), or unset DATABASE_URL to use SQLite."
+        )
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([str(BIN / "python"), str(ROOT / "manage.py"), *args], env=env, check=True)
+
+
+def wait_until_ready(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def announce(port: int, env: dict[str, str], procs: subprocess.Popen[bytes]) -> None:
+    if not wait_until_ready(f"http://127.0.0.1:{port}/readyz", 90):
+        if procs.poll() is None:
+            say("the stack is not ready after 90 s; see the logs above")
+        return
+    password_file = VAR / "demo-password"
+    password = env.get("DEMO_PASSWORD") or (
+        f"the one printed when they were created (kept in {password_file})"
+        if password_file.exists()
+        else "as set when they were created"
+    )
+    base = f"http://127.0.0.1:{port}"
+    say("")
+    say(f"fathomloom is up:  {base}/")
+    say(f"  admin           {base}/admin/")
+    say(f"  API docs        {base}/api/docs/")
+    say(f"  live queue      ws://127.0.0.1:{port}/queue_updates")
+    say(f"  readiness       {base}/readyz")
+    say(f"  demo logins     admin (staff), alice, bob; password: {password}")
+    say("Ctrl-C stops everything.")
+
+
+def run(env: dict[str, str]) -> int:
+    port = int(env.get("PORT", "8000"))
+    env.setdefault("DEBUG", "1")
+    manage(env, "migrate", "--noinput")
+    seed = [str(BIN / "python"), str(ROOT / "manage.py"), "seed_demo"]
+    if env.get("DEMO_PASSWORD"):
+        seed += ["--password", env["DEMO_PASSWORD"]]
+    else:
+        seed += ["--password-file", str(VAR / "demo-password")]
+    subprocess.run(seed, env=env, check=True)
+    env["WEB_PORT"] = str(port)
+    env["BEAT_SCHEDULE"] = str(VAR / "celerybeat-schedule")
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    procs = subprocess.Popen(
+        [str(BIN / "honcho"), "-f", str(ROOT / "Procfile"), "start"], env=env, cwd=ROOT
+    )
+    threading.Thread(target=announce, args=(port, env, procs), daemon=True).start()
+    try:
+        return procs.wait()
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reached honcho too; a SIGTERM sent to us alone did not. Honcho
+        # stops each child's process group and kills what is left after 5 seconds.
+        if procs.poll() is None:
+            procs.send_signal(signal.SIGTERM)
+        try:
+            procs.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            procs.kill()
+            return 1
+        return 0
+
+
+def test(env: dict[str, str], args: list[str]) -> int:
+    env.setdefault("SECRET_KEY", "insecure-test-only-key")
+    env["REDIS_URL"] = with_db(env["REDIS_URL"], TEST_REDIS_DB)
+    env.setdefault("CHANNEL_LAYER_PREFIX", "fathomloom-test")
+    return subprocess.run(
+        [str(BIN / "python"), "-m", "pytest", *args], env=env, cwd=ROOT
+    ).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test"}:
+        print(__doc__)
+        return 2
+    env = dict(os.environ)
+    VAR.mkdir(parents=True, exist_ok=True)
+    private = PrivateRedis()
+    # SIGTERM (from a supervisor or `kill`) stops the stack the same way Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        env["REDIS_URL"] = ensure_redis(env, private)
+        ensure_database(env)
+        if argv[0] == "run":
+            return run(env)
+        return test(env, argv[1:])
+    except KeyboardInterrupt:
+        return 0 if argv[0] == "run" else 130
+    except subprocess.CalledProcessError as exc:
+        say(f"{' '.join(map(str, exc.cmd[1:3]))} failed with exit code {exc.returncode}")
+        return exc.returncode
+    finally:
+        private.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

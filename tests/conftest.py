@@ -1,0 +1,55 @@
+"""Fixtures shared by every test: users and meetings."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from queue_app.models import Meeting
+
+PASSWORD = "test-password-not-secret"
+_recording_ids = itertools.count(10_000)
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str, *, is_staff: bool = False):
+        return get_user_model().objects.create_user(
+            username=username,
+            password=PASSWORD,
+            email=f"{username}@example.com",
+            is_staff=is_staff,
+            is_superuser=is_staff,
+        )
+
+    return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
+
+
+@pytest.fixture
+def staff(make_user):
+    return make_user("admin", is_staff=True)
+
+
+@pytest.fixture
+def make_meeting(db):
+    def make(owner, title: str | None = None) -> Meeting:
+        recording_id = next(_recording_ids)
+        return Meeting.objects.create(
+            owner=owner,
+            recording_id=recording_id,
+            title=title or f"{owner.username}'s meeting {recording_id}",
+        )
+
+    return make

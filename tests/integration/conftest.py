@@ -1,0 +1,192 @@
+"""Real processes for integration tests: daphne and a Celery worker on the test database.
+
+They are started once per session against the test database pytest-django created;
+tests that use them need `transactional_db` so that what they write is committed and
+visible to the other processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[2]
+LOG_DIR = ROOT / "var" / "test-logs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_url(settings_dict: dict) -> str:
+    """DATABASE_URL naming the test database, for the processes the tests start."""
+    if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings_dict['NAME']}"
+    user = settings_dict.get("USER") or ""
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{settings_dict['NAME']}"
+
+
+class Process:
+    """A child process whose output goes to var/test-logs/NAME.log and can be waited on."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log_path = LOG_DIR / f"{name}.log"
+        self.output: list[str] = []
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.output.append(line)
+            self._log.write(line)
+            self._log.flush()
+
+    def wait_for_output(self, pattern: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            if any(regex.search(line) for line in list(self.output)):
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not print {pattern!r}; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+
+def wait_for_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def process_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    with django_db_blocker.unblock():
+        url = database_url(connection.settings_dict)
+    env = dict(os.environ)
+    env.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="fathomloom.settings", PYTHONUNBUFFERED="1")
+    env.setdefault("SECRET_KEY", "insecure-test-only-key")
+    return env
+
+
+def start_daphne(env: dict[str, str], name: str = "daphne") -> tuple[Process, str]:
+    port = free_port()
+    process = Process(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "fathomloom.asgi:application",
+        ],
+        env,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{base_url}/healthz")
+    except RuntimeError:
+        process.stop()
+        raise
+    return process, base_url
+
+
+@pytest.fixture(scope="session")
+def live_server_url(process_env) -> Iterator[str]:
+    """A daphne process serving the project; yields its base URL."""
+    process, base_url = start_daphne(process_env)
+    yield base_url
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(process_env) -> Iterator[Process]:
+    """A real Celery worker (prefork, 2 processes) consuming the test broker."""
+    from fathomloom.celery import app
+
+    app.control.purge()  # tasks left in the test broker by an earlier, interrupted run
+    worker = Process(
+        "celery-worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "fathomloom",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        process_env,
+    )
+    try:
+        worker.wait_for_output(r"ready\.", timeout=60)
+    except RuntimeError:
+        worker.stop()
+        raise
+    yield worker
+    worker.stop()
+
+
+def login(base_url: str, username: str, password: str) -> httpx.Client:
+    """Sign in through Django's login page, as a browser would; the client keeps the cookies."""
+    client = httpx.Client(base_url=base_url, timeout=10)
+    page = client.get("/accounts/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert token, "the login page has no CSRF token"
+    response = client.post(
+        "/accounts/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)},
+    )
+    assert response.status_code == 302, f"login failed for {username}: {response.status_code}"
+    assert "sessionid" in client.cookies
+    return client
+
+
+def ws_url(base_url: str, path: str = "/queue_updates") -> str:
+    return base_url.replace("http://", "ws://") + path
