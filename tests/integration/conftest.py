@@ -22,7 +22,7 @@ import pytest
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
-LOG_DIR = ROOT / "var" / "test-logs"
+LOG_DIR = Path(os.environ.get("VAR_DIR", ROOT / "var")) / "test-logs"
 
 
 def free_port() -> int:
