@@ -49,7 +49,8 @@ async def _check_channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    channel = await layer.new_channel("readyz.")
+    # The default prefix, shared with the consumers' channels (one receive loop per prefix).
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "readyz.ping"})
     message = await layer.receive(channel)
     if message.get("type") != "readyz.ping":

@@ -216,3 +216,7 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- Live updates ---------------------------------------------------------------------------
+# Let anonymous sockets watch the line, every entry redacted. Off: they are closed (4401).
+REALTIME_PUBLIC_FEED = env_bool("REALTIME_PUBLIC_FEED", False)

@@ -133,10 +133,12 @@ def queue_snapshot_for(user: Any) -> dict[str, Any]:
     }
 
 
-def events_after(*, seq: int, limit: int = 500) -> list[dict[str, Any]]:
-    """Full event messages with seq > `seq`, oldest first."""
-    events = QueueEvent.objects.filter(seq__gt=seq).order_by("seq")[:limit]
-    return [event_message(event) for event in events]
+def events_after(*, seq: int, before: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    """Full event messages with seq > `seq` (and < `before`), oldest first."""
+    events = QueueEvent.objects.filter(seq__gt=seq)
+    if before is not None:
+        events = events.filter(seq__lt=before)
+    return [event_message(event) for event in events.order_by("seq")[:limit]]
 
 
 def oldest_retained_seq() -> int | None:

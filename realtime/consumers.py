@@ -1,53 +1,182 @@
 """The WebSocket at /queue_updates: a snapshot, then every queue event, redacted per viewer.
 
-Close codes: 4401 when the socket has no authenticated user.
+Queue events do not come through this consumer's channel: the process's hub
+(realtime.hub) calls `deliver()` with text already encoded for this viewer's audience.
+The consumer's own channel carries only per-user messages (progress, access revoked).
+Close codes are documented in docs/protocol.md.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
-from queue_app.selectors import queue_snapshot_for
-from realtime.events import QUEUE_GROUP, Viewer, event_for_viewer
+from realtime.auth import query_params
+from realtime.events import STAFF_GROUP, Viewer, event_for_viewer, user_group
+from realtime.hub import get_hub
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_TOO_SLOW = 4008
+CLOSE_TRY_AGAIN_LATER = 1013
 MAX_FRAME_BYTES = 64 * 1024
+# A resume that misses more events than this gets a fresh snapshot instead: cheaper to
+# send and to apply.
+MAX_REPLAY_EVENTS = 1000
+# A socket whose unsent bytes pass this is too slow: it is closed and resumes later.
+# Bounds the memory one client that stops reading can hold on the server.
+MAX_BACKLOG_BYTES = 1024 * 1024
+# Events held for a socket still reading its snapshot or replay.
+MAX_PENDING_EVENTS = 5000
+SLOW_ABORT_SECONDS = 2.0
+
+
+def _transport_backlog(send: Any) -> int | None:
+    """Bytes written to this socket but not yet sent, when daphne is the server.
+
+    daphne's ASGI `send` is functools.partial(server.handle_reply, protocol) and the
+    protocol's Twisted transport buffers writes without limit; other servers (or a
+    change in daphne) give None and the check is skipped.
+    """
+    args = getattr(send, "args", None)
+    transport = getattr(args[0], "transport", None) if args else None
+    if transport is None:
+        return None
+    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return buffered + getattr(transport, "_tempDataLen", 0)
+
+
+def _stream_start(user: Any, last_seq: int | None) -> tuple[str, Any]:
+    """("replay", [events after last_seq]) when the log still holds them all, else
+    ("snapshot", a snapshot; with "reset": true when the client asked to resume)."""
+    from queue_app.selectors import events_after, queue_snapshot_for, queue_state
+
+    if last_seq is not None:
+        newest = queue_state().last_seq
+        if last_seq == newest:
+            return "replay", []
+        if 0 < newest - last_seq <= MAX_REPLAY_EVENTS:
+            events = events_after(seq=last_seq, limit=MAX_REPLAY_EVENTS)
+            if events and events[0]["seq"] == last_seq + 1:  # not pruned
+                return "replay", events
+    snapshot = queue_snapshot_for(user)
+    if last_seq is not None:
+        snapshot["reset"] = True
+    return "snapshot", snapshot
 
 
 class QueueConsumer(AsyncWebsocketConsumer):
-    groups: list[str] = []
-
     async def connect(self) -> None:
+        self.ready = False
+        self.closing = False
+        self.pending: list[tuple[int, str]] = []
+        self.last_seq = 0
+        self.groups_joined: list[str] = []
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        params = query_params(self.scope)
+        authenticated = user is not None and user.is_authenticated
+        if not authenticated and not settings.REALTIME_PUBLIC_FEED:
             # Accept first: a close before accept is a bare HTTP 403 and loses the code.
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if "user_id" in params and (not authenticated or params["user_id"] != str(user.pk)):
+            await self.accept()
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
         self.viewer = Viewer.of(user)
-        # Join before reading the snapshot, so no event falls between the two; events the
-        # snapshot already includes are dropped by seq in queue_event().
-        await self.channel_layer.group_add(QUEUE_GROUP, self.channel_name)
-        self.joined = True
         await self.accept()
-        snapshot = await database_sync_to_async(queue_snapshot_for)(user)
-        self.last_seq = snapshot["seq"]
-        await self.send(text_data=json.dumps(snapshot))
+        if authenticated:
+            self.groups_joined = [user_group(user.pk)] + ([STAFF_GROUP] if user.is_staff else [])
+            for group in self.groups_joined:
+                await self.channel_layer.group_add(group, self.channel_name)
+        try:
+            await get_hub().register(self)
+        except TimeoutError:
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
+            return
+        last_seq = None
+        if "last_seq" in params:
+            last_seq = self._parse_seq(params["last_seq"])
+            if last_seq is None:
+                await self._error("invalid_last_seq", "last_seq must be a whole number >= 0.")
+        await self._start_stream(last_seq)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "joined", False):
-            await self.channel_layer.group_discard(QUEUE_GROUP, self.channel_name)
+        self.closing = True
+        get_hub().unregister(self)
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- the event stream ------------------------------------------------------------------
+
+    async def _start_stream(self, last_seq: int | None) -> None:
+        """Send a snapshot or the events after `last_seq`, then what arrived meanwhile."""
+        self.ready = False  # the hub's deliveries wait in self.pending until we are done
+        kind, body = await database_sync_to_async(_stream_start)(self.scope.get("user"), last_seq)
+        if kind == "snapshot":
+            self.last_seq = body["seq"]
+            await self.send(text_data=json.dumps(body))
+        else:
+            self.last_seq = last_seq
+            for message in body:
+                self.last_seq = message["seq"]
+                await self.send(text_data=json.dumps(event_for_viewer(message, self.viewer)))
+        while self.pending:
+            seq, text = self.pending.pop(0)
+            if seq > self.last_seq:
+                self.last_seq = seq
+                await self.send(text_data=text)
+        self.ready = True  # no await between the emptiness check and this line
+
+    async def deliver(self, seq: int, text: str) -> None:
+        """Called by the hub with this viewer's copy of event `seq`."""
+        if self.closing:
+            return
+        if not self.ready:
+            self.pending.append((seq, text))
+            if len(self.pending) > MAX_PENDING_EVENTS:
+                await self._close_too_slow()
+            return
+        if seq <= self.last_seq:
+            return
+        backlog = _transport_backlog(self.base_send)
+        if backlog is not None and backlog > MAX_BACKLOG_BYTES:
+            await self._close_too_slow()
+            return
+        self.last_seq = seq
+        await self.send(text_data=text)
+
+    async def _close_too_slow(self) -> None:
+        self.closing = True
+        get_hub().unregister(self)
+        logger.info("closing a socket that stopped reading (last seq %s)", self.last_seq)
+        await self.close(code=CLOSE_TOO_SLOW)
+        # A client that does not read will not read the close frame either: drop the
+        # connection, and with it the buffered bytes, shortly after.
+        args = getattr(self.base_send, "args", None)
+        transport = getattr(args[0], "transport", None) if args else None
+        if transport is not None and hasattr(transport, "abortConnection"):
+            asyncio.get_running_loop().call_later(SLOW_ABORT_SECONDS, transport.abortConnection)
+
+    # --- messages from the client ----------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is None or len(text_data) > MAX_FRAME_BYTES:
-            await self._error("invalid_frame", "Send JSON text frames of at most 64 KB.")
+        if self.closing:
+            return
+        if text_data is None:
+            await self._error("invalid_frame", "Send JSON text frames.")
+            return
+        if len(text_data) > MAX_FRAME_BYTES // 4 and len(text_data.encode()) > MAX_FRAME_BYTES:
+            await self._error("frame_too_large", "Frames may be at most 64 KB.")
             return
         try:
             message = json.loads(text_data)
@@ -57,17 +186,42 @@ class QueueConsumer(AsyncWebsocketConsumer):
         if not isinstance(message, dict):
             await self._error("invalid_message", "A message is a JSON object with a type.")
             return
-        if message.get("type") == "ping":
+        kind = message.get("type")
+        if kind == "ping":
             await self.send(text_data='{"type": "pong"}')
-            return
-        await self._error("unknown_type", "Unknown message type.")
+        elif kind == "resume":
+            last_seq = self._parse_seq(message.get("last_seq"))
+            if last_seq is None:
+                await self._error("invalid_last_seq", "last_seq must be a whole number >= 0.")
+                return
+            await self._start_stream(last_seq)
+        else:
+            await self._error("unknown_type", "Unknown message type.")
 
-    async def queue_event(self, message: dict[str, Any]) -> None:
-        event = message["event"]
-        if event["seq"] <= getattr(self, "last_seq", 0):
-            return
-        self.last_seq = event["seq"]
-        await self.send(text_data=json.dumps(event_for_viewer(event, self.viewer)))
+    @staticmethod
+    def _parse_seq(value: Any) -> int | None:
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, str) and value.isdigit() and len(value) < 20:
+            value = int(value)
+        if isinstance(value, int) and 0 <= value < 2**63:
+            return value
+        return None
 
     async def _error(self, code: str, detail: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail}))
+
+    # --- per-user messages from the channel layer -------------------------------------------
+
+    async def progress_update(self, message: dict[str, Any]) -> None:
+        update = message["update"]
+        # Staff who own the entry receive it through their user group already.
+        if message.get("via_staff") and update.get("owner_id") == str(self.viewer.user_id):
+            return
+        await self.send(text_data=json.dumps(update))
+
+    async def access_revoked(self, message: dict[str, Any]) -> None:
+        credential = message.get("credential")
+        if credential is None or credential == self.scope.get("credential"):
+            self.closing = True
+            await self.close(code=CLOSE_UNAUTHENTICATED)

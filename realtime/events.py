@@ -7,14 +7,20 @@ for their owner and for staff, anonymous places for everyone else.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 if TYPE_CHECKING:
     from queue_app.models import QueueEntry, QueueEvent
 
 QUEUE_GROUP = "queue"
+STAFF_GROUP = "staff"
+# ProgressUpdate is coalesced to at most this many messages a second per entry.
+PROGRESS_MAX_PER_SECOND = 5
 # Fields of an entry that anyone may see; everything else is for its owner and staff.
 PUBLIC_ENTRY_FIELDS = ("id", "position", "status")
 
@@ -111,3 +117,68 @@ def publish(event: QueueEvent) -> None:
     from realtime.publisher import publish_to_group
 
     publish_to_group(QUEUE_GROUP, {"type": "queue.event", "event": event_message(event)})
+
+
+def user_group(user_id: int | str) -> str:
+    """The group of one user's sockets: progress of their entries, access revoked."""
+    return f"user.{user_id}"
+
+
+class ProgressThrottle:
+    """Drops progress ticks that come faster than PROGRESS_MAX_PER_SECOND per entry.
+
+    A new stage and the final tick (1.0) always pass, so nobody is left at 99%.
+    """
+
+    def __init__(self, per_second: int = PROGRESS_MAX_PER_SECOND) -> None:
+        self.interval = 1.0 / per_second
+        self._last: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, entry_id: str, stage: str, progress: float) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            sent_at, sent_stage = self._last.get(entry_id, (float("-inf"), ""))
+            if stage == sent_stage and progress < 1.0 and now - sent_at < self.interval:
+                return False
+            self._last[entry_id] = (now, stage)
+            if len(self._last) > 10_000:  # forget finished entries now and then
+                self._last.clear()
+            return True
+
+
+_progress_throttle = ProgressThrottle()
+
+
+def publish_progress(
+    *, entry_id: UUID | str, owner_id: int, stage: str, progress: float, worker: str = ""
+) -> bool:
+    """Send a ProgressUpdate to the entry's owner and to staff; False if coalesced away.
+
+    Progress is ephemeral: no seq, not logged. The latest value is in the snapshot.
+    """
+    from realtime.publisher import publish_to_group
+
+    entry_id = str(entry_id)
+    progress = min(max(float(progress), 0.0), 1.0)
+    if not _progress_throttle.allow(entry_id, stage, progress):
+        return False
+    update = {
+        "type": "ProgressUpdate",
+        "entry_id": entry_id,
+        "owner_id": str(owner_id),
+        "stage": stage,
+        "progress": round(progress, 4),
+        "worker": worker,
+        "timestamp": isoformat(datetime.now(UTC)),
+    }
+    publish_to_group(user_group(owner_id), {"type": "progress.update", "update": update})
+    publish_to_group(STAFF_GROUP, {"type": "progress.update", "update": update, "via_staff": True})
+    return True
+
+
+def revoke_access(*, user_id: int, credential: str | None = None) -> None:
+    """Close the user's sockets opened with `credential` (a fingerprint), or all of them."""
+    from realtime.publisher import publish_to_group
+
+    publish_to_group(user_group(user_id), {"type": "access.revoked", "credential": credential})

@@ -1,0 +1,183 @@
+"""The per-process fan-out hub: one channel-layer subscription for all sockets of a daphne.
+
+A group holding every socket costs the core layer one Redis write per member and each
+socket a consumer dispatch (0.5 to 0.9 ms of CPU a socket-message, DESIGN.md). Instead the
+hub is the only member of the queue group in its process. For each event it
+- repairs gaps from the QueueEvent log (the truth; Redis is the fast path), so events
+  reach sockets in seq order with none missing even if a publish was lost or two
+  processes' publishes crossed;
+- encodes the event once per audience (full, full-but-not-mine, redacted) rather than
+  once per socket;
+- hands each registered socket the text it may see, with no dispatch of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from realtime.events import QUEUE_GROUP, Viewer, event_for_viewer
+
+logger = logging.getLogger(__name__)
+
+# Refresh the group membership well before channels_redis' group_expiry (a day by default).
+GROUP_REFRESH_SECONDS = 3600
+# How often the hub compares its position with the log, to notice a lost tail event:
+# one indexed query per process every few seconds.
+LOG_CHECK_SECONDS = 3.0
+RECONNECT_DELAYS = (0.5, 1, 2, 5)
+
+
+class Subscriber(Protocol):
+    viewer: Viewer
+
+    async def deliver(self, seq: int, text: str) -> None: ...
+
+
+def audience_key(message: dict[str, Any], viewer: Viewer) -> tuple:
+    """What distinguishes one viewer's copy of an event from another's."""
+    user = str(viewer.user_id) if viewer.user_id is not None else None
+    entries = tuple(
+        (viewer.sees_in_full(entry.get("owner_id")), user == entry.get("owner_id"))
+        for entry in message["queue"]
+    )
+    affected = message.get("affected_user_id")
+    return entries, bool(affected and viewer.sees_in_full(affected))
+
+
+class Hub:
+    """Receives queue events for one process and fans them out to its sockets."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber] = set()
+        self.last_seq: int | None = None
+        self._task: asyncio.Task | None = None
+        self._ready = asyncio.Event()
+        # Held while delivering, so the receiver and the log watcher never interleave.
+        self._lock = asyncio.Lock()
+
+    async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> None:
+        """Add a socket once the hub is subscribed; raises TimeoutError if it cannot be.
+
+        A socket reads its snapshot only after this returns, so every event newer than
+        the snapshot reaches it: either in its pending buffer or from the log.
+        """
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="queue-hub")
+        await asyncio.wait_for(self._ready.wait(), timeout)
+        self.subscribers.add(subscriber)
+
+    def unregister(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    async def _run(self) -> None:
+        layer = get_channel_layer()
+        watcher = asyncio.get_running_loop().create_task(self._watch_log())
+        attempt = 0
+        try:
+            while True:
+                try:
+                    await self._subscribe_and_receive(layer)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self._ready.clear()
+                    delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                    attempt += 1
+                    logger.warning("queue hub lost the channel layer; retrying in %s s", delay)
+                    await asyncio.sleep(delay)
+        finally:
+            watcher.cancel()
+
+    async def _subscribe_and_receive(self, layer) -> None:
+        # The default prefix: channels_redis receives every process-local channel through
+        # one BZPOPMIN loop keyed by prefix, so another prefix would starve the consumers'.
+        channel = await layer.new_channel()
+        await layer.group_add(QUEUE_GROUP, channel)
+        async with self._lock:
+            if self.last_seq is None:
+                # Subscribed first, then read: whatever commits after this read arrives.
+                self.last_seq = await database_sync_to_async(_current_seq)()
+            else:
+                await self._catch_up(None)  # what was published while we were away
+        self._ready.set()
+        loop = asyncio.get_running_loop()
+        refreshed = loop.time()
+        while True:
+            message = await layer.receive(channel)
+            if message.get("type") == "queue.event":
+                async with self._lock:
+                    await self._on_event(message["event"])
+            if loop.time() - refreshed > GROUP_REFRESH_SECONDS:
+                await layer.group_add(QUEUE_GROUP, channel)
+                refreshed = loop.time()
+
+    async def _watch_log(self) -> None:
+        """Notice an event whose publish was lost when no later event shows the gap."""
+        while True:
+            await asyncio.sleep(LOG_CHECK_SECONDS)
+            if not self._ready.is_set() or not self.subscribers:
+                continue
+            try:
+                async with self._lock:
+                    await self._catch_up(None)
+            except Exception:
+                logger.warning("queue hub could not read the event log", exc_info=True)
+
+    async def _on_event(self, message: dict[str, Any]) -> None:
+        seq = message["seq"]
+        if self.last_seq is not None and seq <= self.last_seq:
+            return  # already delivered (fetched from the log when a gap was seen)
+        if self.last_seq is not None and seq > self.last_seq + 1:
+            await self._catch_up(seq)
+        await self.fan_out(message)
+
+    async def _catch_up(self, until: int | None) -> None:
+        """Deliver logged events after last_seq (and before `until`, when given)."""
+        if self.last_seq is None:
+            return
+        missing = await database_sync_to_async(_events_between)(self.last_seq, until)
+        for message in missing:
+            await self.fan_out(message)
+
+    async def fan_out(self, message: dict[str, Any]) -> None:
+        self.last_seq = message["seq"]
+        encoded: dict[tuple, str] = {}
+        for subscriber in list(self.subscribers):
+            key = audience_key(message, subscriber.viewer)
+            text = encoded.get(key)
+            if text is None:
+                text = encoded[key] = json.dumps(event_for_viewer(message, subscriber.viewer))
+            try:
+                await subscriber.deliver(message["seq"], text)
+            except Exception:  # one broken socket must not stop the others
+                logger.exception("delivering seq %s to a socket failed", message["seq"])
+
+
+def _current_seq() -> int:
+    from queue_app.selectors import queue_state
+
+    return queue_state().last_seq
+
+
+def _events_between(after: int, before: int | None) -> list[dict[str, Any]]:
+    from queue_app.selectors import events_after
+
+    return events_after(seq=after, before=before, limit=10_000)
+
+
+_hubs: dict[int, Hub] = {}
+
+
+def get_hub() -> Hub:
+    """The hub of the running event loop (one per daphne process)."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(id(loop))
+    if hub is None:
+        hub = _hubs[id(loop)] = Hub()
+    return hub
