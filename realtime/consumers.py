@@ -99,7 +99,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
             for group in self.groups_joined:
                 await self.channel_layer.group_add(group, self.channel_name)
         try:
-            await get_hub().register(self)
+            self.hub_seq_at_register = await get_hub().register(self)
         except TimeoutError:
             await self.close(code=CLOSE_TRY_AGAIN_LATER)
             return
@@ -124,6 +124,8 @@ class QueueConsumer(AsyncWebsocketConsumer):
         kind, body = await database_sync_to_async(_stream_start)(self.scope.get("user"), last_seq)
         if kind == "snapshot":
             self.last_seq = body["seq"]
+            if self.last_seq < self.hub_seq_at_register:
+                get_hub().log_went_back(self.last_seq)
             await self.send(text_data=json.dumps(body))
         else:
             self.last_seq = last_seq

@@ -61,16 +61,26 @@ class Hub:
         # Held while delivering, so the receiver and the log watcher never interleave.
         self._lock = asyncio.Lock()
 
-    async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> None:
+    async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> int:
         """Add a socket once the hub is subscribed; raises TimeoutError if it cannot be.
 
         A socket reads its snapshot only after this returns, so every event newer than
-        the snapshot reaches it: either in its pending buffer or from the log.
+        the snapshot reaches it: either in its pending buffer or from the log. Returns
+        the hub's seq, which that snapshot's seq cannot be below (see log_went_back).
         """
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="queue-hub")
         await asyncio.wait_for(self._ready.wait(), timeout)
         self.subscribers.add(subscriber)
+        return self.last_seq or 0
+
+    def log_went_back(self, seq: int) -> None:
+        """The log restarted below our position (the database was restored or flushed):
+        follow it, or the hub would drop every new event as already delivered."""
+        logger.warning(
+            "event log is at seq %s, behind the hub's %s; following it", seq, self.last_seq
+        )
+        self.last_seq = seq
 
     def unregister(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
@@ -125,6 +135,9 @@ class Hub:
                 continue
             try:
                 async with self._lock:
+                    current = await database_sync_to_async(_current_seq)()
+                    if self.last_seq is not None and current < self.last_seq:
+                        self.log_went_back(current)
                     await self._catch_up(None)
             except Exception:
                 logger.warning("queue hub could not read the event log", exc_info=True)

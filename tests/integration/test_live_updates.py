@@ -1,0 +1,287 @@
+"""Live updates against real daphne processes and the real Redis: privacy, auth, resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+from rest_framework.authtoken.models import Token
+from websockets.exceptions import InvalidStatus
+
+from queue_app import services
+from queue_app.models import QueueEvent
+from realtime import publisher, tickets
+from realtime.events import publish_progress
+from tests.conftest import PASSWORD
+from tests.integration.conftest import login, start_daphne
+from tests.integration.wsclient import open_socket
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+SECRET_TITLE = "Alice's confidential acquisition talks"
+PUBLIC_ENTRY_KEYS = {"id", "position", "status", "mine"}
+
+
+@pytest.fixture(autouse=True)
+def no_dispatch(settings):
+    # No Celery worker runs here: nothing would consume dispatch requests.
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+
+
+@pytest.fixture
+def people(make_user):
+    return make_user("alice"), make_user("bob"), make_user("admin", is_staff=True)
+
+
+@pytest.fixture(scope="module")
+def second_server_url(process_env):
+    process, base_url = start_daphne(process_env, name="daphne-2")
+    yield base_url
+    process.stop()
+
+
+def test_each_viewer_sees_what_they_may(live_server_url, people, make_meeting):
+    alice, bob, _admin = people
+    secret = make_meeting(alice, SECRET_TITLE)
+    bobs = make_meeting(bob, "Bob's weekly sync")
+    sessions = {name: login(live_server_url, name, PASSWORD) for name in ("alice", "bob", "admin")}
+    sockets = {name: open_socket(live_server_url, session=s) for name, s in sessions.items()}
+    try:
+        for socket in sockets.values():
+            assert socket.recv()["type"] == "QueueSnapshot"
+
+        entry = services.enqueue(meeting=secret)
+        seen = {name: socket.recv_update() for name, socket in sockets.items()}
+        assert {m["update_type"] for m in seen.values()} == {"meeting_added"}
+        assert len({m["seq"] for m in seen.values()}) == 1, "one seq for everyone"
+
+        mine, staff_view, redacted = (
+            seen["alice"]["queue"][0],
+            seen["admin"]["queue"][0],
+            seen["bob"]["queue"][0],
+        )
+        assert mine["title"] == SECRET_TITLE and mine["owner"] == "alice" and mine["mine"] is True
+        assert staff_view["title"] == SECRET_TITLE and staff_view["mine"] is False
+        assert redacted == {"id": str(entry.id), "position": 1, "status": "queued", "mine": False}
+        assert seen["alice"]["affected_user_id"] == str(alice.pk)
+        assert seen["bob"]["affected_user_id"] is None
+
+        # More of the line moving: bob's own entry, a move, a cancel, a clear.
+        services.enqueue(meeting=bobs)
+        services.move(entry_id=entry.id, position="bottom")
+        services.cancel(entry_id=entry.id)
+        services.retry(entry_id=entry.id)
+        services.clear()
+        expected = [
+            "meeting_added",
+            "position_updated",
+            "meeting_removed",
+            "task_retried",
+            "queue_cleared",
+        ]
+        for name, socket in sockets.items():
+            updates = [socket.recv_update() for _ in expected]
+            assert [u["update_type"] for u in updates] == expected, name
+            seqs = [seen[name]["seq"]] + [u["seq"] for u in updates]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "contiguous on each socket"
+        bob_own = json.loads(sockets["bob"].frames[2])["queue"][0]
+        assert bob_own["title"] == "Bob's weekly sync" and bob_own["mine"] is True
+        for frame in sockets["bob"].frames:
+            assert SECRET_TITLE not in frame
+            assert "alice" not in frame.lower()
+            for message_entry in json.loads(frame).get("queue", []):
+                if message_entry["id"] == str(entry.id):
+                    assert set(message_entry) == PUBLIC_ENTRY_KEYS
+    finally:
+        for socket in sockets.values():
+            socket.close()
+
+
+def test_refused_connections_get_the_documented_codes(live_server_url, people):
+    alice, bob, _ = people
+    session = login(live_server_url, "alice", PASSWORD)
+
+    with open_socket(live_server_url, session=session, query=f"?user_id={bob.pk}") as forged:
+        assert forged.close_code() == 4403
+    with open_socket(live_server_url, session=session, query=f"?user_id={alice.pk}") as own:
+        assert own.recv()["type"] == "QueueSnapshot"
+    with open_socket(live_server_url) as anonymous:
+        assert anonymous.close_code() == 4401
+
+    expired = tickets.issue_ticket(user_id=alice.pk, credential=None)
+    tickets._client().pexpire(tickets._KEY_PREFIX + tickets.fingerprint(expired), 1)
+    time.sleep(0.05)
+    with open_socket(live_server_url, query=f"?token={expired}") as socket:
+        assert socket.close_code() == 4401
+
+    response = session.post("/api/ws-ticket", headers={"X-CSRFToken": session.cookies["csrftoken"]})
+    assert response.status_code == 201
+    ticket = response.json()["ticket"]
+    with open_socket(live_server_url, query=f"?token={ticket}") as first:
+        snapshot = first.recv()
+        assert snapshot["type"] == "QueueSnapshot"
+    with open_socket(live_server_url, query=f"?token={ticket}") as reused:
+        assert reused.close_code() == 4401
+
+    with pytest.raises(InvalidStatus) as refused:
+        open_socket(live_server_url, session=session, origin="http://evil.example")
+    assert refused.value.response.status_code == 403
+
+
+def test_resume_replays_exactly_what_was_missed(live_server_url, people, make_meeting):
+    alice, bob, _ = people
+    session = login(live_server_url, "alice", PASSWORD)
+    with open_socket(live_server_url, session=session) as socket:
+        last_seq = socket.recv()["seq"]
+
+    missed = [make_meeting(alice if i % 2 else bob, f"meeting {i}") for i in range(20)]
+    for meeting in missed:
+        services.enqueue(meeting=meeting)
+
+    with open_socket(live_server_url, session=session, query=f"?last_seq={last_seq}") as socket:
+        replayed = [socket.recv() for _ in range(20)]
+        assert [m["seq"] for m in replayed] == list(range(last_seq + 1, last_seq + 21))
+        assert all(m["update_type"] == "meeting_added" for m in replayed)
+        for meeting, message in zip(missed, replayed, strict=True):
+            (entry,) = message["queue"]
+            if meeting.owner_id == alice.pk:
+                assert entry["title"] == meeting.title
+            else:
+                assert set(entry) == PUBLIC_ENTRY_KEYS
+        services.cancel(entry_id=replayed[0]["queue"][0]["id"])
+        live = socket.recv()
+        assert (live["update_type"], live["seq"]) == ("meeting_removed", last_seq + 21)
+
+        # The resume message does the same on an open socket.
+        socket.send({"type": "resume", "last_seq": last_seq + 18})
+        again = [socket.recv()["seq"] for _ in range(3)]
+        assert again == [last_seq + 19, last_seq + 20, last_seq + 21]
+        assert socket.nothing_pending()
+
+    # Older than the retention window: a fresh snapshot that says so.
+    assert services.prune_events(older_than=timedelta(0)) == 20
+    with open_socket(live_server_url, session=session, query=f"?last_seq={last_seq}") as socket:
+        reset = socket.recv()
+        assert reset["type"] == "QueueSnapshot" and reset["reset"] is True
+        assert reset["seq"] == last_seq + 21
+        assert reset["queue_length"] == 19
+
+
+def test_lost_publishes_are_repaired_from_the_log(
+    live_server_url, people, make_meeting, monkeypatch
+):
+    alice, _, _ = people
+    session = login(live_server_url, "alice", PASSWORD)
+    first, second, third = (make_meeting(alice, f"m{i}") for i in range(3))
+    with open_socket(live_server_url, session=session) as socket:
+        seq = socket.recv()["seq"]
+        with monkeypatch.context() as patch:
+            patch.setattr(publisher, "publish_to_group", lambda group, message: False)
+            services.enqueue(meeting=first)  # committed, never published
+        services.enqueue(meeting=second)
+        assert [socket.recv()["seq"] for _ in range(2)] == [seq + 1, seq + 2]
+
+        with monkeypatch.context() as patch:
+            patch.setattr(publisher, "publish_to_group", lambda group, message: False)
+            services.enqueue(meeting=third)  # lost, and no later event shows the gap
+        started = time.monotonic()
+        assert socket.recv(timeout=10)["seq"] == seq + 3
+        assert time.monotonic() - started < 6
+
+
+def test_several_daphne_processes_share_the_stream(
+    live_server_url, second_server_url, people, make_meeting
+):
+    alice, _, _ = people
+    meeting = make_meeting(alice)
+    one = open_socket(live_server_url, session=login(live_server_url, "alice", PASSWORD))
+    two = open_socket(second_server_url, session=login(second_server_url, "bob", PASSWORD))
+    with one, two:
+        one.recv(), two.recv()
+        services.enqueue(meeting=meeting)
+        a, b = one.recv(), two.recv()
+        assert a["seq"] == b["seq"] and a["update_type"] == b["update_type"] == "meeting_added"
+        assert a["queue"][0]["mine"] is True and set(b["queue"][0]) == PUBLIC_ENTRY_KEYS
+
+
+def test_progress_reaches_owner_and_staff_only_and_is_coalesced(
+    live_server_url, people, make_meeting
+):
+    alice, _, _ = people
+    entry = services.enqueue(meeting=make_meeting(alice, SECRET_TITLE))
+    sockets = {
+        name: open_socket(live_server_url, session=login(live_server_url, name, PASSWORD))
+        for name in ("alice", "bob", "admin")
+    }
+    try:
+        for socket in sockets.values():
+            socket.recv()
+        sent = sum(
+            publish_progress(
+                entry_id=entry.id, owner_id=alice.pk, stage="downloading", progress=i / 100
+            )
+            for i in range(50)
+        )
+        assert sent < 10, "50 ticks in well under a second are coalesced"
+        publish_progress(entry_id=entry.id, owner_id=alice.pk, stage="downloading", progress=1.0)
+        for name in ("alice", "admin"):
+            updates = []
+            while not updates or updates[-1]["progress"] < 1.0:
+                updates.append(sockets[name].recv())
+            assert all(u["type"] == "ProgressUpdate" for u in updates)
+            assert len(updates) == sent + 1
+            assert updates[-1] == {**updates[-1], "entry_id": str(entry.id), "stage": "downloading"}
+        assert sockets["bob"].nothing_pending()
+        assert not any("ProgressUpdate" in frame for frame in sockets["bob"].frames)
+    finally:
+        for socket in sockets.values():
+            socket.close()
+
+
+def test_access_changes_close_sockets(live_server_url, people):
+    alice, bob, _ = people
+    alice_session = login(live_server_url, "alice", PASSWORD)
+    token = Token.objects.create(user=alice)
+
+    with (
+        open_socket(live_server_url, session=alice_session) as by_session,
+        open_socket(live_server_url, query=f"?token={token.key}") as by_token,
+        open_socket(live_server_url, session=login(live_server_url, "bob", PASSWORD)) as bobs,
+    ):
+        for socket in (by_session, by_token, bobs):
+            assert socket.recv()["type"] == "QueueSnapshot"
+
+        token.delete()
+        assert by_token.close_code(timeout=1) == 4401
+        assert by_session.nothing_pending(0.1), "revoking a token leaves the session's socket"
+
+        alice_session.post(
+            "/accounts/logout/", headers={"X-CSRFToken": alice_session.cookies["csrftoken"]}
+        )
+        assert by_session.close_code(timeout=1) == 4401
+
+        bob.is_active = False
+        bob.save()
+        assert bobs.close_code(timeout=1) == 4401
+
+
+def test_bad_frames_get_errors_and_the_socket_carries_on(live_server_url, people):
+    session = login(live_server_url, "alice", PASSWORD)
+    with open_socket(live_server_url, session=session) as socket:
+        socket.recv()
+        for frame, code in [
+            ("not json", "invalid_json"),
+            ("[1, 2]", "invalid_message"),
+            ({"type": "subscribe"}, "unknown_type"),
+            ({"type": "resume", "last_seq": -3}, "invalid_last_seq"),
+            ({"type": "resume", "last_seq": "x"}, "invalid_last_seq"),
+            ("x" * (65 * 1024), "frame_too_large"),
+        ]:
+            socket.send(frame)
+            reply = socket.recv()
+            assert (reply["type"], reply["code"]) == ("error", code)
+        socket.send({"type": "ping"})
+        assert socket.recv() == {"type": "pong"}
+    assert QueueEvent.objects.count() == 0
