@@ -1,0 +1,125 @@
+"""The queue list: position order, derived positions, filters, search, and its cost."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from queue_app import services
+from queue_app.models import EntryStatus
+from tests.admin.conftest import CHANGELIST, readonly_value, result_rows
+
+pytestmark = pytest.mark.django_db
+
+
+def test_changelist_lists_the_line_in_position_order_then_running_then_finished(
+    staff_client, alice, bob, make_entry
+):
+    completed = make_entry(alice, "Done first", EntryStatus.COMPLETED)
+    failed = make_entry(bob, "Failed second", EntryStatus.FAILED)
+    running = make_entry(alice, "Running now", EntryStatus.RUNNING)
+    retrying = make_entry(bob, "Waiting to retry", EntryStatus.RETRYING)
+    first = make_entry(alice, "Queued A")
+    second = make_entry(bob, "Queued B")
+    third = make_entry(alice, "Queued C")
+    # Reorder the line, so the list cannot pass by listing entries in creation order.
+    services.move(entry_id=third.pk, position="top")
+    cancelled = make_entry(bob, "Cancelled last", EntryStatus.CANCELLED)
+
+    rows = result_rows(staff_client.get(reverse(CHANGELIST)))
+
+    titles = [row["title"] for row in rows]
+    assert titles[:3] == ["Queued C", "Queued A", "Queued B"]
+    assert [row["position"] for row in rows[:3]] == ["1", "2", "3"]
+    assert set(titles[3:5]) == {"Running now", "Waiting to retry"}
+    # Finished ones last, the most recently finished first.
+    assert titles[5:] == ["Cancelled last", "Failed second", "Done first"]
+    assert all(row["position"] == "-" for row in rows[3:])  # no place in line
+    by_title = {row["title"]: row for row in rows}
+    assert by_title["Queued C"]["owner"] == "alice"
+    assert by_title["Running now"]["attempts_display"] == "1/5"
+    assert by_title["Failed second"]["error"] == "Fathom answered 404"
+    assert by_title["Waiting to retry"]["status_display"].startswith("Waiting to retry (next at")
+    assert by_title["Queued A"]["wait_time"].endswith("s")
+    assert {first.pk, second.pk, completed.pk, failed.pk, running.pk, retrying.pk, cancelled.pk}
+
+
+def test_positions_are_global_under_a_filter_and_a_search(staff_client, alice, bob, make_entry):
+    make_entry(alice, "Alice one")
+    make_entry(bob, "Bob standup")
+    make_entry(alice, "Alice two")
+    make_entry(bob, "Bob retro")
+    url = reverse(CHANGELIST)
+
+    by_owner = result_rows(staff_client.get(url, {"owner__id__exact": bob.pk}))
+    assert [(r["title"], r["position"]) for r in by_owner] == [
+        ("Bob standup", "2"),
+        ("Bob retro", "4"),
+    ]
+
+    by_title = result_rows(staff_client.get(url, {"q": "retro"}))
+    assert [(r["title"], r["position"]) for r in by_title] == [("Bob retro", "4")]
+
+    by_username = result_rows(staff_client.get(url, {"q": "alice"}))
+    assert [r["title"] for r in by_username] == ["Alice one", "Alice two"]
+
+
+def test_status_filter(staff_client, alice, make_entry):
+    make_entry(alice, "Still queued")
+    make_entry(alice, "Gone", EntryStatus.CANCELLED)
+    make_entry(alice, "Broke", EntryStatus.FAILED)
+    url = reverse(CHANGELIST)
+
+    assert [r["title"] for r in result_rows(staff_client.get(url, {"status__exact": "failed"}))] == [
+        "Broke"
+    ]
+    assert [r["title"] for r in result_rows(staff_client.get(url, {"status__exact": "queued"}))] == [
+        "Still queued"
+    ]
+
+
+def test_positions_cost_the_same_number_of_queries_for_any_number_of_rows(
+    staff_client, alice, bob, make_entry
+):
+    url = reverse(CHANGELIST)
+    make_entry(alice)
+    make_entry(bob, status=EntryStatus.COMPLETED)
+    staff_client.get(url)  # warm the session and content-type caches
+    with CaptureQueriesContext(connection) as few:
+        assert len(result_rows(staff_client.get(url))) == 2
+
+    for index in range(10):
+        make_entry(alice if index % 2 else bob)
+    make_entry(alice, status=EntryStatus.FAILED)
+    with CaptureQueriesContext(connection) as many:
+        assert len(result_rows(staff_client.get(url))) == 13
+
+    assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_entry_detail_is_read_only_and_shows_the_position(staff_client, alice, make_entry):
+    make_entry(alice, "Ahead")
+    entry = make_entry(alice, "Behind")
+    response = staff_client.get(reverse("admin:queue_app_queueentry_change", args=[entry.pk]))
+    content = response.content.decode()
+
+    assert response.status_code == 200
+    assert 'name="_save"' not in content  # no save button
+    assert 'name="status"' not in content  # and no inputs: every field is read-only
+    assert 'name="last_error"' not in content
+    assert readonly_value(content, "position") == "2"
+    assert readonly_value(content, "status") == "Queued"
+
+
+def test_the_meeting_link_shows_only_that_meetings_entries(staff_client, alice, make_entry):
+    entry = make_entry(alice, "Retried one", EntryStatus.CANCELLED)
+    services.retry(entry_id=entry.pk)
+    make_entry(alice, "Another meeting")
+
+    rows = result_rows(
+        staff_client.get(reverse(CHANGELIST), {"meeting__id__exact": entry.meeting_id})
+    )
+
+    assert [r["title"] for r in rows] == ["Retried one"]
