@@ -12,18 +12,26 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Window
+from django.db.models import F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from queue_app.models import (
     ACTIVE_STATUSES,
     EntryStatus,
+    Meeting,
     QueueEntry,
     QueueEvent,
     QueueState,
 )
-from realtime.events import Viewer, entry_for_viewer, entry_payload, event_message, isoformat
+from realtime.events import (
+    Viewer,
+    entry_for_viewer,
+    entry_payload,
+    event_for_viewer,
+    event_message,
+    isoformat,
+)
 
 # Transfer times averaged for ETAs; the default stands in until one has completed.
 ETA_SAMPLE_SIZE = 20
@@ -143,3 +151,60 @@ def events_after(*, seq: int, before: int | None = None, limit: int = 500) -> li
 
 def oldest_retained_seq() -> int | None:
     return QueueEvent.objects.order_by("seq").values_list("seq", flat=True).first()
+
+
+# --- reads for the HTTP API ----------------------------------------------------------------
+
+
+def entry_visible_to(*, user: Any, entry_id: UUID | str) -> QueueEntry | None:
+    """The entry if `user` may act on it (its owner, or staff); None otherwise.
+
+    A malformed id and someone else's entry both give None, so callers answer both
+    with the same 404 and never reveal that an entry exists.
+    """
+    try:
+        entry_id = UUID(str(entry_id))
+    except ValueError:
+        return None
+    entries = QueueEntry.objects.select_related("meeting", "owner")
+    if not user.is_staff:
+        entries = entries.filter(owner_id=user.pk)
+    return entries.filter(pk=entry_id).first()
+
+
+def entry_detail_for(*, user: Any, entry: QueueEntry) -> dict[str, Any]:
+    """One entry as `user` sees it (redacted unless owner or staff), with position and ETA."""
+    position = entry_position(entry)
+    payload = entry_payload(entry, position)
+    payload["eta_seconds"] = eta_seconds(
+        position=position,
+        status=entry.status,
+        started_at=entry.started_at,
+        mean=average_transfer_seconds(),
+        concurrency=settings.QUEUE_CONCURRENCY,
+    )
+    return entry_for_viewer(payload, Viewer.of(user))
+
+
+def meeting_of(*, user: Any, meeting_id: int) -> Meeting | None:
+    """The user's own meeting with this id, or None (also for someone else's meeting)."""
+    return Meeting.objects.filter(owner_id=user.pk, pk=meeting_id).first()
+
+
+def meetings_of(*, user: Any) -> QuerySet[Meeting]:
+    """The user's meetings, each annotated with its active entry's id and status (or None)."""
+    active = QueueEntry.objects.filter(meeting=OuterRef("pk"), status__in=ACTIVE_STATUSES)
+    return Meeting.objects.filter(owner_id=user.pk).annotate(
+        active_entry_id=Subquery(active.values("id")[:1]),
+        active_entry_status=Subquery(active.values("status")[:1]),
+    )
+
+
+def events_for(*, user: Any, after: int, limit: int) -> list[dict[str, Any]]:
+    """Up to `limit` events with seq > `after`, oldest first, each redacted for `user`.
+
+    Every event is returned (redacted or in full), so seq numbers stay contiguous and
+    a client can tell a pruned gap from an empty one.
+    """
+    viewer = Viewer.of(user)
+    return [event_for_viewer(message, viewer) for message in events_after(seq=after, limit=limit)]

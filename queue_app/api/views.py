@@ -1,0 +1,281 @@
+"""API views: parse with an input serializer, call a service or selector, render.
+
+Someone else's entry or meeting is answered exactly like one that does not exist (404).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.http import urlencode
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from queue_app import selectors, services
+from queue_app.api import serializers as s
+from queue_app.api.errors import exception_handler
+from queue_app.api.tokens import token_obtain, token_revoke
+from queue_app.models import QueueEntry
+
+ERRORS = {
+    400: OpenApiResponse(s.ErrorSerializer, description="Bad input (`invalid`, ...)."),
+    401: OpenApiResponse(s.ErrorSerializer, description="Not signed in."),
+    403: OpenApiResponse(s.ErrorSerializer, description="Staff only."),
+    404: OpenApiResponse(s.ErrorSerializer, description="No such entry, or not yours."),
+    409: OpenApiResponse(s.ErrorSerializer, description="`already_queued` or `invalid_state`."),
+}
+ENTRY_ID = OpenApiParameter("entry_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    return {code: ERRORS[code] for code in statuses}
+
+
+class ApiView(APIView):
+    """Base of every API view: one error shape, and 401 (not 403) when not signed in."""
+
+    # DRF answers 401 only if the first authenticator names a WWW-Authenticate scheme;
+    # session auth has none, so with it first an anonymous caller would get 403.
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+
+def entry_or_404(request: Request, entry_id: str) -> QueueEntry:
+    entry = selectors.entry_visible_to(user=request.user, entry_id=entry_id)
+    if entry is None:
+        raise NotFound()
+    return entry
+
+
+def entry_response(request: Request, entry: QueueEntry, code: int = status.HTTP_200_OK) -> Response:
+    return Response(selectors.entry_detail_for(user=request.user, entry=entry), status=code)
+
+
+# --- auth ---------------------------------------------------------------------------------
+
+
+class TokenObtainThrottle(SimpleRateThrottle):
+    """10 attempts a minute per client address: slows password guessing to a crawl."""
+
+    scope = "auth_token"
+    rate = "10/min"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class TokenView(ApiView):
+    """POST obtains the caller's API token; DELETE revokes it."""
+
+    def _obtaining(self) -> bool:
+        # request is None while drf-spectacular inspects the view for the schema.
+        return getattr(self.request, "method", None) == "POST"
+
+    def get_authenticators(self) -> list[Any]:
+        # Obtaining needs only the body's credentials: a stale token header must not
+        # turn a valid login into a 401.
+        return [] if self._obtaining() else super().get_authenticators()
+
+    def get_permissions(self) -> list[Any]:
+        return [AllowAny()] if self._obtaining() else super().get_permissions()
+
+    def get_throttles(self) -> list[Any]:
+        return [TokenObtainThrottle()] if self._obtaining() else super().get_throttles()
+
+    @extend_schema(
+        operation_id="auth_token_obtain",
+        request=s.TokenObtainInputSerializer,
+        responses={
+            200: s.TokenSerializer,
+            **errors(400),
+            429: OpenApiResponse(s.ErrorSerializer, description="Too many attempts."),
+        },
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        data = s.TokenObtainInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        token = token_obtain(request=request, **data.validated_data)
+        return Response({"token": token.key}, headers={"Cache-Control": "no-store"})
+
+    @extend_schema(operation_id="auth_token_revoke", responses={204: None, **errors(401)})
+    def delete(self, request: Request) -> Response:
+        token_revoke(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- the queue ----------------------------------------------------------------------------
+
+
+class QueueView(ApiView):
+    @extend_schema(
+        operation_id="queue_snapshot",
+        responses={200: s.QueueSnapshotSerializer, **errors(401)},
+        description="The active queue; others' entries carry only id, position and status.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(selectors.queue_snapshot_for(request.user))
+
+    @extend_schema(
+        operation_id="queue_enqueue",
+        request=s.EnqueueInputSerializer,
+        responses={201: s.EntrySerializer, **errors(400, 401, 404, 409)},
+        description="Put one of your meetings at the back of the line.",
+    )
+    def post(self, request: Request) -> Response:
+        data = s.EnqueueInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        meeting = selectors.meeting_of(
+            user=request.user, meeting_id=data.validated_data["meeting_id"]
+        )
+        if meeting is None:
+            raise NotFound()
+        entry = services.enqueue(meeting=meeting)
+        return entry_response(request, entry, status.HTTP_201_CREATED)
+
+
+class EntryView(ApiView):
+    @extend_schema(
+        operation_id="queue_entry_cancel",
+        parameters=[ENTRY_ID],
+        responses={200: s.EntrySerializer, **errors(401, 404, 409)},
+        description="Cancel an entry (its owner or staff).",
+    )
+    def delete(self, request: Request, entry_id: str) -> Response:
+        entry = entry_or_404(request, entry_id)
+        return entry_response(request, services.cancel(entry_id=entry.pk))
+
+
+class EntryRetryView(ApiView):
+    @extend_schema(
+        operation_id="queue_entry_retry",
+        parameters=[ENTRY_ID],
+        request=None,
+        responses={200: s.EntrySerializer, **errors(401, 404, 409)},
+        description="Put a failed or cancelled entry back at the end of the line.",
+    )
+    def post(self, request: Request, entry_id: str) -> Response:
+        entry = entry_or_404(request, entry_id)
+        return entry_response(request, services.retry(entry_id=entry.pk))
+
+
+class EntryMoveView(ApiView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="queue_entry_move",
+        parameters=[ENTRY_ID],
+        request=s.MoveInputSerializer,
+        responses={200: s.EntrySerializer, **errors(400, 401, 403, 404, 409)},
+        description="Move a queued entry (staff only). Position 1 is the front.",
+    )
+    def post(self, request: Request, entry_id: str) -> Response:
+        entry = entry_or_404(request, entry_id)
+        data = s.MoveInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        moved = services.move(entry_id=entry.pk, position=data.validated_data["position"])
+        return entry_response(request, moved)
+
+
+class QueueClearView(ApiView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="queue_clear",
+        request=None,
+        responses={200: s.ClearResultSerializer, **errors(401, 403)},
+        description="Cancel every waiting entry (staff only); running transfers go on.",
+    )
+    def post(self, request: Request) -> Response:
+        return Response({"cancelled": services.clear()})
+
+
+class QueuePauseView(ApiView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="queue_pause",
+        request=None,
+        responses={200: s.PauseResultSerializer, **errors(401, 403)},
+        description="Stop handing out work (staff only); running transfers finish.",
+    )
+    def post(self, request: Request) -> Response:
+        return Response({"paused": True, "changed": services.pause()})
+
+
+class QueueResumeView(ApiView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="queue_resume",
+        request=None,
+        responses={200: s.PauseResultSerializer, **errors(401, 403)},
+        description="Start handing out work again (staff only).",
+    )
+    def post(self, request: Request) -> Response:
+        return Response({"paused": False, "changed": services.resume()})
+
+
+# --- meetings and events ------------------------------------------------------------------
+
+
+class MeetingPagination(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 500
+
+
+class MeetingsView(ApiView):
+    @extend_schema(
+        operation_id="meetings_list",
+        parameters=[
+            OpenApiParameter("limit", int, description="Page size (default 100, max 500)."),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: s.MeetingPageSerializer, **errors(401)},
+        description="Your meetings, each with its active queue entry's id and status.",
+    )
+    def get(self, request: Request) -> Response:
+        paginator = MeetingPagination()
+        page = paginator.paginate_queryset(
+            selectors.meetings_of(user=request.user), request, view=self
+        )
+        return paginator.get_paginated_response(s.MeetingSerializer(page, many=True).data)
+
+
+class EventsView(ApiView):
+    @extend_schema(
+        operation_id="events_list",
+        parameters=[s.EventsQuerySerializer],
+        responses={200: s.EventsPageSerializer, **errors(400, 401)},
+        description=(
+            "Queue events with seq > `after`, oldest first, redacted for you. Every seq is "
+            "listed, so a jump between `after` and the first one means events were pruned: "
+            "start again from GET /api/queue."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        query = s.EventsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after, limit = query.validated_data["after"], query.validated_data["limit"]
+        # One more than asked tells whether another page follows.
+        events = selectors.events_for(user=request.user, after=after, limit=limit + 1)
+        more, events = len(events) > limit, events[:limit]
+        next_after = events[-1]["seq"] if events else after
+        next_url = None
+        if more:
+            next_url = request.build_absolute_uri(
+                f"{request.path}?{urlencode({'after': next_after, 'limit': limit})}"
+            )
+        return Response({"results": events, "after": next_after, "next": next_url})
