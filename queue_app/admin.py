@@ -479,7 +479,7 @@ class MeetingAdmin(ReadOnlyAdmin):
 class QueueEventAdmin(ReadOnlyAdmin):
     list_display = (
         "seq",
-        "update_type",
+        "update_type_code",
         "affected_user",
         "global_position",
         "queue_length",
@@ -504,6 +504,10 @@ class QueueEventAdmin(ReadOnlyAdmin):
         "payload_pretty",
     )
     readonly_fields = ("payload_pretty",)
+
+    @admin.display(description="Update type", ordering="update_type")
+    def update_type_code(self, event: QueueEvent) -> str:
+        return event.update_type  # the name on the wire and in the docs, not its label
 
     @admin.display(description="Payload")
     def payload_pretty(self, event: QueueEvent) -> str:
