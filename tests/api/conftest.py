@@ -15,6 +15,12 @@ def _fresh_throttles():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Dozens of users a run; PBKDF2's 1,000,000 rounds would make that most of the time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def api() -> APIClient:
     return APIClient()
