@@ -1,0 +1,122 @@
+"""Checks shared by the queue tests: invariants of the rows, and the client replaying events.
+
+`ClientViews` is the Zulip-style check: per viewer, snapshot + redacted events == snapshot.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+
+from queue_app import selectors
+from queue_app.models import ACTIVE_STATUSES, EntryStatus, QueueEntry, QueueEvent, QueueState
+from realtime.client_state import apply_event, comparable, state_from_snapshot
+from realtime.events import PUBLIC_ENTRY_FIELDS, Viewer, event_for_viewer
+
+
+def table_state() -> tuple[list[dict[str, Any]], tuple[bool, int] | None, int]:
+    """Everything a queue service may change, to show that a refused call changed nothing."""
+    entries = list(QueueEntry.objects.order_by("id").values())
+    state = QueueState.objects.filter(pk=1).values_list("paused", "last_seq").first()
+    return entries, state, QueueEvent.objects.count()
+
+
+def line_ids() -> list[str]:
+    """Queued entry ids, front of the line first."""
+    return [str(pk) for pk in selectors.queued_entries().values_list("id", flat=True)]
+
+
+def last_seq() -> int:
+    state = QueueState.objects.filter(pk=1).first()
+    return state.last_seq if state else 0
+
+
+def assert_invariants() -> None:
+    """What must hold between any two queue changes."""
+    # Positions are exactly 1..n in order_key order, and the two ways of asking agree.
+    queued = list(selectors.queued_entries())
+    keys = [entry.order_key for entry in queued]
+    assert keys == sorted(keys)
+    assert len(set(keys)) == len(keys), "two queued entries share an order key"
+    positions = selectors.entry_positions()
+    assert [positions[entry.id] for entry in queued] == list(range(1, len(queued) + 1))
+    assert [selectors.entry_position(entry) for entry in queued] == list(range(1, len(queued) + 1))
+
+    # At most one active entry per meeting.
+    active_meetings = Counter(
+        QueueEntry.objects.filter(status__in=ACTIVE_STATUSES).values_list("meeting_id", flat=True)
+    )
+    assert all(count == 1 for count in active_meetings.values()), active_meetings
+
+    # The event log is contiguous from 1 and ends at last_seq.
+    seqs = list(QueueEvent.objects.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, last_seq() + 1))
+
+    running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).count()
+    assert running <= settings.QUEUE_CONCURRENCY
+
+
+def assert_snapshot_matches_rows(users: list[Any]) -> None:
+    """Each viewer's snapshot says what the rows say, redacted for that viewer."""
+    state = QueueState.objects.filter(pk=1).first()
+    positions = {str(k): v for k, v in selectors.entry_positions().items()}
+    active = {
+        str(pk): (status, owner_id)
+        for pk, status, owner_id in QueueEntry.objects.filter(
+            status__in=ACTIVE_STATUSES
+        ).values_list("id", "status", "owner_id")
+    }
+    for user in users:
+        snapshot = selectors.queue_snapshot_for(user)
+        viewer = Viewer.of(user)
+        assert snapshot["seq"] == (state.last_seq if state else 0)
+        assert snapshot["paused"] == (state.paused if state else False)
+        assert snapshot["queue_length"] == len(active) == len(snapshot["queue"])
+        assert {entry["id"] for entry in snapshot["queue"]} == set(active)
+        # The line comes after the entries off it, front first.
+        listed = [entry["position"] for entry in snapshot["queue"]]
+        on_line = [p for p in listed if p is not None]
+        assert listed == [None] * (len(listed) - len(on_line)) + sorted(on_line)
+        for entry in snapshot["queue"]:
+            status, owner_id = active[entry["id"]]
+            assert entry["status"] == status
+            assert entry["position"] == positions.get(entry["id"])
+            if viewer.sees_in_full(owner_id):
+                assert entry["owner_id"] == str(owner_id)
+                assert entry["mine"] == (viewer.user_id == owner_id)
+            else:
+                assert set(entry) == {*PUBLIC_ENTRY_FIELDS, "mine"}
+                assert entry["mine"] is False
+
+
+class ClientViews:
+    """One client per viewer, started from a snapshot and fed every event after it."""
+
+    def __init__(self, users: list[Any]) -> None:
+        self.users = users
+        self.states = {
+            user.pk: state_from_snapshot(selectors.queue_snapshot_for(user)) for user in users
+        }
+
+    def catch_up(self) -> dict[int, list[dict[str, Any]]]:
+        """Apply, per viewer, the redacted events since its state's seq. Returns them."""
+        received = {}
+        for user in self.users:
+            state = self.states[user.pk]
+            viewer = Viewer.of(user)
+            messages = [
+                event_for_viewer(message, viewer)
+                for message in selectors.events_after(seq=state["seq"])
+            ]
+            for message in messages:
+                state = apply_event(state, message)
+            self.states[user.pk] = state
+            received[user.pk] = messages
+        return received
+
+    def assert_match_fresh_snapshots(self) -> None:
+        for user in self.users:
+            fresh = comparable(selectors.queue_snapshot_for(user))
+            assert comparable(self.states[user.pk]) == fresh, f"client of {user.username}"
