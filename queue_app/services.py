@@ -18,6 +18,7 @@ from typing import Literal
 from uuid import UUID
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Min, Q
 from django.utils import timezone
@@ -36,7 +37,8 @@ from realtime.events import entry_payload, publish
 
 logger = logging.getLogger(__name__)
 
-# Room between neighbouring order keys: 2**16 moves into the same gap before a renumber.
+# Room between neighbouring order keys. Each move into a gap takes its midpoint, halving
+# it, so 16 moves into the same gap fit before the line is renumbered (tests/unit/test_ordering).
 KEY_GAP = 1 << 16
 # Errors are stored and shown to their owner; cap them so a huge response body cannot.
 MAX_ERROR_LENGTH = 2000
@@ -86,7 +88,9 @@ def _locked_entry(entry_id: UUID | str) -> QueueEntry:
             .select_related("meeting", "owner")
             .get(pk=entry_id)
         )
-    except (QueueEntry.DoesNotExist, ValueError) as exc:
+    # A malformed id ("abc") makes the UUID field raise ValidationError, not ValueError;
+    # it names no entry either, so callers get the same EntryNotFound instead of a 500.
+    except (QueueEntry.DoesNotExist, ValueError, ValidationError) as exc:
         raise EntryNotFound("No such queue entry.") from exc
 
 
