@@ -24,6 +24,8 @@ def _quiet_queue(settings):
     # No Celery messages from services, and room for every running entry the tests make.
     settings.QUEUE_DISPATCH_ON_COMMIT = False
     settings.QUEUE_CONCURRENCY = 50
+    # The default hasher spends ~0.5 s a user on purpose; these tests make two or three each.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
