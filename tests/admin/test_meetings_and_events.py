@@ -35,6 +35,8 @@ def test_meeting_list_shows_owner_start_and_duration_with_search_and_owner_filte
 
     search = result_rows(staff_client.get(reverse(MEETINGS), {"q": "quarterly"}))
     assert [r["title"] for r in search] == ["Quarterly review"]
+    by_id = result_rows(staff_client.get(reverse(MEETINGS), {"q": str(standup.recording_id)}))
+    assert [r["title"] for r in by_id] == ["Daily standup"]
     by_owner = result_rows(staff_client.get(reverse(MEETINGS), {"owner__id__exact": alice.pk}))
     assert [r["title"] for r in by_owner] == ["Daily standup"]
 
