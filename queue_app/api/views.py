@@ -5,6 +5,7 @@ Someone else's entry or meeting is answered exactly like one that does not exist
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from django.utils.http import urlencode
@@ -72,8 +73,26 @@ class TokenObtainThrottle(SimpleRateThrottle):
     scope = "auth_token"
     rate = "10/min"
 
-    def get_cache_key(self, request: Request, view: APIView) -> str:
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class TokenObtainUsernameThrottle(TokenObtainThrottle):
+    """10 attempts a minute per username, whatever the address.
+
+    The address comes from X-Forwarded-For when the request has one (DRF's NUM_PROXIES
+    is unset), which a client can vary at will; the username it attacks it cannot.
+    """
+
+    scope = "auth_token_user"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        username = request.data.get("username") if hasattr(request.data, "get") else None
+        if not isinstance(username, str) or not username:
+            return None  # the serializer refuses it; nothing to guess with
+        # Hashed: a username may hold characters a cache key must not.
+        ident = hashlib.sha256(username.lower().encode()).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 class TokenView(ApiView):
@@ -92,7 +111,9 @@ class TokenView(ApiView):
         return [AllowAny()] if self._obtaining() else super().get_permissions()
 
     def get_throttles(self) -> list[Any]:
-        return [TokenObtainThrottle()] if self._obtaining() else super().get_throttles()
+        if self._obtaining():
+            return [TokenObtainThrottle(), TokenObtainUsernameThrottle()]
+        return super().get_throttles()
 
     @extend_schema(
         operation_id="auth_token_obtain",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
-from tests.api.helpers import assert_error
+from tests.api.helpers import assert_error, queue_rows
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -64,6 +65,30 @@ def test_token_requests_are_throttled_with_the_error_shape(api, alice):
     assert "token" not in body
 
 
+def test_varying_x_forwarded_for_does_not_escape_the_throttle(api, alice):
+    for attempt in range(10):
+        response = api.post(
+            TOKEN_URL,
+            {"username": "alice", "password": f"guess-{attempt}"},
+            format="json",
+            HTTP_X_FORWARDED_FOR=f"10.0.0.{attempt}",
+        )
+        assert response.status_code == 400
+    response = api.post(
+        TOKEN_URL,
+        {"username": "Alice", "password": PASSWORD},
+        format="json",
+        HTTP_X_FORWARDED_FOR="10.0.1.1",
+    )
+    assert_error(response, 429, "throttled")
+
+
+def test_varying_the_username_does_not_escape_the_throttle(api, alice):
+    for attempt in range(10):
+        assert obtain(api, f"user{attempt}").status_code == 400
+    assert_error(obtain(api, "alice"), 429, "throttled")
+
+
 def test_a_revoked_token_stops_working_at_once(api, alice):
     token = obtain(api, "alice").json()["token"]
     api.credentials(HTTP_AUTHORIZATION=f"Token {token}")
@@ -111,3 +136,14 @@ def test_anonymous_callers_get_401(api, method, url):
 def test_an_unknown_token_gets_401(api):
     api.credentials(HTTP_AUTHORIZATION="Token 0123456789abcdef")
     assert_error(api.get("/api/queue"), 401, "authentication_failed")
+
+
+def test_a_session_write_without_the_csrf_token_is_refused(alice, make_meeting):
+    client = APIClient(enforce_csrf_checks=True)
+    client.force_login(alice)
+    meeting = make_meeting(alice)
+    before = queue_rows()
+    response = client.post("/api/queue", {"meeting_id": meeting.pk}, format="json")
+    assert_error(response, 403, "permission_denied")
+    assert queue_rows() == before
+    assert client.get("/api/queue").status_code == 200  # reads need no CSRF token
