@@ -220,3 +220,9 @@ LOGGING = {
 # --- Live updates ---------------------------------------------------------------------------
 # Let anonymous sockets watch the line, every entry redacted. Off: they are closed (4401).
 REALTIME_PUBLIC_FEED = env_bool("REALTIME_PUBLIC_FEED", False)
+# A socket with more unsent bytes than this is too slow: closed with 4008, it resumes later.
+# It bounds what one client that stops reading holds in server memory.
+REALTIME_MAX_BACKLOG_BYTES = env_int("REALTIME_MAX_BACKLOG_BYTES", 1024 * 1024)
+# The kernel's send buffer per socket, in bytes; 0 leaves it to the kernel's autotuning
+# (up to net.ipv4.tcp_wmem's maximum, 4 MB here). Setting it bounds kernel memory too.
+REALTIME_SOCKET_SNDBUF = env_int("REALTIME_SOCKET_SNDBUF", 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -31,25 +32,32 @@ MAX_FRAME_BYTES = 64 * 1024
 # A resume that misses more events than this gets a fresh snapshot instead: cheaper to
 # send and to apply.
 MAX_REPLAY_EVENTS = 1000
-# A socket whose unsent bytes pass this is too slow: it is closed and resumes later.
-# Bounds the memory one client that stops reading can hold on the server.
-MAX_BACKLOG_BYTES = 1024 * 1024
 # Events held for a socket still reading its snapshot or replay.
 MAX_PENDING_EVENTS = 5000
 SLOW_ABORT_SECONDS = 2.0
 
 
-def _transport_backlog(send: Any) -> int | None:
-    """Bytes written to this socket but not yet sent, when daphne is the server.
+def _server_send(send: Any) -> Any:
+    """The ASGI server's own send, under Channels' session middleware wrapper.
 
-    daphne's ASGI `send` is functools.partial(server.handle_reply, protocol) and the
-    protocol's Twisted transport buffers writes without limit; other servers (or a
-    change in daphne) give None and the check is skipped.
+    InstanceSessionWrapper.send only acts on HTTP responses; hub deliveries skip it.
+    """
+    while hasattr(getattr(send, "__self__", None), "real_send"):
+        send = send.__self__.real_send
+    return send
+
+
+def _transport_of(send: Any) -> Any:
+    """daphne's Twisted transport for this socket, or None under another server.
+
+    daphne's ASGI send is functools.partial(server.handle_reply, protocol).
     """
     args = getattr(send, "args", None)
-    transport = getattr(args[0], "transport", None) if args else None
-    if transport is None:
-        return None
+    return getattr(args[0], "transport", None) if args else None
+
+
+def _backlog_bytes(transport: Any) -> int:
+    """Bytes written to the socket but not yet sent. Twisted buffers them without limit."""
     buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
     return buffered + getattr(transport, "_tempDataLen", 0)
 
@@ -94,6 +102,12 @@ class QueueConsumer(AsyncWebsocketConsumer):
             return
         self.viewer = Viewer.of(user)
         await self.accept()
+        self.server_send = _server_send(self.base_send)
+        self.transport = _transport_of(self.server_send)
+        if settings.REALTIME_SOCKET_SNDBUF and hasattr(self.transport, "getHandle"):
+            self.transport.getHandle().setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, settings.REALTIME_SOCKET_SNDBUF
+            )
         if authenticated:
             self.groups_joined = [user_group(user.pk)] + ([STAFF_GROUP] if user.is_staff else [])
             for group in self.groups_joined:
@@ -150,12 +164,14 @@ class QueueConsumer(AsyncWebsocketConsumer):
             return
         if seq <= self.last_seq:
             return
-        backlog = _transport_backlog(self.base_send)
-        if backlog is not None and backlog > MAX_BACKLOG_BYTES:
+        if (
+            self.transport is not None
+            and _backlog_bytes(self.transport) > settings.REALTIME_MAX_BACKLOG_BYTES
+        ):
             await self._close_too_slow()
             return
         self.last_seq = seq
-        await self.send(text_data=text)
+        await self.server_send({"type": "websocket.send", "text": text})
 
     async def _close_too_slow(self) -> None:
         self.closing = True
@@ -164,10 +180,10 @@ class QueueConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_TOO_SLOW)
         # A client that does not read will not read the close frame either: drop the
         # connection, and with it the buffered bytes, shortly after.
-        args = getattr(self.base_send, "args", None)
-        transport = getattr(args[0], "transport", None) if args else None
-        if transport is not None and hasattr(transport, "abortConnection"):
-            asyncio.get_running_loop().call_later(SLOW_ABORT_SECONDS, transport.abortConnection)
+        if self.transport is not None and hasattr(self.transport, "abortConnection"):
+            asyncio.get_running_loop().call_later(
+                SLOW_ABORT_SECONDS, self.transport.abortConnection
+            )
 
     # --- messages from the client ----------------------------------------------------------
 

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from datetime import timedelta
 
 import pytest
 from rest_framework.authtoken.models import Token
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
 
 from queue_app import services
 from queue_app.models import QueueEvent
 from realtime import publisher, tickets
 from realtime.events import publish_progress
 from tests.conftest import PASSWORD
-from tests.integration.conftest import login, start_daphne
-from tests.integration.wsclient import open_socket
+from tests.integration.conftest import login, start_daphne, ws_url
+from tests.integration.wsclient import Socket, open_socket
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -285,3 +287,64 @@ def test_bad_frames_get_errors_and_the_socket_carries_on(live_server_url, people
         socket.send({"type": "ping"})
         assert socket.recv() == {"type": "pong"}
     assert QueueEvent.objects.count() == 0
+
+
+def test_a_client_that_stops_reading_is_dropped_without_delaying_others(
+    process_env, people, make_meeting
+):
+    alice, _, _ = people
+    # Small buffers keep the test short (the kernel would otherwise take 4 MB first);
+    # the mechanism is the one the defaults use.
+    process, base_url = start_daphne(
+        {
+            **process_env,
+            "REALTIME_MAX_BACKLOG_BYTES": str(128 * 1024),
+            "REALTIME_SOCKET_SNDBUF": str(32 * 1024),
+        },
+        name="daphne-slow",
+    )
+    try:
+        reader = open_socket(base_url, session=login(base_url, "alice", PASSWORD))
+        # The stalled client: a 4 KB receive buffer and a one-frame queue, and it never reads.
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect, to count
+        raw.connect(("127.0.0.1", int(base_url.rsplit(":", 1)[1])))
+        stalled = Socket(
+            connect(
+                ws_url(base_url),
+                sock=raw,
+                origin=base_url,
+                additional_headers={
+                    "Cookie": f"sessionid={login(base_url, 'admin', PASSWORD).cookies['sessionid']}"
+                },
+                max_queue=1,
+                proxy=None,
+                legacy=True,
+            )
+        )
+        with reader, stalled:
+            snapshot_seq = reader.recv()["seq"]
+            meetings = [make_meeting(alice, f"{i:04d} " + "x" * 480) for i in range(400)]
+            for meeting in meetings:
+                services.enqueue(meeting=meeting)
+            # The reader gets every event, however stuck the other socket is.
+            seqs = [reader.recv(timeout=10)["seq"] for _ in meetings]
+            assert seqs == list(range(snapshot_seq + 1, snapshot_seq + 401))
+
+            # The stalled socket was dropped: reading now ends in a close, not 400 events.
+            received = []
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    received.append(stalled.recv(timeout=10))
+            assert len(received) < 400
+        # It recovers by resuming from the last event it saw.
+        last_seen = max((m.get("seq", 0) for m in received), default=snapshot_seq)
+        with open_socket(
+            base_url,
+            session=login(base_url, "admin", PASSWORD),
+            query=f"?last_seq={last_seen}",
+        ) as resumed:
+            rest = [resumed.recv()["seq"] for _ in range(snapshot_seq + 400 - last_seen)]
+            assert rest == list(range(last_seen + 1, snapshot_seq + 401))
+    finally:
+        process.stop()

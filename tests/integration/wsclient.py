@@ -76,6 +76,7 @@ def open_socket(
         origin=origin or base_url,
         open_timeout=10,
         proxy=None,  # loopback only, whatever *_proxy variables say
+        max_queue=None,  # read everything as it comes: a test reads later, never slowly
         legacy=True,  # a plain connection; Socket closes it
     )
     return Socket(connection)
