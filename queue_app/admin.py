@@ -56,15 +56,16 @@ def format_duration(delta: timedelta | None) -> str | None:
 
 
 def entry_wait(entry: QueueEntry) -> timedelta | None:
-    """How long the entry waited in line: until it started, was taken out, or until now.
+    """How long the entry waited in line: until now if it still waits, else until it started
+    or was taken out.
 
     QueueEntry has no queued_at, so the wait counts from created_at; for an entry that was
-    retried, that includes its earlier run.
+    retried or put back after its worker died, that includes its earlier run.
     """
-    if entry.started_at is not None:
-        return entry.started_at - entry.created_at
     if entry.status == EntryStatus.QUEUED:
         return timezone.now() - entry.created_at
+    if entry.started_at is not None:
+        return entry.started_at - entry.created_at
     if entry.finished_at is not None:  # cancelled before it ever started
         return entry.finished_at - entry.created_at
     return None
