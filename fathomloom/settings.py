@@ -125,6 +125,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Fathom ---------------------------------------------------------------------------------
+FATHOM_API_BASE_URL = os.environ.get("FATHOM_API_BASE_URL", "https://api.fathom.ai/external/v1")
+
 # --- Redis, Channels, Celery ----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -1,0 +1,1 @@
+"""Clients for the services a transfer talks to: Fathom (download) and the uploaders."""
