@@ -175,9 +175,32 @@ QUEUE_LEASE_SECONDS = env_int("QUEUE_LEASE_SECONDS", 300)
 QUEUE_MAX_ATTEMPTS = env_int("QUEUE_MAX_ATTEMPTS", 5)
 # Events older than this are pruned; a client resuming from before it gets a fresh snapshot.
 QUEUE_EVENT_RETENTION_HOURS = env_int("QUEUE_EVENT_RETENTION_HOURS", 24 * 7)
+# Transient failures wait base * 2**(attempt-1) seconds, with jitter, at most the maximum.
+QUEUE_RETRY_BASE_SECONDS = float(os.environ.get("QUEUE_RETRY_BASE_SECONDS", "5"))
+QUEUE_RETRY_MAX_SECONDS = float(os.environ.get("QUEUE_RETRY_MAX_SECONDS", "600"))
+# A running transfer renews its lease this often (well inside QUEUE_LEASE_SECONDS).
+QUEUE_HEARTBEAT_SECONDS = float(os.environ.get("QUEUE_HEARTBEAT_SECONDS", "10"))
+# How often a worker asks Fathom whether a requested download is ready.
+FATHOM_POLL_INTERVAL_SECONDS = float(os.environ.get("FATHOM_POLL_INTERVAL_SECONDS", "2"))
 # Ask the dispatcher for work after each change that frees a slot or adds an entry; the beat
 # tick dispatches as well, so turning this off only slows the start of a transfer.
 QUEUE_DISPATCH_ON_COMMIT = env_bool("QUEUE_DISPATCH_ON_COMMIT", True)
+
+# --- Uploading ------------------------------------------------------------------------------
+# The backend that receives each video (docs/uploaders.md); the default keeps it here.
+UPLOADER_BACKEND = os.environ.get(
+    "UPLOADER_BACKEND", "queue_app.integrations.uploaders.LocalUploader"
+)
+# How this service is reached from outside, for share links (no trailing slash).
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+
+# --- Email ----------------------------------------------------------------------------------
+# A failed transfer emails its owner. The console backend prints mail to the worker's log.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "fathomloom <noreply@localhost>")
 
 # --- Auth, API ------------------------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"

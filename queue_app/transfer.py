@@ -1,0 +1,161 @@
+"""One transfer, Fathom to uploader: request the download, wait, stream it, upload it.
+
+`run_transfer` does the work for an entry its worker has begun and raises on failure:
+TransferFailed (transient or not) or TransferCancelled. What to do about a failure
+(retry later, fail now, email the owner) is the Celery task's business.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+from django.conf import settings
+
+from queue_app import services
+from queue_app.integrations.fathom import DownloadStatus, FathomClient, FathomError
+from queue_app.integrations.uploaders import UploadError, get_uploader
+from queue_app.models import QueueEntry
+from realtime.events import publish_progress
+
+logger = logging.getLogger(__name__)
+
+STAGE_REQUESTING = "requesting"
+STAGE_DOWNLOADING = "downloading"
+STAGE_UPLOADING = "uploading"
+
+
+class TransferFailed(Exception):
+    """A transfer that stopped. `reason` is for the owner to read; no secrets in it."""
+
+    def __init__(self, reason: str, *, transient: bool, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class TransferCancelled(Exception):
+    """The entry was cancelled or taken back while we worked on it: stop quietly."""
+
+
+@dataclass
+class Progress:
+    """Reports stage and fraction: renews the lease, stores and publishes progress.
+
+    The database write and the lease renewal happen at most every few seconds; the
+    live ProgressUpdate is coalesced to 5 a second by publish_progress.
+    """
+
+    entry_id: UUID
+    owner_id: int
+    worker: str
+    stage: str = ""
+    fraction: float = 0.0
+    _stored_at: float = float("-inf")
+
+    def report(self, stage: str, fraction: float, *, force: bool = False) -> None:
+        changed_stage = stage != self.stage
+        self.stage, self.fraction = stage, min(max(fraction, 0.0), 1.0)
+        now = time.monotonic()
+        if (
+            force
+            or changed_stage
+            or now - self._stored_at >= min(settings.QUEUE_HEARTBEAT_SECONDS, 2.0)
+        ):
+            self._stored_at = now
+            alive = services.heartbeat(
+                entry_id=self.entry_id, worker=self.worker, stage=stage, progress=self.fraction
+            )
+            if not alive:
+                raise TransferCancelled()
+        publish_progress(
+            entry_id=self.entry_id,
+            owner_id=self.owner_id,
+            stage=stage,
+            progress=self.fraction,
+            worker=self.worker,
+        )
+
+
+def _fathom_client(entry: QueueEntry) -> FathomClient:
+    from queue_app.accounts import fathom_api_key_for
+    from queue_app.integrations.ratelimit import RateLimiter
+
+    api_key = fathom_api_key_for(entry.owner)
+    if not api_key:
+        raise TransferFailed(
+            "Your Fathom account is not connected: add your API key, then retry.",
+            transient=False,
+        )
+    return FathomClient(api_key, limiter=RateLimiter())
+
+
+def _description(entry: QueueEntry) -> str:
+    meeting = entry.meeting
+    parts = [meeting.meeting_title or meeting.title]
+    if meeting.recording_start_time:
+        parts.append(f"Recorded {meeting.recording_start_time:%Y-%m-%d %H:%M} UTC")
+    if meeting.share_url:
+        parts.append(f"Fathom: {meeting.share_url}")
+    return "\n".join(part for part in parts if part)
+
+
+def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
+    """Move one begun entry's recording to the uploader; returns the share URL."""
+    entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry_id)
+    progress = Progress(entry_id=entry.id, owner_id=entry.owner_id, worker=worker)
+    progress.report(STAGE_REQUESTING, 0.0, force=True)
+    recording_id = entry.meeting.recording_id
+    try:
+        client = _fathom_client(entry)
+        download_id = client.request_download(recording_id)
+
+        def on_poll(status: DownloadStatus) -> None:
+            progress.report(STAGE_REQUESTING, 0.0)
+
+        ready = client.wait_for_download(
+            recording_id,
+            download_id,
+            poll_interval=settings.FATHOM_POLL_INTERVAL_SECONDS,
+            on_poll=on_poll,
+        )
+        if not ready.video_url:
+            raise TransferFailed(
+                "Fathom said the download is ready but gave no video URL.", transient=True
+            )
+        with tempfile.TemporaryDirectory(prefix="fathomloom-") as folder:
+            destination = Path(folder) / f"{recording_id}.mp4"
+            progress.report(STAGE_DOWNLOADING, 0.0)
+
+            def on_bytes(done: int, total: int | None) -> None:
+                progress.report(STAGE_DOWNLOADING, done / total if total else 0.0)
+
+            downloaded = client.download_video(
+                ready.video_url,
+                destination,
+                expected_size=ready.file_size_bytes,
+                on_progress=on_bytes,
+            )
+            logger.info(
+                "entry %s: downloaded %s bytes (sha256 %s)",
+                entry.id,
+                downloaded.size,
+                downloaded.sha256[:16],
+            )
+            progress.report(STAGE_UPLOADING, 0.0)
+            result = get_uploader().upload(
+                downloaded.path, title=str(entry.meeting), description=_description(entry)
+            )
+        progress.report(STAGE_UPLOADING, 1.0, force=True)
+        return result.share_url
+    except FathomError as exc:
+        raise TransferFailed(
+            exc.reason, transient=exc.transient, retry_after=exc.retry_after
+        ) from exc
+    except UploadError as exc:
+        raise TransferFailed(exc.reason, transient=exc.transient) from exc
