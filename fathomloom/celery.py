@@ -4,6 +4,7 @@ import os
 from datetime import timedelta
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fathomloom.settings")
 
@@ -16,13 +17,13 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "dispatch": {
         "task": "queue_app.tasks.dispatch",
-        "schedule": timedelta(seconds=10),
-        "options": {"expires": 9},
+        "schedule": timedelta(seconds=settings.QUEUE_DISPATCH_TICK_SECONDS),
+        "options": {"expires": settings.QUEUE_DISPATCH_TICK_SECONDS * 0.9},
     },
     "requeue-expired": {
         "task": "queue_app.tasks.requeue_expired",
-        "schedule": timedelta(seconds=30),
-        "options": {"expires": 25},
+        "schedule": timedelta(seconds=settings.QUEUE_REAPER_SECONDS),
+        "options": {"expires": settings.QUEUE_REAPER_SECONDS * 0.9},
     },
     "prune-events": {
         "task": "queue_app.tasks.prune_events",

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+import time
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -128,6 +131,54 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Fathom ---------------------------------------------------------------------------------
 FATHOM_API_BASE_URL = os.environ.get("FATHOM_API_BASE_URL", "https://api.fathom.ai/external/v1")
 
+
+# --- Stored credentials ---------------------------------------------------------------------
+def _development_credential_key() -> str:
+    """A Fernet key kept in var/, shared by daphne and the workers, for DEBUG and tests only."""
+    path = VAR_DIR / "dev-credential-key"
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two processes starting at once must not each write a different key, or
+        # what one encrypts the other could never decrypt.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(Fernet.generate_key().decode())
+    for _ in range(100):  # another process may have created it and still be writing
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.01)
+    raise ImproperlyConfigured(f"{path} is empty; delete it to have a new key made.")
+
+
+def _credential_keys() -> list[str]:
+    keys = env_list("CREDENTIAL_ENCRYPTION_KEYS", [])
+    if not keys and (DEBUG or "pytest" in sys.modules):
+        keys = [_development_credential_key()]
+        if "pytest" in sys.modules:
+            # The daphne and Celery processes that integration tests start inherit this
+            # environment and must decrypt what the test process encrypted.
+            os.environ["CREDENTIAL_ENCRYPTION_KEYS"] = keys[0]
+    for number, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            # The key is a secret: say which one is wrong, never what it is.
+            raise ImproperlyConfigured(
+                f"CREDENTIAL_ENCRYPTION_KEYS: key {number} is not a Fernet key (32 url-safe "
+                "base64-encoded bytes; see docs/credentials.md to make one)."
+            ) from None
+    return keys
+
+
+# Fernet keys, comma-separated: the first encrypts, every one decrypts (rotation: put a new
+# key first, run `manage.py rotate_credential_keys`, then drop the old one). Unset with
+# DEBUG off, storing or reading a credential fails with ImproperlyConfigured.
+CREDENTIAL_ENCRYPTION_KEYS = _credential_keys()
+
 # --- Redis, Channels, Celery ----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -175,6 +226,10 @@ QUEUE_LEASE_SECONDS = env_int("QUEUE_LEASE_SECONDS", 300)
 QUEUE_MAX_ATTEMPTS = env_int("QUEUE_MAX_ATTEMPTS", 5)
 # Events older than this are pruned; a client resuming from before it gets a fresh snapshot.
 QUEUE_EVENT_RETENTION_HOURS = env_int("QUEUE_EVENT_RETENTION_HOURS", 24 * 7)
+# Celery beat: how often the dispatcher runs anyway, and the lease reaper looks for entries
+# whose worker died.
+QUEUE_DISPATCH_TICK_SECONDS = float(os.environ.get("QUEUE_DISPATCH_TICK_SECONDS", "10"))
+QUEUE_REAPER_SECONDS = float(os.environ.get("QUEUE_REAPER_SECONDS", "30"))
 # Transient failures wait base * 2**(attempt-1) seconds, with jitter, at most the maximum.
 QUEUE_RETRY_BASE_SECONDS = float(os.environ.get("QUEUE_RETRY_BASE_SECONDS", "5"))
 QUEUE_RETRY_MAX_SECONDS = float(os.environ.get("QUEUE_RETRY_MAX_SECONDS", "600"))
