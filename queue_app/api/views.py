@@ -50,6 +50,8 @@ class ApiView(APIView):
     permission_classes = [IsAuthenticated]
 
     def get_exception_handler(self) -> Any:
+        # Here rather than in REST_FRAMEWORK, so the error shape travels with these views;
+        # the setting would also cover other DRF views (realtime's /api/ws-ticket).
         return exception_handler
 
 
