@@ -5,6 +5,7 @@ Only queue_app.services changes QueueEntry, QueueState and QueueEvent rows.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 from django.conf import settings
@@ -168,3 +169,56 @@ class QueueEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.update_type}"
+
+
+# --- Fathom accounts and webhook deliveries (written through queue_app.accounts) ------------
+
+
+def new_webhook_token() -> str:
+    """An opaque, unguessable name for an account in its webhook URL."""
+    return secrets.token_urlsafe(24)
+
+
+class FathomAccount(models.Model):
+    """A user's connection to Fathom: their API key, encrypted, and import settings.
+
+    The key and the webhook secret are Fernet tokens (queue_app.crypto); only the key's
+    last four characters are kept in clear, to show which key is connected.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="fathom_account"
+    )
+    api_key_encrypted = models.TextField(editable=False)
+    api_key_last4 = models.CharField(max_length=4, editable=False)
+    auto_queue = models.BooleanField(
+        default=False, help_text="Queue each meeting that Fathom's webhook announces."
+    )
+    # Names the account in POST /webhooks/fathom?account=<token>; the delivery is then
+    # verified with this account's own secret. Not a secret itself: the signature is.
+    webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token)
+    webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Fathom account of user {self.user_id}"
+
+
+class WebhookDelivery(models.Model):
+    """A webhook delivery already handled, by its `webhook-id`: a redelivery is ignored."""
+
+    account = models.ForeignKey(FathomAccount, on_delete=models.CASCADE, related_name="+")
+    webhook_id = models.CharField(max_length=255)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "webhook_id"], name="webhook_delivery_unique_per_account"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.webhook_id

@@ -3,7 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from queue_app.api import docs, views
+from queue_app.api import accounts, docs, views
 
 app_name = "api"
 
@@ -19,6 +19,13 @@ urlpatterns = [
     path("queue/<str:entry_id>/retry", views.EntryRetryView.as_view(), name="entry-retry"),
     path("queue/<str:entry_id>/move", views.EntryMoveView.as_view(), name="entry-move"),
     path("meetings", views.MeetingsView.as_view(), name="meetings"),
+    path("meetings/sync", accounts.MeetingSyncView.as_view(), name="meetings-sync"),
+    path("credentials/fathom", accounts.FathomCredentialView.as_view(), name="credentials-fathom"),
+    path(
+        "credentials/fathom/webhook",
+        accounts.FathomWebhookSettingsView.as_view(),
+        name="credentials-fathom-webhook",
+    ),
     path("events", views.EventsView.as_view(), name="events"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", docs.SwaggerDocsView.as_view(), name="docs"),

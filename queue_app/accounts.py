@@ -1,0 +1,253 @@
+"""A user's Fathom account: connecting an API key (checked with Fathom first), settings,
+and the decrypted key for the workers. The only code that reads or writes FathomAccount.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
+
+from queue_app import crypto
+from queue_app.integrations.fathom import FathomError
+from queue_app.models import FathomAccount
+
+if TYPE_CHECKING:
+    from queue_app.integrations.fathom import FathomClient
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_SECRET_PREFIX = "whsec_"
+
+
+class AccountError(Exception):
+    """A request about a Fathom account that cannot be carried out; `code` reaches clients."""
+
+    code = "account_error"
+
+
+class FathomNotConnected(AccountError):
+    code = "fathom_not_connected"
+
+
+class FathomKeyRejected(AccountError):
+    """Fathom refused the API key (401 or 403)."""
+
+    code = "fathom_key_rejected"
+
+
+class FathomUnreachable(AccountError):
+    """Fathom did not answer usefully (timeout, 5xx, 429); trying later can help."""
+
+    code = "fathom_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class FathomBadResponse(AccountError):
+    """Fathom answered, but with an error or data we cannot read; retrying will not help."""
+
+    code = "fathom_bad_response"
+
+
+class InvalidWebhookSecret(AccountError):
+    code = "invalid_webhook_secret"
+
+
+# --- errors from Fathom ------------------------------------------------------------------
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    # The client promises reasons without the key; an error message is shown to users and
+    # logged, so make sure of it here as well.
+    if secret and len(secret) >= 4:
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+@sensitive_variables("api_key")
+def account_error_from(exc: FathomError, *, api_key: str | None = None) -> AccountError:
+    """The AccountError a caller should see for a failed call to Fathom."""
+    reason = _scrub(exc.reason, api_key)
+    if exc.status in (401, 403):
+        return FathomKeyRejected(f"Fathom refused this API key ({reason}); check it in Fathom.")
+    if exc.transient:
+        return FathomUnreachable(
+            f"Fathom cannot be reached just now; try again later. ({reason})",
+            retry_after=exc.retry_after,
+        )
+    return FathomBadResponse(f"Fathom's answer could not be used: {reason}")
+
+
+@sensitive_variables("api_key")
+def fathom_client_for(api_key: str) -> FathomClient:
+    """A Fathom client for `api_key`, at settings.FATHOM_API_BASE_URL."""
+    from queue_app.integrations.fathom import FathomClient
+
+    return FathomClient(api_key)
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+def fathom_account_of(user: Any) -> FathomAccount | None:
+    """The user's Fathom account, or None if they have not connected one."""
+    return FathomAccount.objects.filter(user_id=_user_id(user)).first()
+
+
+def fathom_account_status(user: Any) -> dict[str, Any]:
+    """What the user may see of their connection: never the key, only its last four."""
+    account = fathom_account_of(user)
+    if account is None:
+        return {"connected": False, "last4": None, "auto_queue": False}
+    return {
+        "connected": True,
+        "last4": f"…{account.api_key_last4}",
+        "auto_queue": account.auto_queue,
+    }
+
+
+@sensitive_variables("api_key")
+def fathom_api_key_for(user: Any) -> str | None:
+    """The user's Fathom API key in clear, for the workers; None if none is connected.
+
+    `user` is a user or a user id. Raises crypto.CredentialDecryptError when the key it
+    was stored with is no longer in CREDENTIAL_ENCRYPTION_KEYS.
+    """
+    token = (
+        FathomAccount.objects.filter(user_id=_user_id(user))
+        .values_list("api_key_encrypted", flat=True)
+        .first()
+    )
+    if token is None:
+        return None
+    api_key = crypto.decrypt(token)
+    return api_key
+
+
+def webhook_secret_of(account: FathomAccount) -> bytes | None:
+    """The account's webhook signing key (the decoded part of `whsec_...`), or None."""
+    if not account.webhook_secret_encrypted:
+        return None
+    return decode_webhook_secret(crypto.decrypt(account.webhook_secret_encrypted))
+
+
+def decode_webhook_secret(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: base64 of what follows `whsec_`."""
+    if secret.startswith(WEBHOOK_SECRET_PREFIX):
+        secret = secret[len(WEBHOOK_SECRET_PREFIX) :]
+    try:
+        key = base64.b64decode(secret, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidWebhookSecret(
+            "The webhook secret must be `whsec_` followed by base64, as Fathom shows it."
+        ) from None
+    if len(key) < 16:
+        raise InvalidWebhookSecret("The webhook secret is too short to be Fathom's.")
+    return key
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+@sensitive_variables("api_key", "client")
+def fathom_account_set_key(
+    *, user: Any, api_key: str, client: FathomClient | None = None
+) -> FathomAccount:
+    """Check `api_key` with Fathom, then store it encrypted (replacing any earlier key).
+
+    Raises FathomKeyRejected when Fathom refuses it, FathomUnreachable or FathomBadResponse
+    when Fathom cannot say; in every case nothing is stored. `client` defaults to a
+    FathomClient for `api_key`.
+    """
+    api_key = api_key.strip()
+    if client is None:
+        client = fathom_client_for(api_key)
+    try:
+        client.check_key()
+    except FathomError as exc:
+        error = account_error_from(exc, api_key=api_key)
+        logger.info("Fathom key for user %s not saved: %s", _user_id(user), error.code)
+        raise error from None
+    with transaction.atomic():
+        account, created = FathomAccount.objects.select_for_update().get_or_create(
+            user_id=_user_id(user),
+            defaults={"api_key_encrypted": crypto.encrypt(api_key), "api_key_last4": api_key[-4:]},
+        )
+        if not created:
+            account.api_key_encrypted = crypto.encrypt(api_key)
+            account.api_key_last4 = api_key[-4:]
+            account.save(update_fields=["api_key_encrypted", "api_key_last4", "updated_at"])
+    logger.info(
+        "Fathom key for user %s saved (%s)", _user_id(user), "new" if created else "replaced"
+    )
+    return account
+
+
+def fathom_account_set_auto_queue(*, user: Any, auto_queue: bool) -> FathomAccount:
+    """Turn queueing of meetings announced by the webhook on or off."""
+    with transaction.atomic():
+        account = FathomAccount.objects.select_for_update().filter(user_id=_user_id(user)).first()
+        if account is None:
+            raise FathomNotConnected("Connect your Fathom account first.")
+        account.auto_queue = auto_queue
+        account.save(update_fields=["auto_queue", "updated_at"])
+    return account
+
+
+@sensitive_variables("secret")
+def fathom_account_set_webhook_secret(*, user: Any, secret: str) -> FathomAccount:
+    """Store the `whsec_...` secret Fathom showed for the user's webhook, encrypted."""
+    secret = secret.strip()
+    decode_webhook_secret(secret)  # refuse what could never verify a delivery
+    with transaction.atomic():
+        account = FathomAccount.objects.select_for_update().filter(user_id=_user_id(user)).first()
+        if account is None:
+            raise FathomNotConnected("Connect your Fathom account first.")
+        account.webhook_secret_encrypted = crypto.encrypt(secret)
+        account.save(update_fields=["webhook_secret_encrypted", "updated_at"])
+    return account
+
+
+def fathom_account_disconnect(*, user: Any) -> bool:
+    """Forget the user's key, webhook secret and settings. False if none was connected."""
+    deleted, _ = FathomAccount.objects.filter(user_id=_user_id(user)).delete()
+    if deleted:
+        logger.info("Fathom account of user %s disconnected", _user_id(user))
+    return bool(deleted)
+
+
+def fathom_accounts_rotate_keys() -> tuple[int, list[int]]:
+    """Re-encrypt every stored secret with the first CREDENTIAL_ENCRYPTION_KEYS key.
+
+    Returns (accounts re-encrypted, ids of accounts that no configured key decrypts).
+    One account per transaction: a concurrent key change waits for its row, not the run.
+    """
+    rotated, failed = 0, []
+    for account_id in FathomAccount.objects.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            account = FathomAccount.objects.select_for_update().filter(pk=account_id).first()
+            if account is None:  # disconnected meanwhile
+                continue
+            try:
+                account.api_key_encrypted = crypto.rotate(account.api_key_encrypted)
+                if account.webhook_secret_encrypted:
+                    account.webhook_secret_encrypted = crypto.rotate(
+                        account.webhook_secret_encrypted
+                    )
+            except crypto.CredentialDecryptError:
+                failed.append(account_id)
+                continue
+            account.save(update_fields=["api_key_encrypted", "webhook_secret_encrypted"])
+        rotated += 1
+    return rotated, failed
+
+
+def _user_id(user: Any) -> int:
+    return user if isinstance(user, int) else user.pk

@@ -1,0 +1,245 @@
+"""The caller's Fathom connection over HTTP: the API key (write-only), auto-queue, the
+webhook's URL and secret, and importing their meetings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.views import APIView
+
+from queue_app import accounts, importing
+from queue_app.api.errors import exception_handler
+from queue_app.api.serializers import ErrorSerializer
+from queue_app.api.views import ApiView, errors
+from queue_app.crypto import CredentialDecryptError
+
+# HTTP status of each account error; the code is the exception's.
+ACCOUNT_ERROR_STATUS: dict[type[accounts.AccountError], int] = {
+    accounts.FathomNotConnected: status.HTTP_400_BAD_REQUEST,
+    accounts.FathomKeyRejected: status.HTTP_400_BAD_REQUEST,
+    accounts.InvalidWebhookSecret: status.HTTP_400_BAD_REQUEST,
+    accounts.FathomBadResponse: status.HTTP_502_BAD_GATEWAY,
+    accounts.FathomUnreachable: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
+FATHOM_ERRORS = {
+    502: OpenApiResponse(ErrorSerializer, description="`fathom_bad_response`."),
+    503: OpenApiResponse(ErrorSerializer, description="`fathom_unavailable` (see `Retry-After`)."),
+}
+
+
+# --- serializers ---------------------------------------------------------------------------
+
+
+class StrictCharField(serializers.CharField):
+    """Text only: DRF's CharField would take the number 12345678 as "12345678"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class FathomKeyInputSerializer(serializers.Serializer):
+    # At least 8 characters: showing the last four of a shorter key would show most of it.
+    api_key = StrictCharField(min_length=8, max_length=512, write_only=True)
+
+
+class AutoQueueInputSerializer(serializers.Serializer):
+    auto_queue = serializers.BooleanField()
+
+
+class WebhookSecretInputSerializer(serializers.Serializer):
+    secret = StrictCharField(max_length=512, write_only=True)
+
+
+class FathomConnectionSerializer(serializers.Serializer):
+    connected = serializers.BooleanField()
+    last4 = serializers.CharField(
+        allow_null=True, help_text="`…` and the key's last four characters; null if none."
+    )
+    auto_queue = serializers.BooleanField()
+
+
+class WebhookSettingsSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text="Register this URL as the webhook's destination.")
+    secret_set = serializers.BooleanField()
+
+
+class SyncResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def account_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """The API's handler, plus the account errors' statuses (and Retry-After)."""
+    retry_after = None
+    if isinstance(exc, CredentialDecryptError):
+        # A server-side key problem, but one the user can fix by connecting again.
+        exc = exceptions.APIException(
+            "Your stored Fathom key cannot be read; connect your Fathom account again.",
+            code="credential_unreadable",
+        )
+        exc.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    elif isinstance(exc, accounts.AccountError):
+        code, retry_after = exc.code, getattr(exc, "retry_after", None)
+        exc_status = next(
+            (ACCOUNT_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ACCOUNT_ERROR_STATUS),
+            status.HTTP_400_BAD_REQUEST,
+        )
+        exc = exceptions.APIException(str(exc), code=code)
+        exc.status_code = exc_status
+    response = exception_handler(exc, context)
+    if response is not None and retry_after is not None:
+        response["Retry-After"] = str(max(1, round(retry_after)))
+    return response
+
+
+class AccountApiView(ApiView):
+    # JSON only: the browsable API would render a form that could echo a submitted key.
+    renderer_classes = [JSONRenderer]
+
+    def get_exception_handler(self) -> Any:
+        return account_exception_handler
+
+
+class FathomCallThrottle(SimpleRateThrottle):
+    """10 requests a minute per user on endpoints that call Fathom on their behalf."""
+
+    scope = "fathom_call"
+    rate = "10/min"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        if request.method not in ("POST",):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class FathomSyncThrottle(FathomCallThrottle):
+    scope = "fathom_sync"
+
+
+# --- views ---------------------------------------------------------------------------------
+
+
+@method_decorator(sensitive_post_parameters("api_key", "secret"), name="dispatch")
+class FathomCredentialView(AccountApiView):
+    """The caller's Fathom API key: set (checked with Fathom), shown as its last four only."""
+
+    throttle_classes = [FathomCallThrottle]
+
+    @extend_schema(
+        operation_id="credentials_fathom_show",
+        responses={200: FathomConnectionSerializer, **errors(401)},
+        description="Whether a Fathom key is connected; only its last four characters.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(accounts.fathom_account_status(request.user))
+
+    @extend_schema(
+        operation_id="credentials_fathom_set",
+        request=FathomKeyInputSerializer,
+        responses={200: FathomConnectionSerializer, **errors(400, 401), **FATHOM_ERRORS},
+        description=(
+            "Connect a Fathom API key, replacing any earlier one. Fathom is asked first: a key "
+            "it refuses gets 400 `fathom_key_rejected` and nothing is stored."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = FathomKeyInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        accounts.fathom_account_set_key(user=request.user, api_key=data.validated_data["api_key"])
+        return Response(accounts.fathom_account_status(request.user))
+
+    @extend_schema(
+        operation_id="credentials_fathom_update",
+        request=AutoQueueInputSerializer,
+        responses={200: FathomConnectionSerializer, **errors(400, 401)},
+        description="Turn auto-queue on or off: queue each meeting the webhook announces.",
+    )
+    def patch(self, request: Request) -> Response:
+        data = AutoQueueInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        accounts.fathom_account_set_auto_queue(
+            user=request.user, auto_queue=data.validated_data["auto_queue"]
+        )
+        return Response(accounts.fathom_account_status(request.user))
+
+    @extend_schema(
+        operation_id="credentials_fathom_disconnect",
+        responses={204: None, **errors(401)},
+        description="Forget the key, the webhook secret and auto-queue. Meetings stay.",
+    )
+    def delete(self, request: Request) -> Response:
+        accounts.fathom_account_disconnect(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _webhook_settings(request: Request) -> dict[str, Any]:
+    account = accounts.fathom_account_of(request.user)
+    if account is None:
+        raise accounts.FathomNotConnected("Connect your Fathom account first.")
+    path = reverse("fathom-webhook") + f"?account={account.webhook_token}"
+    return {
+        "url": request.build_absolute_uri(path),
+        "secret_set": bool(account.webhook_secret_encrypted),
+    }
+
+
+@method_decorator(sensitive_post_parameters("secret"), name="dispatch")
+class FathomWebhookSettingsView(AccountApiView):
+    """Where Fathom should send the caller's webhook, and the secret it signs with."""
+
+    @extend_schema(
+        operation_id="credentials_fathom_webhook_show",
+        responses={200: WebhookSettingsSerializer, **errors(400, 401)},
+        description="The URL to register in Fathom, and whether its secret is stored.",
+    )
+    def get(self, request: Request) -> Response:
+        return Response(_webhook_settings(request))
+
+    @extend_schema(
+        operation_id="credentials_fathom_webhook_set",
+        request=WebhookSecretInputSerializer,
+        responses={200: WebhookSettingsSerializer, **errors(400, 401)},
+        description="Store the `whsec_...` secret Fathom showed for this webhook.",
+    )
+    def put(self, request: Request) -> Response:
+        data = WebhookSecretInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        accounts.fathom_account_set_webhook_secret(
+            user=request.user, secret=data.validated_data["secret"]
+        )
+        return Response(_webhook_settings(request))
+
+
+class MeetingSyncView(AccountApiView):
+    throttle_classes = [FathomSyncThrottle]
+
+    @extend_schema(
+        operation_id="meetings_sync",
+        request=None,
+        responses={200: SyncResultSerializer, **errors(400, 401), **FATHOM_ERRORS},
+        description=(
+            "Import all your meetings from Fathom; safe to repeat. A sync that fails "
+            "changes nothing. Imported meetings are not queued."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        result = importing.meetings_sync(user=request.user)
+        return Response(
+            {"created": result.created, "updated": result.updated, "unchanged": result.unchanged}
+        )

@@ -1,0 +1,120 @@
+"""Importing meetings from Fathom: one meeting (webhook) or all of a user's (sync).
+
+A meeting is keyed by (owner, recording_id), so importing the same one again updates it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+
+from queue_app import accounts
+from queue_app.integrations.fathom import FathomError, FathomMeeting
+from queue_app.models import Meeting
+
+if TYPE_CHECKING:
+    from queue_app.integrations.fathom import FathomClient
+
+logger = logging.getLogger(__name__)
+
+# Column sizes of Meeting; PostgreSQL refuses a longer value, so a long title is cut and
+# a URL too long to store whole is left out (a cut URL would point somewhere else).
+TITLE_LENGTH = Meeting._meta.get_field("title").max_length
+URL_LENGTH = Meeting._meta.get_field("url").max_length
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a sync did: meetings new to us, changed, and seen again unchanged."""
+
+    created: int
+    updated: int
+    unchanged: int = 0
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # Fathom's times carry an offset; one without is taken as UTC, as Fathom documents.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _fields_of(meeting: FathomMeeting) -> dict[str, Any]:
+    start, end = _aware(meeting.recording_start_time), _aware(meeting.recording_end_time)
+    duration = None
+    if start is not None and end is not None and end >= start:
+        duration = int((end - start).total_seconds())
+    return {
+        "title": meeting.title[:TITLE_LENGTH],
+        "meeting_title": meeting.meeting_title[:TITLE_LENGTH],
+        "url": meeting.url if len(meeting.url) <= URL_LENGTH else "",
+        "share_url": meeting.share_url if len(meeting.share_url) <= URL_LENGTH else "",
+        "recording_start_time": start,
+        "recording_end_time": end,
+        "duration_seconds": duration,
+        "summary": meeting.summary,
+        "raw": meeting.raw,
+    }
+
+
+def _upsert(owner: Any, meeting: FathomMeeting) -> tuple[Meeting, str]:
+    """Create or update the owner's meeting; 'created', 'updated' or 'unchanged'."""
+    fields = _fields_of(meeting)
+    with transaction.atomic():
+        # get_or_create re-reads after an IntegrityError, so a webhook and a sync
+        # importing the same recording at once end with one row.
+        row, created = Meeting.objects.select_for_update().get_or_create(
+            owner=owner, recording_id=meeting.recording_id, defaults=fields
+        )
+        if created:
+            return row, "created"
+        changed = [name for name, value in fields.items() if getattr(row, name) != value]
+        if not changed:
+            return row, "unchanged"
+        for name in changed:
+            setattr(row, name, fields[name])
+        row.save(update_fields=[*changed, "updated_at"])
+    return row, "updated"
+
+
+def meeting_upsert(*, owner: Any, meeting: FathomMeeting) -> tuple[Meeting, bool]:
+    """Store a meeting as Fathom describes it for `owner`. Returns (meeting, created)."""
+    row, outcome = _upsert(owner, meeting)
+    return row, outcome == "created"
+
+
+def meetings_sync(*, user: Any, client: FathomClient | None = None) -> SyncResult:
+    """Import every meeting of the user's Fathom account (all pages); safe to repeat.
+
+    Every page is fetched before anything is written, and the writes are one transaction,
+    so a sync that fails (FathomNotConnected, FathomKeyRejected, FathomUnreachable,
+    FathomBadResponse from queue_app.accounts) changes nothing. Nothing is queued.
+    """
+    api_key = None
+    if client is None:
+        api_key = accounts.fathom_api_key_for(user)
+        if api_key is None:
+            raise accounts.FathomNotConnected("Connect your Fathom account first.")
+        client = accounts.fathom_client_for(api_key)
+    try:
+        meetings = list(client.iter_meetings())
+    except FathomError as exc:
+        raise accounts.account_error_from(exc, api_key=api_key) from None
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    with transaction.atomic():
+        for meeting in meetings:
+            _, outcome = _upsert(user, meeting)
+            counts[outcome] += 1
+    result = SyncResult(**counts)
+    logger.info(
+        "Fathom sync for user %s: %d new, %d updated, %d unchanged",
+        user.pk,
+        result.created,
+        result.updated,
+        result.unchanged,
+    )
+    return result

@@ -1,0 +1,56 @@
+"""Fixtures for the credential and import tests: API clients and a fake Fathom."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from queue_app import accounts
+from tests.accounts.fakes import FakeFathom
+
+# Shaped like a real key, and long and odd enough that finding it anywhere is no accident.
+ALICE_KEY = "fk_live_4Qz9pLr7Xw2mVn8KtY3sJd6HbG1cAe5F"
+BOB_KEY = "fk_live_Bob0000aaaa1111bbbb2222cccc3333"
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache_and_fast_hashing(settings):
+    # Throttle counters live in the cache, which outlives a test.
+    cache.clear()
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def client_for(db):
+    def make(user) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def fathom(monkeypatch):
+    """Replace FathomClient: every client made for a key is recorded in `made`."""
+
+    class Fathom:
+        valid_keys = {ALICE_KEY, BOB_KEY}
+        pages: list = []
+        fail = None
+        made: list[FakeFathom] = []
+
+        def client(self, api_key: str) -> FakeFathom:
+            client = FakeFathom(
+                api_key, valid_keys=self.valid_keys, pages=self.pages, fail=self.fail
+            )
+            self.made.append(client)
+            return client
+
+    fake = Fathom()
+    fake.made = []
+    monkeypatch.setattr(accounts, "fathom_client_for", fake.client)
+    return fake
