@@ -127,6 +127,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # integration tests see the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Django 6's default for URL form fields; set now to silence the transitional warning.
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 # --- Fathom ---------------------------------------------------------------------------------
 FATHOM_API_BASE_URL = os.environ.get("FATHOM_API_BASE_URL", "https://api.fathom.ai/external/v1")

@@ -141,8 +141,33 @@ def live_server_url(process_env) -> Iterator[str]:
     process.stop()
 
 
+def wait_until_idle(timeout: float = 15) -> None:
+    """Wait until the test worker has no task running, reserved or scheduled.
+
+    A test's last task (a dispatch after a completion, a retry's countdown) must not run
+    while pytest-django empties the database, or against the next test's rows.
+    """
+    from fathomloom.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inspect = app.control.inspect(timeout=0.5)
+        busy = [inspect.active(), inspect.reserved(), inspect.scheduled()]
+        if all(reply is not None and not any(reply.values()) for reply in busy):
+            return
+        time.sleep(0.2)
+    raise RuntimeError("the Celery worker did not become idle")
+
+
+@pytest.fixture
+def celery_worker(_celery_worker_process, transactional_db) -> Iterator[Process]:
+    """The session's Celery worker; after the test, waits until it is idle."""
+    yield _celery_worker_process
+    wait_until_idle()
+
+
 @pytest.fixture(scope="session")
-def celery_worker(process_env) -> Iterator[Process]:
+def _celery_worker_process(process_env) -> Iterator[Process]:
     """A real Celery worker (prefork, 2 processes) consuming the test broker."""
     from fathomloom.celery import app
 
