@@ -6,9 +6,24 @@ never appears in a message, URL or repr.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx
+
+if TYPE_CHECKING:
+    from .ratelimit import RateLimiter
+
+logger = logging.getLogger(__name__)
 
 
 class FathomError(Exception):
@@ -170,3 +185,463 @@ def parse_meeting(data: object) -> FathomMeeting:
         summary=summary,
         raw=data,
     )
+
+
+@dataclass(frozen=True)
+class DownloadStatus:
+    """``GET /recordings/{id}/downloads/{download_id}``: where the video file stands."""
+
+    download_id: str
+    status: str  # "processing" | "completed" | "failed" | "expired"
+    video_url: str | None
+    file_size_bytes: int | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+    error_code: str | None = None  # e.g. "generation_failed" when status is "failed"
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    path: Path
+    size: int
+    sha256: str
+
+
+DOWNLOAD_STATUSES = ("processing", "completed", "failed", "expired")
+
+
+def _opt_int(data: dict[str, Any], name: str, what: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _malformed(what, f"{name} is {type(value).__name__}, not a size in bytes")
+    return value
+
+
+def parse_download_status(data: object, *, download_id: str | None = None) -> DownloadStatus:
+    """A download's status from Fathom's JSON; permanent ``FathomMalformedResponse`` if wrong."""
+    what = "download status"
+    if not isinstance(data, dict):
+        raise _malformed(what, f"expected an object, got {type(data).__name__}")
+    status = data.get("status")
+    if status not in DOWNLOAD_STATUSES:
+        shown = status if isinstance(status, str) else type(status).__name__
+        raise _malformed(what, f"status {str(shown)[:40]!r} is none of {DOWNLOAD_STATUSES}")
+    received_id = data.get("download_id", download_id)
+    if not isinstance(received_id, str) or not received_id:
+        raise _malformed(what, f"download_id is {type(received_id).__name__}, not a string")
+    video = data.get("video")
+    if video is None:
+        video = {}
+    if not isinstance(video, dict):
+        raise _malformed(what, "video is not an object")
+    url = video.get("url", data.get("video_url"))
+    if url is not None and not isinstance(url, str):
+        raise _malformed(what, f"video.url is {type(url).__name__}, not a string")
+    size = _opt_int(video, "file_size_bytes", what)
+    if size is None:
+        size = _opt_int(data, "file_size_bytes", what)
+    if status == "completed" and not url:
+        raise _malformed(what, "a completed download has no video.url")
+    error = data.get("error")
+    error_code = error_message = None
+    if isinstance(error, dict):
+        code, message = error.get("code"), error.get("message")
+        error_code = code if isinstance(code, str) else None
+        error_message = message if isinstance(message, str) else None
+    elif isinstance(error, str):
+        error_code = error
+    return DownloadStatus(
+        download_id=received_id,
+        status=status,
+        video_url=url,
+        file_size_bytes=size,
+        raw=data,
+        error_code=error_code,
+        error_message=error_message,
+    )
+
+
+# --- The client ----------------------------------------------------------------------------
+
+DEFAULT_BASE_URL = "https://api.fathom.ai/external/v1"
+
+
+def _default_base_url() -> str:
+    try:
+        from django.conf import settings
+
+        return getattr(settings, "FATHOM_API_BASE_URL", DEFAULT_BASE_URL)
+    except ImportError:  # pragma: no cover - the client is usable without Django
+        return DEFAULT_BASE_URL
+
+
+def _seconds(value: str | None) -> float | None:
+    """Retry-After / RateLimit-Reset as seconds: a number, or an HTTP date for Retry-After."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _query_time(value: datetime) -> str:
+    # Fathom takes ISO 8601 in UTC; a naive datetime is taken to be UTC already.
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FathomClient:
+    """Fathom's API for one API key. Raises ``FathomError`` and never sleeps on a 429:
+    the caller decides when to try again (``retry_after``)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        if not api_key:
+            raise ValueError("a Fathom API key is required")
+        self._api_key = api_key
+        self.base_url = (base_url or _default_base_url()).rstrip("/")
+        self.timeout = timeout
+        self.limiter = limiter
+        self.key_fingerprint = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+        self._api = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={"X-Api-Key": api_key, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+        # The signed video URL is another host's (a CDN's): it must never see the key.
+        self._video = httpx.Client(timeout=timeout, follow_redirects=True)
+
+    def __repr__(self) -> str:
+        return f"FathomClient(base_url={self.base_url!r}, key=sha256:{self.key_fingerprint})"
+
+    def close(self) -> None:
+        self._api.close()
+        self._video.close()
+
+    def __enter__(self) -> FathomClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "[API key]")
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        doing: str,
+        subject: str,
+        params: list[tuple[str, str]] | None = None,
+        buckets: tuple[str, ...] = ("api",),
+    ) -> Any:
+        """One API call; returns the decoded JSON or raises the matching ``FathomError``.
+
+        ``doing`` ("listing meetings") and ``subject`` ("recording 1001") make the reasons.
+        """
+        if self.limiter is not None:
+            for bucket in buckets:
+                self.limiter.acquire(bucket, key_fingerprint=self.key_fingerprint)
+        try:
+            response = self._api.request(method, path, params=params)
+        except httpx.TimeoutException as exc:
+            raise FathomUnavailable(
+                f"Fathom did not answer within {self.timeout:g} s while {doing} "
+                f"({type(exc).__name__})"
+            ) from None
+        except httpx.TransportError as exc:
+            raise FathomUnavailable(
+                f"Could not reach Fathom while {doing} ({type(exc).__name__})"
+            ) from None
+        status = response.status_code
+        logger.debug("Fathom %s %s -> %s", method, path, status)
+        if status >= 300:
+            raise self._status_error(response, doing=doing, subject=subject)
+        try:
+            return response.json()
+        except ValueError:
+            raise FathomMalformedResponse(
+                f"Fathom sent malformed JSON while {doing} ({status})", status=status
+            ) from None
+
+    def _status_error(self, response: httpx.Response, *, doing: str, subject: str) -> FathomError:
+        status = response.status_code
+        retry_after = _seconds(response.headers.get("Retry-After"))
+        if retry_after is None and status == 429:
+            # RateLimit-Reset is when the window refills: a hint only when the window is full.
+            retry_after = _seconds(response.headers.get("RateLimit-Reset"))
+        detail = ""
+        try:
+            body = response.json()
+            message = body.get("error") or body.get("message") if isinstance(body, dict) else None
+            if isinstance(message, str) and message:
+                detail = ": " + self._scrub(message)[:200]
+        except ValueError:
+            pass
+        if status == 429:
+            wait = f"retry in {retry_after:g} s" if retry_after is not None else "retry later"
+            return FathomRateLimited(
+                f"Fathom's rate limit was reached while {doing}; {wait} (429)",
+                retry_after=retry_after,
+            )
+        if status >= 500:
+            return FathomUnavailable(
+                f"Fathom failed with {status} while {doing}", status=status, retry_after=retry_after
+            )
+        if status == 401:
+            return FathomRejected("Fathom refused the API key (401)", status=status)
+        if status == 403:
+            return FathomRejected(
+                f"Fathom denied access to {subject} with this API key (403)", status=status
+            )
+        if status == 404:
+            return FathomRejected(f"Fathom has no {subject} (404)", status=status)
+        if status in (400, 422):
+            return FathomRejected(
+                f"Fathom rejected the request while {doing} ({status}){detail}", status=status
+            )
+        return FathomRejected(
+            f"Fathom answered an unexpected {status} while {doing}{detail}", status=status
+        )
+
+    # --- meetings -------------------------------------------------------------------------
+
+    def iter_meetings(
+        self,
+        *,
+        include_summary: bool = False,
+        include_transcript: bool = False,
+        include_action_items: bool = False,
+        include_crm_matches: bool = False,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        recorded_by: list[str] | None = None,
+        teams: list[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[FathomMeeting]:
+        """Every meeting the key can see, newest first, following ``next_cursor`` to the end.
+
+        ``limit`` is the page size asked of Fathom (its default when None), not a cap on
+        how many meetings come back: use ``itertools.islice`` for that.
+        """
+        params: list[tuple[str, str]] = []
+        for name, flag in (
+            ("include_summary", include_summary),
+            ("include_transcript", include_transcript),
+            ("include_action_items", include_action_items),
+            ("include_crm_matches", include_crm_matches),
+        ):
+            if flag:
+                params.append((name, "true"))
+        if created_after is not None:
+            params.append(("created_after", _query_time(created_after)))
+        if created_before is not None:
+            params.append(("created_before", _query_time(created_before)))
+        params.extend(("recorded_by[]", email) for email in recorded_by or ())
+        params.extend(("teams[]", team) for team in teams or ())
+        if limit is not None:
+            params.append(("limit", str(limit)))
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            page_params = [*params, ("cursor", cursor)] if cursor else params
+            page = self._request(
+                "GET", "/meetings", params=page_params, doing="listing meetings", subject="meetings"
+            )
+            items, cursor = self._parse_page(page)
+            for item in items:
+                yield parse_meeting(item)
+            if not cursor:
+                return
+            if cursor in seen:
+                # A cursor that comes back would page forever.
+                raise FathomMalformedResponse(
+                    "Fathom sent a malformed meetings page: next_cursor repeats an earlier one"
+                )
+            seen.add(cursor)
+
+    @staticmethod
+    def _parse_page(page: object) -> tuple[list[Any], str | None]:
+        if not isinstance(page, dict):
+            raise _malformed("meetings page", f"expected an object, got {type(page).__name__}")
+        items = page.get("items")
+        if not isinstance(items, list):
+            raise _malformed("meetings page", f"items is {type(items).__name__}, not a list")
+        cursor = page.get("next_cursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise _malformed("meetings page", f"next_cursor is {type(cursor).__name__}")
+        return items, cursor or None
+
+    def check_key(self) -> None:
+        """One cheap call that succeeds only with a working key; ``FathomError`` (401) if not."""
+        page = self._request(
+            "GET",
+            "/meetings",
+            params=[("limit", "1")],
+            doing="checking the API key",
+            subject="meetings",
+        )
+        self._parse_page(page)
+
+    # --- downloads ------------------------------------------------------------------------
+
+    def request_download(self, recording_id: int) -> str:
+        """Asks Fathom to prepare the recording's video; returns the download id to poll."""
+        data = self._request(
+            "POST",
+            f"/recordings/{int(recording_id)}/download",
+            doing=f"requesting the video of recording {recording_id}",
+            subject=f"recording {recording_id}",
+            buckets=("api", "download"),
+        )
+        download_id = data.get("download_id") if isinstance(data, dict) else None
+        if not isinstance(download_id, str) or not download_id:
+            raise _malformed(
+                f"answer to the download request for recording {recording_id}",
+                f"download_id is {type(download_id).__name__}, not a string",
+            )
+        return download_id
+
+    def get_download(self, recording_id: int, download_id: str) -> DownloadStatus:
+        """Where a requested download stands."""
+        data = self._request(
+            "GET",
+            f"/recordings/{int(recording_id)}/downloads/{quote(download_id, safe='')}",
+            doing=f"checking the download of recording {recording_id}",
+            subject=f"download {download_id} of recording {recording_id}",
+        )
+        return parse_download_status(data, download_id=download_id)
+
+    def wait_for_download(
+        self,
+        recording_id: int,
+        download_id: str,
+        *,
+        poll_interval: float = 2.0,
+        timeout: float = 600.0,
+        on_poll: Callable[[DownloadStatus], None] | None = None,
+    ) -> DownloadStatus:
+        """Polls until the download is ``completed`` and returns that status.
+
+        ``failed`` raises a permanent ``FathomDownloadFailed``; ``expired`` and running out
+        of ``timeout`` raise transient errors (ask for a new download later).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.get_download(recording_id, download_id)
+            if on_poll is not None:
+                on_poll(status)
+            if status.status == "completed":
+                return status
+            if status.status == "failed":
+                why = status.error_message or status.error_code or "no reason given"
+                code = f" ({status.error_code})" if status.error_code else ""
+                raise FathomDownloadFailed(
+                    f"Fathom could not prepare the video of recording {recording_id}: "
+                    f"{self._scrub(why)}{code}"
+                )
+            if status.status == "expired":
+                raise FathomDownloadExpired(
+                    f"Fathom's download of recording {recording_id} expired; "
+                    "a new one has to be requested"
+                )
+            if time.monotonic() + poll_interval > deadline:
+                raise FathomUnavailable(
+                    f"Fathom was still preparing the video of recording {recording_id} "
+                    f"after {timeout:g} s"
+                )
+            time.sleep(poll_interval)
+
+    def download_video(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        expected_size: int | None,
+        on_progress: Callable[[int, int | None], None] | None = None,
+        chunk_size: int = 1 << 16,
+    ) -> DownloadedFile:
+        """Streams the signed video URL to ``dest`` (without the API key), checking its size.
+
+        The bytes go to ``<dest>.part`` first and are renamed on success, so ``dest`` never
+        holds a partial file; on any failure the partial file is deleted.
+        """
+        dest = Path(dest)
+        partial = dest.with_name(dest.name + ".part")
+        digest = hashlib.sha256()
+        received = 0
+        try:
+            with self._video.stream("GET", url) as response:
+                status = response.status_code
+                if status in (403, 410):
+                    raise FathomDownloadExpired(
+                        f"The signed video URL was refused ({status}); it has probably "
+                        "expired, so a new download has to be requested",
+                        status=status,
+                    )
+                if status >= 300:
+                    raise self._status_error(
+                        response, doing="downloading the video", subject="video at that URL"
+                    )
+                length = response.headers.get("Content-Length")
+                announced = int(length) if length and length.isdigit() else None
+                if (
+                    expected_size is not None
+                    and announced is not None
+                    and announced != expected_size
+                ):
+                    raise FathomDownloadIncomplete(
+                        f"The video is {announced} bytes but Fathom announced "
+                        f"{expected_size}; not downloading it",
+                        status=status,
+                    )
+                total = expected_size if expected_size is not None else announced
+                with partial.open("wb") as out:
+                    for chunk in response.iter_bytes(chunk_size):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        received += len(chunk)
+                        if on_progress is not None:
+                            on_progress(received, total)
+            if total is not None and received != total:
+                raise FathomDownloadIncomplete(
+                    f"The video download stopped at {received} of {total} bytes"
+                )
+            os.replace(partial, dest)
+        except httpx.TimeoutException as exc:
+            partial.unlink(missing_ok=True)
+            raise FathomDownloadIncomplete(
+                f"The video download stalled after {received} bytes ({type(exc).__name__})"
+            ) from None
+        except httpx.TransportError as exc:
+            partial.unlink(missing_ok=True)
+            raise FathomDownloadIncomplete(
+                f"The video download broke off after {received} bytes ({type(exc).__name__})"
+            ) from None
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        return DownloadedFile(path=dest, size=received, sha256=digest.hexdigest())
