@@ -16,11 +16,12 @@ from realtime.client_state import apply_event, comparable, state_from_snapshot
 from realtime.events import PUBLIC_ENTRY_FIELDS, Viewer, event_for_viewer
 
 
-def table_state() -> tuple[list[dict[str, Any]], tuple[bool, int] | None, int]:
+def table_state() -> tuple[list[dict[str, Any]], tuple[bool, int], int]:
     """Everything a queue service may change, to show that a refused call changed nothing."""
     entries = list(QueueEntry.objects.order_by("id").values())
+    # A missing state row is the same queue as a fresh one: services create it on demand.
     state = QueueState.objects.filter(pk=1).values_list("paused", "last_seq").first()
-    return entries, state, QueueEvent.objects.count()
+    return entries, state or (False, 0), QueueEvent.objects.count()
 
 
 def line_ids() -> list[str]:
@@ -58,8 +59,15 @@ def assert_invariants() -> None:
     assert running <= settings.QUEUE_CONCURRENCY
 
 
-def assert_snapshot_matches_rows(users: list[Any]) -> None:
+def snapshots_for(users: list[Any]) -> dict[int, dict[str, Any]]:
+    return {user.pk: selectors.queue_snapshot_for(user) for user in users}
+
+
+def assert_snapshot_matches_rows(
+    users: list[Any], snapshots: dict[int, dict[str, Any]] | None = None
+) -> None:
     """Each viewer's snapshot says what the rows say, redacted for that viewer."""
+    snapshots = snapshots or snapshots_for(users)
     state = QueueState.objects.filter(pk=1).first()
     positions = {str(k): v for k, v in selectors.entry_positions().items()}
     active = {
@@ -69,7 +77,7 @@ def assert_snapshot_matches_rows(users: list[Any]) -> None:
         ).values_list("id", "status", "owner_id")
     }
     for user in users:
-        snapshot = selectors.queue_snapshot_for(user)
+        snapshot = snapshots[user.pk]
         viewer = Viewer.of(user)
         assert snapshot["seq"] == (state.last_seq if state else 0)
         assert snapshot["paused"] == (state.paused if state else False)
@@ -116,7 +124,10 @@ class ClientViews:
             received[user.pk] = messages
         return received
 
-    def assert_match_fresh_snapshots(self) -> None:
+    def assert_match_fresh_snapshots(
+        self, snapshots: dict[int, dict[str, Any]] | None = None
+    ) -> None:
+        snapshots = snapshots or snapshots_for(self.users)
         for user in self.users:
-            fresh = comparable(selectors.queue_snapshot_for(user))
+            fresh = comparable(snapshots[user.pk])
             assert comparable(self.states[user.pk]) == fresh, f"client of {user.username}"

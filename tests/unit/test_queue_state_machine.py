@@ -1,0 +1,347 @@
+"""Random sequences of every queue service, with the queue's invariants checked after each
+step and three clients (owner, other user, staff) kept up to date by events alone.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import transaction
+from django.utils import timezone
+from hypothesis import HealthCheck, event
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from queue_app import services
+from queue_app.models import (
+    ACTIVE_STATUSES,
+    EntryStatus,
+    Meeting,
+    QueueEntry,
+    QueueEvent,
+    QueueState,
+)
+from tests.unit.queue_checks import (
+    ClientViews,
+    assert_invariants,
+    assert_snapshot_matches_rows,
+    line_ids,
+    snapshots_for,
+    table_state,
+)
+
+CONCURRENCY = 2
+# A step costs about 60 queries (the service, the invariants, three snapshots and the event
+# replay): 40-150 ms on a two-core machine shared with other test runs. 30 runs of up to 30
+# steps stay under a minute there; QUEUE_MACHINE_EXAMPLES=300 makes a deeper run (done when
+# the services change: it takes a quarter of an hour).
+MACHINE_SETTINGS = hypothesis_settings(
+    max_examples=int(os.environ.get("QUEUE_MACHINE_EXAMPLES", "30")),
+    stateful_step_count=30,
+    deadline=None,
+    database=None,  # no .hypothesis/ directory written into a shared checkout
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# Which entry a rule acts on: one in 16 draws is an id that names no entry; otherwise even
+# numbers pick among the entries the rule is meant for and odd ones among all entries, so
+# most calls do something and some are refused.
+entry_choice = st.integers(min_value=0, max_value=100)
+positions = st.one_of(
+    st.integers(min_value=-1, max_value=9), st.sampled_from(["top", "bottom", "2", None])
+)
+workers = st.sampled_from(["", "worker-1", "worker-2"])
+
+
+class QueueMachine(RuleBasedStateMachine):
+    """Each rule calls one service and checks that it made exactly the change it reports."""
+
+    users: list[Any] = []  # alice, bob, staff; set by the test
+    meetings: list[Meeting] = []
+    outcomes: Counter[str] = Counter()  # across all runs: what the rules managed to do
+
+    def __init__(self) -> None:
+        super().__init__()
+        # One savepoint per run, rolled back in teardown: runs do not see each other's rows
+        # while the users and meetings made once by the test stay.
+        self._atomic = transaction.atomic()
+        self._atomic.__enter__()
+        self.clients = ClientViews(self.users)
+        self.running = False  # any running entry; kept by the invariant, read by preconditions
+
+    def teardown(self) -> None:
+        transaction.set_rollback(True)
+        self._atomic.__exit__(None, None, None)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def pick(self, choice: int, *statuses: str) -> str:
+        """An entry id: see `entry_choice`."""
+        entries = QueueEntry.objects.order_by("created_at", "id")
+        ids = [str(pk) for pk in entries.values_list("id", flat=True)]
+        if choice % 2 == 0 and statuses:
+            # None of the kind wanted: any entry, so that the call is refused, not wasted.
+            ids = [
+                str(pk) for pk in entries.filter(status__in=statuses).values_list("id", flat=True)
+            ] or ids
+        if choice % 16 == 15 or not ids:
+            return str(uuid.uuid4())
+        return ids[(choice // 2) % len(ids)]
+
+    def change(self, call: Callable[[], Any], events_if_done: Callable[[Any], int]) -> Any:
+        """Run a service. Refused (QueueError, or False/None/0): no event and no row changed.
+
+        Done: exactly `events_if_done(result)` events, contiguous after the old last seq.
+        """
+        before = table_state()
+        try:
+            result = call()
+        except services.QueueError as exc:
+            event(f"refused: {exc.code}")
+            self.outcomes[f"refused: {exc.code}"] += 1
+            assert table_state() == before, "a refused change changed something"
+            return None
+        _, _, events_before = before
+        if result in (None, False, 0):
+            entries, state, events = table_state()
+            assert events == events_before, "a change that did nothing produced an event"
+            assert (entries, state) == before[:2]
+            return result
+        _, state, events_after = table_state()
+        assert events_after - events_before == events_if_done(result)
+        done = f"done: {QueueEvent.objects.order_by('-seq').first().update_type}"
+        event(done)
+        self.outcomes[done] += 1
+        return result
+
+    def one_event(self, result: Any) -> int:
+        return 1
+
+    # --- rules ---------------------------------------------------------------------------
+
+    @initialize(count=st.integers(min_value=0, max_value=5))
+    def start_with_a_line(self, count: int) -> None:
+        """Most runs start with a few entries, so that fewer steps go to building a line."""
+        for meeting in self.meetings[:count]:
+            self.change(lambda m=meeting: services.enqueue(meeting=m), self.one_event)
+
+    @rule(meeting=st.integers(min_value=0, max_value=100))
+    def enqueue(self, meeting: int) -> None:
+        target = self.meetings[meeting % len(self.meetings)]
+        was_active = QueueEntry.objects.filter(meeting=target, status__in=ACTIVE_STATUSES).exists()
+        line = line_ids()
+        entry = self.change(lambda: services.enqueue(meeting=target), self.one_event)
+        assert (entry is None) == was_active
+        if entry is not None:
+            assert line_ids() == [*line, str(entry.pk)], "a new entry joins at the back"
+
+    @rule(choice=entry_choice)
+    def cancel(self, choice: int) -> None:
+        entry_id = self.pick(choice, *ACTIVE_STATUSES)
+        was_active = QueueEntry.objects.filter(pk=entry_id, status__in=ACTIVE_STATUSES).exists()
+        line = [pk for pk in line_ids() if pk != entry_id]
+        cancelled = self.change(lambda: services.cancel(entry_id=entry_id), self.one_event)
+        assert (cancelled is not None) == was_active
+        assert line_ids() == line
+
+    @rule(choice=entry_choice, position=positions)
+    def move(self, choice: int, position: Any) -> None:
+        entry_id = self.pick(choice, EntryStatus.QUEUED)
+        line = line_ids()
+        moved = self.change(
+            lambda: services.move(entry_id=entry_id, position=position), self.one_event
+        )
+        valid = (
+            entry_id in line
+            and (position in ("top", "bottom") or type(position) is int)
+            and (not isinstance(position, int) or 1 <= position <= len(line))
+        )
+        assert (moved is not None) == valid, (entry_id in line, position, len(line))
+        if moved is not None:
+            index = {"top": 0, "bottom": len(line) - 1}.get(position, position)
+            index = index - 1 if isinstance(position, int) else index
+            expected = [pk for pk in line if pk != entry_id]
+            expected.insert(index, entry_id)
+            assert line_ids() == expected
+
+    @rule(worker=workers)
+    def claim_next(self, worker: str) -> None:
+        now = timezone.now()
+        state = QueueState.objects.filter(pk=1).first()
+        running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).count()
+        due = (
+            QueueEntry.objects.filter(status=EntryStatus.RETRYING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at", "order_key")
+            .values_list("id", flat=True)
+            .first()
+        )
+        line = line_ids()
+        expected = None
+        if not (state and state.paused) and running < CONCURRENCY:
+            expected = str(due) if due else (line[0] if line else None)
+        claimed = self.change(lambda: services.claim_next(worker=worker), self.one_event)
+        # A due retry goes first, else the head of the line; nothing when paused or full.
+        assert (str(claimed.pk) if claimed else None) == expected
+        if claimed is not None:
+            assert claimed.status == EntryStatus.RUNNING
+            assert claimed.worker == worker
+
+    def running_entry(self, choice: int, worker: str) -> tuple[str | None, str]:
+        """A running entry and its worker, begun by `worker` first if nobody has begun it."""
+        entry_id = self.pick(2 * choice, EntryStatus.RUNNING)
+        entry = QueueEntry.objects.filter(pk=entry_id, status=EntryStatus.RUNNING).first()
+        if entry is None:
+            return None, worker
+        if entry.worker == "":
+            # begin() is a lease update with no event (nothing a client sees changes).
+            before = table_state()[2]
+            assert services.begin(entry_id=entry_id, worker=worker or "worker-x")
+            assert not services.begin(entry_id=entry_id, worker="someone-else")
+            assert table_state()[2] == before
+            return entry_id, worker or "worker-x"
+        return entry_id, entry.worker
+
+    @precondition(lambda self: self.running)
+    @rule(
+        choice=st.integers(min_value=0, max_value=100),
+        worker=workers,
+        own=st.sampled_from([True, True, False]),
+    )
+    def complete(self, choice: int, worker: str, own: bool) -> None:
+        entry_id, owner = self.running_entry(choice, worker)
+        if entry_id is None:
+            return
+        as_worker = owner if own else f"not-{owner}"
+        done = self.change(
+            lambda: services.complete(entry_id=entry_id, worker=as_worker, result_url=""),
+            self.one_event,
+        )
+        assert done == own
+
+    @precondition(lambda self: self.running)
+    @rule(choice=st.integers(min_value=0, max_value=100), worker=workers)
+    def fail(self, choice: int, worker: str) -> None:
+        entry_id, owner = self.running_entry(choice, worker)
+        if entry_id is None:
+            return
+        assert self.change(
+            lambda: services.fail(entry_id=entry_id, worker=owner, error="404"), self.one_event
+        )
+        assert QueueEntry.objects.get(pk=entry_id).status == EntryStatus.FAILED
+
+    @precondition(lambda self: self.running)
+    @rule(
+        choice=st.integers(min_value=0, max_value=100),
+        worker=workers,
+        delay=st.sampled_from([0, 3600]),
+    )
+    def schedule_retry(self, choice: int, worker: str, delay: int) -> None:
+        entry_id, owner = self.running_entry(choice, worker)
+        if entry_id is None:
+            return
+        entry = QueueEntry.objects.get(pk=entry_id)
+        assert self.change(
+            lambda: services.schedule_retry(
+                entry_id=entry_id, worker=owner, error="503", delay_seconds=delay
+            ),
+            self.one_event,
+        )
+        out_of_attempts = entry.attempts >= entry.max_attempts
+        expected = EntryStatus.FAILED if out_of_attempts else EntryStatus.RETRYING
+        assert QueueEntry.objects.get(pk=entry_id).status == expected
+
+    @rule(choice=entry_choice)
+    def retry(self, choice: int) -> None:
+        entry_id = self.pick(choice, EntryStatus.FAILED, EntryStatus.CANCELLED)
+        entry = QueueEntry.objects.filter(pk=entry_id).first()
+        line = line_ids()
+        retried = self.change(lambda: services.retry(entry_id=entry_id), self.one_event)
+        allowed = (
+            entry is not None
+            and entry.status in (EntryStatus.FAILED, EntryStatus.CANCELLED)
+            and not QueueEntry.objects.filter(
+                meeting_id=entry.meeting_id, status__in=ACTIVE_STATUSES
+            )
+            .exclude(pk=entry_id)
+            .exists()
+        )
+        assert (retried is not None) == allowed
+        if retried is not None:
+            assert line_ids() == [*line, entry_id]
+            assert retried.attempts == 0
+
+    @rule()
+    def clear(self) -> None:
+        waiting = QueueEntry.objects.filter(
+            status__in=[EntryStatus.QUEUED, EntryStatus.RETRYING]
+        ).count()
+        running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).count()
+        assert self.change(services.clear, lambda n: 1) == waiting
+        assert QueueEntry.objects.filter(status__in=ACTIVE_STATUSES).count() == running
+
+    @rule(paused=st.booleans())
+    def pause_or_resume(self, paused: bool) -> None:
+        state = QueueState.objects.filter(pk=1).first()
+        was_paused = bool(state and state.paused)
+        done = self.change(services.pause if paused else services.resume, self.one_event)
+        assert done == (was_paused != paused)
+        assert QueueState.objects.get(pk=1).paused == paused
+
+    @precondition(lambda self: self.running)
+    @rule(expire=st.lists(st.booleans(), max_size=CONCURRENCY))
+    def requeue_expired(self, expire: list[bool]) -> None:
+        # Setup, not the service under test: some workers stopped heartbeating long ago.
+        running = list(
+            QueueEntry.objects.filter(status=EntryStatus.RUNNING)
+            .order_by("started_at")
+            .values_list("id", flat=True)
+        )
+        expired = [pk for pk, flag in zip(running, expire, strict=False) if flag]
+        QueueEntry.objects.filter(pk__in=expired).update(
+            lease_expires_at=timezone.now() - timedelta(seconds=1)
+        )
+        count = self.change(services.requeue_expired, lambda n: n)
+        assert count == len(expired)
+        back = [str(pk) for pk in expired if QueueEntry.objects.get(pk=pk).status == "queued"]
+        # Back at the front of the line, in the order they were first claimed.
+        assert line_ids()[: len(back)] == back
+
+    # --- after every step ----------------------------------------------------------------
+
+    @invariant()
+    def queue_is_consistent_and_clients_follow(self) -> None:
+        assert_invariants()
+        # One snapshot per viewer serves both checks: a snapshot is most of a step's time.
+        snapshots = snapshots_for(self.users)
+        assert_snapshot_matches_rows(self.users, snapshots)
+        self.clients.catch_up()
+        self.clients.assert_match_fresh_snapshots(snapshots)
+        self.running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).exists()
+
+
+@pytest.mark.django_db
+def test_queue_services_keep_their_promises(alice, bob, staff, make_meeting, settings) -> None:
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    settings.QUEUE_CONCURRENCY = CONCURRENCY
+    settings.QUEUE_MAX_ATTEMPTS = 2  # so that max_attempts is reached within a run
+    assert django_settings.QUEUE_CONCURRENCY == CONCURRENCY
+    QueueMachine.users = [alice, bob, staff]
+    QueueMachine.meetings = [make_meeting(owner) for owner in (alice, bob) * 4]
+    QueueMachine.outcomes = Counter()
+    run_state_machine_as_test(QueueMachine, settings=MACHINE_SETTINGS)
+    print(sorted(QueueMachine.outcomes.items()))
