@@ -83,6 +83,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # daphne serves no static files itself: WhiteNoise serves the pages' CSS and JS (and the
+    # admin's) from the same process, with DEBUG off too (as in the browser tests).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -184,6 +187,15 @@ CREDENTIAL_ENCRYPTION_KEYS = _credential_keys()
 # --- Redis, Channels, Celery ----------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
+# Shared by every process, so that API throttles count across all daphne processes.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "fathomloom-cache"),
+    }
+}
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -265,10 +277,15 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 REST_FRAMEWORK = {
+    # Token first: DRF answers 401 (not 403) only when the first authenticator names a
+    # WWW-Authenticate scheme, which session authentication does not.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
+    "EXCEPTION_HANDLER": "queue_app.api.errors.exception_handler",
+    # Behind a proxy, set NUM_PROXIES so throttles see the client's address, not the proxy's.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0) or None,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -277,6 +294,9 @@ SPECTACULAR_SETTINGS = {"TITLE": "fathomloom API", "VERSION": "0.1.0"}
 # --- Static, media, i18n --------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# WhiteNoise finds files in the apps' static/ folders itself (read once at start-up), so no
+# collectstatic step is needed to run; after a collectstatic, STATIC_ROOT is served as well.
+WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "media/"
 

@@ -5,12 +5,24 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from queue_app.models import Meeting
 
 PASSWORD = "test-password-not-secret"
 _recording_ids = itertools.count(10_000)
+
+
+def clear_cache() -> None:
+    """Delete this project's cache keys only. cache.clear() would FLUSHDB the Redis
+    database that the tests' broker and channel layer share."""
+    cache = settings.CACHES["default"]
+    client = redis.Redis.from_url(cache["LOCATION"])
+    keys = list(client.scan_iter(f"{cache['KEY_PREFIX']}:*"))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture

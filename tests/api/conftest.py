@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
+
+from tests.conftest import clear_cache
 
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles():
     # Throttle counters live in the cache, which outlives a test: start each one clean.
-    cache.clear()
+    clear_cache()
     yield
-    cache.clear()
+    clear_cache()
 
 
 @pytest.fixture(autouse=True)
