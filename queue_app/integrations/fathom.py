@@ -399,7 +399,7 @@ class FathomClient:
             message = body.get("error") or body.get("message") if isinstance(body, dict) else None
             if isinstance(message, str) and message:
                 detail = ": " + self._scrub(message)[:200]
-        except ValueError:
+        except (ValueError, httpx.ResponseNotRead):
             pass
         if status == 429:
             wait = f"retry in {retry_after:g} s" if retry_after is not None else "retry later"
@@ -603,6 +603,7 @@ class FathomClient:
                         status=status,
                     )
                 if status >= 300:
+                    response.read()  # an error body is small; _status_error reads its message
                     raise self._status_error(
                         response, doing="downloading the video", subject="video at that URL"
                     )
