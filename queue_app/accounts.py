@@ -167,6 +167,7 @@ def fathom_account_set_key(
     FathomClient for `api_key`.
     """
     api_key = api_key.strip()
+    own_client = client is None
     if client is None:
         client = fathom_client_for(api_key)
     try:
@@ -175,6 +176,9 @@ def fathom_account_set_key(
         error = account_error_from(exc, api_key=api_key)
         logger.info("Fathom key for user %s not saved: %s", _user_id(user), error.code)
         raise error from None
+    finally:
+        if own_client:
+            client.close()
     with transaction.atomic():
         account, created = FathomAccount.objects.select_for_update().get_or_create(
             user_id=_user_id(user),

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 
 from queue_app import accounts
 from queue_app.integrations.fathom import FathomError, FathomMeeting
@@ -87,6 +88,7 @@ def meeting_upsert(*, owner: Any, meeting: FathomMeeting) -> tuple[Meeting, bool
     return row, outcome == "created"
 
 
+@sensitive_variables("api_key")
 def meetings_sync(*, user: Any, client: FathomClient | None = None) -> SyncResult:
     """Import every meeting of the user's Fathom account (all pages); safe to repeat.
 
@@ -95,15 +97,19 @@ def meetings_sync(*, user: Any, client: FathomClient | None = None) -> SyncResul
     FathomBadResponse from queue_app.accounts) changes nothing. Nothing is queued.
     """
     api_key = None
+    own_client = client is None
     if client is None:
         api_key = accounts.fathom_api_key_for(user)
         if api_key is None:
             raise accounts.FathomNotConnected("Connect your Fathom account first.")
         client = accounts.fathom_client_for(api_key)
     try:
-        meetings = list(client.iter_meetings())
+        meetings = list(client.iter_meetings(include_summary=True))
     except FathomError as exc:
         raise accounts.account_error_from(exc, api_key=api_key) from None
+    finally:
+        if own_client:
+            client.close()
     counts = {"created": 0, "updated": 0, "unchanged": 0}
     with transaction.atomic():
         for meeting in meetings:

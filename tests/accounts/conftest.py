@@ -54,3 +54,27 @@ def fathom(monkeypatch):
     fake.made = []
     monkeypatch.setattr(accounts, "fathom_client_for", fake.client)
     return fake
+
+
+SANDBOX_ALICE_KEY = "sandbox-key-alice"  # 12 meetings, 1001..1012: three default pages of 5
+
+
+@pytest.fixture(scope="session")
+def sandbox_process():
+    """The local Fathom sandbox, a real HTTP server in its own process."""
+    from fathom_sandbox.testing import SandboxProcess
+
+    with SandboxProcess() as process:
+        yield process
+
+
+@pytest.fixture
+def sandbox(sandbox_process, settings):
+    """The sandbox, freshly seeded, with FathomClient pointed at it."""
+    sandbox_process.control.reset()
+    settings.FATHOM_API_BASE_URL = sandbox_process.base_url
+    return sandbox_process.control
+
+
+def meeting_list_requests(control) -> list[dict]:
+    return [r for r in control.requests() if r["path"].endswith("/meetings")]

@@ -42,12 +42,16 @@ class FakeFathom:
         self.fail = fail
         self.pages_fetched = 0
         self.key_checks = 0
+        self.closed = False
 
     def _authorise(self) -> None:
         if self.fail is not None:
             raise self.fail
         if self.api_key not in self.valid_keys:
             raise FathomError("Fathom refused the API key (401).", status=401)
+
+    def close(self) -> None:
+        self.closed = True
 
     def check_key(self) -> None:
         self.key_checks += 1

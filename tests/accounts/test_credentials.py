@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from queue_app import accounts, crypto
 from queue_app.integrations.fathom import FathomError, FathomUnavailable
 from queue_app.models import FathomAccount
-from tests.accounts.conftest import ALICE_KEY
+from tests.accounts.conftest import ALICE_KEY, SANDBOX_ALICE_KEY, meeting_list_requests
 from tests.api.helpers import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -164,3 +164,28 @@ def test_the_webhook_url_names_the_account_and_the_secret_is_stored_encrypted(
     assert crypto.decrypt(account.webhook_secret_encrypted) == secret
     bad = client.put(f"{URL}/webhook", {"secret": "whsec_not base64!"}, format="json")
     assert_error(bad, 400, "invalid_webhook_secret")
+
+
+# --- against the Fathom sandbox --------------------------------------------------------------
+
+
+def test_the_sandbox_accepts_its_key_and_refuses_others(client_for, alice, bob, sandbox):
+    accepted = client_for(alice).post(URL, {"api_key": SANDBOX_ALICE_KEY}, format="json")
+    refused = client_for(bob).post(URL, {"api_key": "sandbox-key-mallory"}, format="json")
+
+    assert accepted.json() == {"connected": True, "last4": "…lice", "auto_queue": False}
+    assert_error(refused, 400, "fathom_key_rejected")
+    assert accounts.fathom_api_key_for(alice) == SANDBOX_ALICE_KEY
+    assert accounts.fathom_api_key_for(bob) is None
+    checks = meeting_list_requests(sandbox)
+    assert [(r["has_api_key"], r["status"]) for r in checks] == [(True, 200), (True, 401)]
+
+
+@pytest.mark.parametrize("fault", [{"fault": "status", "status": 502}, {"fault": "reset"}])
+def test_fathom_down_while_checking_is_503_and_stores_nothing(client_for, alice, sandbox, fault):
+    sandbox.add_fault(fault.pop("fault"), match="/meetings", **fault)
+
+    response = client_for(alice).post(URL, {"api_key": SANDBOX_ALICE_KEY}, format="json")
+
+    assert_error(response, 503, "fathom_unavailable")
+    assert not FathomAccount.objects.exists()
