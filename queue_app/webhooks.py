@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 # refused, so a captured delivery cannot be replayed later (its id may be pruned by then).
 TOLERANCE_SECONDS = 5 * 60
 # Seen webhook-ids are kept this long. Retries carry the same id with a fresh timestamp;
-# Standard Webhooks senders retry for up to about a day and a half, so a week covers them.
+# Standard Webhooks senders (Svix's schedule) retry for about 28 hours, so a week covers them.
 DELIVERY_RETENTION = timedelta(days=7)
 MAX_WEBHOOK_ID_LENGTH = WebhookDelivery._meta.get_field("webhook_id").max_length
 

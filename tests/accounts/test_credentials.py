@@ -189,3 +189,16 @@ def test_fathom_down_while_checking_is_503_and_stores_nothing(client_for, alice,
 
     assert_error(response, 503, "fathom_unavailable")
     assert not FathomAccount.objects.exists()
+
+
+def test_key_checks_are_throttled_per_user(client_for, alice, bob, fathom):
+    client = client_for(alice)
+    for _ in range(10):
+        client.post(URL, {"api_key": "fk_live_guess_000000"}, format="json")
+
+    throttled = client.post(URL, {"api_key": ALICE_KEY}, format="json")
+
+    assert_error(throttled, 429, "throttled")
+    assert len(fathom.made) == 10  # the eleventh never reached Fathom
+    assert client.get(URL).status_code == 200  # reading is not throttled
+    assert client_for(bob).post(URL, {"api_key": ALICE_KEY}, format="json").status_code == 200
