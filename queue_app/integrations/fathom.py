@@ -53,7 +53,9 @@ class FathomError(Exception):
 class FathomRateLimited(FathomError):
     """429: Fathom (or our shared token bucket) says to wait ``retry_after`` seconds."""
 
-    def __init__(self, reason: str, *, status: int | None = 429, retry_after: float | None):
+    def __init__(
+        self, reason: str, *, status: int | None = 429, retry_after: float | None = None
+    ) -> None:
         super().__init__(reason, transient=True, status=status, retry_after=retry_after)
 
 
@@ -593,6 +595,7 @@ class FathomClient:
         partial = dest.with_name(dest.name + ".part")
         digest = hashlib.sha256()
         received = 0
+        response: httpx.Response | None = None
         try:
             with self._video.stream("GET", url) as response:
                 status = response.status_code
@@ -632,15 +635,14 @@ class FathomClient:
                     f"The video download stopped at {received} of {total} bytes"
                 )
             os.replace(partial, dest)
-        except httpx.TimeoutException as exc:
-            partial.unlink(missing_ok=True)
-            raise FathomDownloadIncomplete(
-                f"The video download stalled after {received} bytes ({type(exc).__name__})"
-            ) from None
         except httpx.TransportError as exc:
             partial.unlink(missing_ok=True)
+            # Bytes off the wire, including those still buffered for the next chunk.
+            got = response.num_bytes_downloaded if response is not None else received
+            of = f" of {expected_size}" if expected_size is not None else ""
+            how = "stalled" if isinstance(exc, httpx.TimeoutException) else "broke off"
             raise FathomDownloadIncomplete(
-                f"The video download broke off after {received} bytes ({type(exc).__name__})"
+                f"The video download {how} after {got}{of} bytes ({type(exc).__name__})"
             ) from None
         except BaseException:
             partial.unlink(missing_ok=True)

@@ -319,6 +319,7 @@ def test_a_truncated_download_is_transient_and_leaves_no_partial_file(
         alice_client.download_video(status.video_url, dest, expected_size=status.file_size_bytes)
 
     assert caught.value.transient is True
+    assert f"after 1000 of {status.file_size_bytes} bytes" in caught.value.reason
     assert list(tmp_path.iterdir()) == []
     # The same signed URL works on the next try.
     result = alice_client.download_video(
