@@ -7,17 +7,15 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
 from queue_app import crypto
-from queue_app.integrations.fathom import FathomError
+from queue_app.integrations.fathom import FathomClient, FathomError
+from queue_app.integrations.ratelimit import RateLimiter
 from queue_app.models import FathomAccount
-
-if TYPE_CHECKING:
-    from queue_app.integrations.fathom import FathomClient
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +85,12 @@ def account_error_from(exc: FathomError, *, api_key: str | None = None) -> Accou
 
 @sensitive_variables("api_key")
 def fathom_client_for(api_key: str) -> FathomClient:
-    """A Fathom client for `api_key`, at settings.FATHOM_API_BASE_URL."""
-    from queue_app.integrations.fathom import FathomClient
+    """A Fathom client for `api_key`, at settings.FATHOM_API_BASE_URL.
 
-    return FathomClient(api_key)
+    It draws on the same Redis token buckets as the workers: Fathom's 60 calls a minute
+    are per key, so a sync must not spend what the user's transfers need, nor earn a 429.
+    """
+    return FathomClient(api_key, limiter=RateLimiter())
 
 
 # --- reads -----------------------------------------------------------------------------------

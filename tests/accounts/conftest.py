@@ -16,7 +16,8 @@ BOB_KEY = "fk_live_Bob0000aaaa1111bbbb2222cccc3333"
 
 @pytest.fixture(autouse=True)
 def _clean_cache_and_fast_hashing(settings):
-    # Throttle counters live in the cache, which outlives a test.
+    # Throttle counters live in the cache, which outlives a test. The cache is the test
+    # Redis database, so this also refills the shared Fathom rate-limit buckets.
     cache.clear()
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
