@@ -214,3 +214,16 @@ def test_unknown_update_types_are_refused(world: SimpleNamespace) -> None:
     message = {"type": "QueueUpdate", "update_type": "nonsense", "seq": state["seq"] + 1}
     with pytest.raises(ValueError, match="nonsense"):
         apply_event(state, message)
+
+
+def test_clients_follow_from_an_empty_database(settings, alice, bob, staff, make_meeting) -> None:
+    """No QueueState row yet (a fresh install, or after a flush): snapshots say seq 0."""
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    clients = ClientViews([alice, bob, staff])
+    assert {state["seq"] for state in clients.states.values()} == {0}
+
+    services.enqueue(meeting=make_meeting(bob))
+    services.claim_next(worker="w")
+
+    clients.catch_up()
+    clients.assert_match_fresh_snapshots()
