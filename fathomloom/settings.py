@@ -130,8 +130,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # integration tests see the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# Django 6's default for URL form fields; set now to silence the transitional warning.
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 # --- Fathom ---------------------------------------------------------------------------------
 FATHOM_API_BASE_URL = os.environ.get("FATHOM_API_BASE_URL", "https://api.fathom.ai/external/v1")
@@ -249,6 +247,9 @@ QUEUE_RETRY_BASE_SECONDS = float(os.environ.get("QUEUE_RETRY_BASE_SECONDS", "5")
 QUEUE_RETRY_MAX_SECONDS = float(os.environ.get("QUEUE_RETRY_MAX_SECONDS", "600"))
 # A running transfer renews its lease this often (well inside QUEUE_LEASE_SECONDS).
 QUEUE_HEARTBEAT_SECONDS = float(os.environ.get("QUEUE_HEARTBEAT_SECONDS", "10"))
+# Fathom's limits per API key, shared by every worker through Redis token buckets.
+FATHOM_API_CALLS_PER_MINUTE = env_int("FATHOM_API_CALLS_PER_MINUTE", 60)
+FATHOM_DOWNLOADS_PER_MINUTE = env_int("FATHOM_DOWNLOADS_PER_MINUTE", 30)
 # How often a worker asks Fathom whether a requested download is ready.
 FATHOM_POLL_INTERVAL_SECONDS = float(os.environ.get("FATHOM_POLL_INTERVAL_SECONDS", "2"))
 # Ask the dispatcher for work after each change that frees a slot or adds an entry; the beat
@@ -317,6 +318,10 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING"},
+        # httpx logs every request's URL at INFO, and Fathom's signed video URLs carry a
+        # token: a short-lived credential that has no place in logs.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 

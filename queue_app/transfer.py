@@ -17,7 +17,9 @@ from uuid import UUID
 from django.conf import settings
 
 from queue_app import services
-from queue_app.integrations.fathom import DownloadStatus, FathomClient, FathomError
+from queue_app.accounts import fathom_api_key_for, fathom_client_for
+from queue_app.crypto import CredentialDecryptError
+from queue_app.integrations.fathom import FathomClient, FathomError
 from queue_app.integrations.uploaders import UploadError, get_uploader
 from queue_app.models import QueueEntry
 from realtime.events import publish_progress
@@ -83,16 +85,20 @@ class Progress:
 
 
 def _fathom_client(entry: QueueEntry) -> FathomClient:
-    from queue_app.accounts import fathom_api_key_for
-    from queue_app.integrations.ratelimit import RateLimiter
-
-    api_key = fathom_api_key_for(entry.owner)
+    try:
+        api_key = fathom_api_key_for(entry.owner_id)
+    except CredentialDecryptError as exc:
+        raise TransferFailed(
+            "Your saved Fathom API key can no longer be read: connect your account again,"
+            " then retry.",
+            transient=False,
+        ) from exc
     if not api_key:
         raise TransferFailed(
             "Your Fathom account is not connected: add your API key, then retry.",
             transient=False,
         )
-    return FathomClient(api_key, limiter=RateLimiter())
+    return fathom_client_for(api_key)
 
 
 def _description(entry: QueueEntry) -> str:
@@ -110,52 +116,49 @@ def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
     entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry_id)
     progress = Progress(entry_id=entry.id, owner_id=entry.owner_id, worker=worker)
     progress.report(STAGE_REQUESTING, 0.0, force=True)
-    recording_id = entry.meeting.recording_id
     try:
-        client = _fathom_client(entry)
-        download_id = client.request_download(recording_id)
-
-        def on_poll(status: DownloadStatus) -> None:
-            progress.report(STAGE_REQUESTING, 0.0)
-
-        ready = client.wait_for_download(
-            recording_id,
-            download_id,
-            poll_interval=settings.FATHOM_POLL_INTERVAL_SECONDS,
-            on_poll=on_poll,
-        )
-        if not ready.video_url:
-            raise TransferFailed(
-                "Fathom said the download is ready but gave no video URL.", transient=True
-            )
-        with tempfile.TemporaryDirectory(prefix="fathomloom-") as folder:
-            destination = Path(folder) / f"{recording_id}.mp4"
-            progress.report(STAGE_DOWNLOADING, 0.0)
-
-            def on_bytes(done: int, total: int | None) -> None:
-                progress.report(STAGE_DOWNLOADING, done / total if total else 0.0)
-
-            downloaded = client.download_video(
-                ready.video_url,
-                destination,
-                expected_size=ready.file_size_bytes,
-                on_progress=on_bytes,
-            )
-            logger.info(
-                "entry %s: downloaded %s bytes (sha256 %s)",
-                entry.id,
-                downloaded.size,
-                downloaded.sha256[:16],
-            )
-            progress.report(STAGE_UPLOADING, 0.0)
-            result = get_uploader().upload(
-                downloaded.path, title=str(entry.meeting), description=_description(entry)
-            )
-        progress.report(STAGE_UPLOADING, 1.0, force=True)
-        return result.share_url
+        with _fathom_client(entry) as client:
+            return _move(client, entry, progress)
     except FathomError as exc:
         raise TransferFailed(
             exc.reason, transient=exc.transient, retry_after=exc.retry_after
         ) from exc
     except UploadError as exc:
         raise TransferFailed(exc.reason, transient=exc.transient) from exc
+
+
+def _move(client: FathomClient, entry: QueueEntry, progress: Progress) -> str:
+    recording_id = entry.meeting.recording_id
+    download_id = client.request_download(recording_id)
+    ready = client.wait_for_download(
+        recording_id,
+        download_id,
+        poll_interval=settings.FATHOM_POLL_INTERVAL_SECONDS,
+        on_poll=lambda status: progress.report(STAGE_REQUESTING, 0.0),
+    )
+    if not ready.video_url:
+        raise TransferFailed(
+            "Fathom said the download is ready but gave no video URL.", transient=True
+        )
+    with tempfile.TemporaryDirectory(prefix="fathomloom-") as folder:
+        progress.report(STAGE_DOWNLOADING, 0.0)
+        downloaded = client.download_video(
+            ready.video_url,
+            Path(folder) / f"{recording_id}.mp4",
+            expected_size=ready.file_size_bytes,
+            on_progress=lambda done, total: progress.report(
+                STAGE_DOWNLOADING, done / total if total else 0.0
+            ),
+        )
+        logger.info(
+            "entry %s: downloaded %s bytes (sha256 %s…)",
+            entry.id,
+            downloaded.size,
+            downloaded.sha256[:16],
+        )
+        progress.report(STAGE_UPLOADING, 0.0)
+        result = get_uploader().upload(
+            downloaded.path, title=str(entry.meeting), description=_description(entry)
+        )
+    progress.report(STAGE_UPLOADING, 1.0, force=True)
+    return result.share_url

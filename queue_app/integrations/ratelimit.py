@@ -40,6 +40,14 @@ DEFAULT_LIMITS: dict[str, Limit] = {
     "download": Limit(capacity=5, per_second=25 / 60),
 }
 
+
+def limits_per_minute(calls: int, downloads: int) -> dict[str, Limit]:
+    """Buckets for `calls` and `downloads` a minute, split burst 1/6 + refill 5/6 as above."""
+    return {
+        "api": Limit(capacity=calls / 6, per_second=calls * 5 / 6 / 60),
+        "download": Limit(capacity=downloads / 6, per_second=downloads * 5 / 6 / 60),
+    }
+
 # Takes a token now, or reserves the next one and returns how long to wait for it; a wait
 # beyond max_wait reserves nothing. Redis's own clock, so workers on other machines agree.
 _ACQUIRE = """
@@ -90,7 +98,14 @@ class RateLimiter:
 
             client = redis.Redis.from_url(settings.REDIS_URL)
         self.redis = client
-        self.limits = dict(DEFAULT_LIMITS if limits is None else limits)
+        if limits is None:
+            from django.conf import settings
+
+            # Fathom's documented limits unless an operator (or a test) sets others.
+            limits = limits_per_minute(
+                settings.FATHOM_API_CALLS_PER_MINUTE, settings.FATHOM_DOWNLOADS_PER_MINUTE
+            )
+        self.limits = dict(limits)
         self.prefix = prefix
         self._script = client.register_script(_ACQUIRE)
         self._sleep = sleep

@@ -21,6 +21,8 @@ import httpx
 import pytest
 from django.db import connection
 
+from fathom_sandbox.testing import SandboxProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = Path(os.environ.get("VAR_DIR", ROOT / "var")) / "test-logs"
 
@@ -98,14 +100,74 @@ def wait_for_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+# What the processes the tests start run with: the sandbox for Fathom, and timings
+# short enough that retries, heartbeats and the lease reaper happen within a test.
+FAST_TIMINGS = {
+    "QUEUE_RETRY_BASE_SECONDS": "0.5",
+    "QUEUE_HEARTBEAT_SECONDS": "0.5",
+    "QUEUE_LEASE_SECONDS": "4",
+    "QUEUE_REAPER_SECONDS": "1",
+    "QUEUE_DISPATCH_TICK_SECONDS": "2",
+    "FATHOM_POLL_INTERVAL_SECONDS": "0.2",
+    "FATHOM_API_CALLS_PER_MINUTE": "6000",
+    "FATHOM_DOWNLOADS_PER_MINUTE": "6000",
+}
+
+
 @pytest.fixture(scope="session")
-def process_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+def fathom_sandbox() -> Iterator[SandboxProcess]:
+    """The local Fathom, one process for the session, with limits that tests never hit."""
+    with SandboxProcess("--rate-limit", "100000", "--download-limit", "100000") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="session")
+def process_env(django_db_setup, django_db_blocker, fathom_sandbox) -> dict[str, str]:
     with django_db_blocker.unblock():
         url = database_url(connection.settings_dict)
     env = dict(os.environ)
-    env.update(DATABASE_URL=url, DJANGO_SETTINGS_MODULE="fathomloom.settings", PYTHONUNBUFFERED="1")
+    env.update(
+        DATABASE_URL=url,
+        DJANGO_SETTINGS_MODULE="fathomloom.settings",
+        PYTHONUNBUFFERED="1",
+        FATHOM_API_BASE_URL=fathom_sandbox.base_url,
+        MEDIA_ROOT=str(LOG_DIR.parent / "test-media"),
+        PUBLIC_BASE_URL="http://testserver",
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(LOG_DIR.parent / "test-mail"),
+        **FAST_TIMINGS,
+    )
     env.setdefault("SECRET_KEY", "insecure-test-only-key")
     return env
+
+
+@pytest.fixture
+def sandbox(fathom_sandbox, settings) -> Iterator[SandboxProcess]:
+    """The session's sandbox, with no faults and an empty request log; this process's
+    settings point at it too (key checks and syncs run here)."""
+    settings.FATHOM_API_BASE_URL = fathom_sandbox.base_url
+    settings.FATHOM_API_CALLS_PER_MINUTE = int(FAST_TIMINGS["FATHOM_API_CALLS_PER_MINUTE"])
+    settings.FATHOM_DOWNLOADS_PER_MINUTE = int(FAST_TIMINGS["FATHOM_DOWNLOADS_PER_MINUTE"])
+    control = fathom_sandbox.control
+    control.clear_faults()
+    control.clear_requests()
+    yield fathom_sandbox
+    control.clear_faults()
+
+
+@pytest.fixture
+def connect_fathom(sandbox):
+    """Connect a user's Fathom account (a sandbox key) and import their meetings."""
+    from queue_app.accounts import fathom_account_set_key
+    from queue_app.importing import meetings_sync
+    from queue_app.models import Meeting
+
+    def connect(user, api_key: str) -> dict[int, Meeting]:
+        fathom_account_set_key(user=user, api_key=api_key)
+        meetings_sync(user=user)
+        return {m.recording_id: m for m in Meeting.objects.filter(owner=user)}
+
+    return connect
 
 
 def start_daphne(env: dict[str, str], name: str = "daphne") -> tuple[Process, str]:

@@ -27,14 +27,18 @@ def enqueue_and_close(meeting) -> None:
 
 
 async def receive_json(socket, timeout: float = 20) -> dict:
-    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
+    """The next message other than a ProgressUpdate (those are checked elsewhere)."""
+    while True:
+        message = json.loads(await asyncio.wait_for(socket.recv(), timeout))
+        if message["type"] != "ProgressUpdate":
+            return message
 
 
 def test_worker_events_reach_the_socket_in_order(
-    live_server_url, celery_worker, make_user, make_meeting, monkeypatch
+    live_server_url, celery_worker, make_user, connect_fathom, monkeypatch
 ):
     alice = make_user("alice")
-    meeting = make_meeting(alice, "Quarterly planning")
+    meeting = connect_fathom(alice, "sandbox-key-alice")[1001]
     session = login(live_server_url, "alice", PASSWORD)
 
     # Record what this (the test) process publishes, to tell its events from the worker's.
@@ -67,10 +71,11 @@ def test_worker_events_reach_the_socket_in_order(
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
     assert published_here == ["meeting_added"], "task_started/completed must come from the worker"
     added, _started, completed = events
-    assert added["queue"][0]["title"] == "Quarterly planning"
+    assert added["queue"][0]["title"] == str(meeting)
     assert added["global_position"] == 1
     assert added["affected_user_id"] == str(alice.pk)
     assert completed["queue"][0]["status"] == "completed"
+    assert "/share/" in completed["queue"][0]["result_url"]
     for event in events:
         assert set(event) >= {
             "type",
