@@ -208,3 +208,82 @@ def events_for(*, user: Any, after: int, limit: int) -> list[dict[str, Any]]:
     """
     viewer = Viewer.of(user)
     return [event_for_viewer(message, viewer) for message in events_after(seq=after, limit=limit)]
+
+
+# --- reads for the pages -------------------------------------------------------------------
+
+
+def meetings_with_latest_entry(*, user: Any) -> list[dict[str, Any]]:
+    """The user's meetings, newest first, each with its latest entry in full (or None).
+
+    The latest entry, not only an active one: the page offers retry for a failed transfer
+    and the share link of a completed one.
+    """
+    meetings = list(Meeting.objects.filter(owner_id=user.pk))
+    latest: dict[int, QueueEntry] = {}
+    entries = (
+        QueueEntry.objects.filter(owner_id=user.pk)
+        .select_related("meeting", "owner")
+        .order_by("meeting_id", "-created_at")
+    )
+    for entry in entries:
+        latest.setdefault(entry.meeting_id, entry)
+    positions = entry_positions()
+    viewer = Viewer.of(user)
+    rows = []
+    for meeting in meetings:
+        entry = latest.get(meeting.pk)
+        rows.append(
+            {
+                "meeting": meeting,
+                "entry": (
+                    entry_for_viewer(entry_payload(entry, positions.get(entry.id)), viewer)
+                    if entry is not None
+                    else None
+                ),
+            }
+        )
+    return rows
+
+
+def meetings_page_for(*, user: Any) -> dict[str, Any]:
+    """The queue snapshot and the user's meetings, read under the queue lock.
+
+    Holding the lock for both reads means they agree with one `seq`: the page connects
+    with `?last_seq=<seq>` and the server replays exactly what changed since.
+    """
+    with transaction.atomic():
+        snapshot = queue_snapshot_for(user)  # takes the lock until this block ends
+        meetings = meetings_with_latest_entry(user=user)
+    return {"snapshot": snapshot, "meetings": meetings}
+
+
+def recent_failures(*, since: Any, limit: int = 20) -> list[QueueEntry]:
+    """Transfers that failed for good since `since`, newest first, with their reasons."""
+    return list(
+        QueueEntry.objects.filter(status=EntryStatus.FAILED, finished_at__gte=since)
+        .select_related("meeting", "owner")
+        .order_by("-finished_at")[:limit]
+    )
+
+
+def queue_stats_since(*, since: Any) -> dict[str, Any]:
+    """Throughput and waiting time over a window, for the staff monitor.
+
+    `completed` and `failed` count transfers that finished in the window; `mean_wait_seconds`
+    averages, over transfers that started in it, the time from joining the line to starting
+    (from created_at, as the admin's wait column does: entries have no queued_at), or None.
+    """
+    finished = QueueEntry.objects.filter(finished_at__gte=since)
+    completed = finished.filter(status=EntryStatus.COMPLETED).count()
+    failed = finished.filter(status=EntryStatus.FAILED).count()
+    started = QueueEntry.objects.filter(started_at__gte=since).values_list(
+        "created_at", "started_at"
+    )
+    waits = [(begun - created).total_seconds() for created, begun in started]
+    return {
+        "completed": completed,
+        "failed": failed,
+        "mean_wait_seconds": round(sum(waits) / len(waits), 1) if waits else None,
+        "since": isoformat(since),
+    }

@@ -4,6 +4,9 @@ from queue_app import share, views, webhooks
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("webhooks/fathom", webhooks.fathom_webhook, name="fathom-webhook"),
+    path("queue", views.queue, name="queue"),
+    path("monitor", views.monitor, name="monitor"),
+    path("monitor/stats", views.monitor_stats, name="monitor-stats"),
     path("share/<str:token>", share.share, name="share"),
+    path("webhooks/fathom", webhooks.fathom_webhook, name="fathom-webhook"),
 ]

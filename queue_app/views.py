@@ -1,10 +1,146 @@
-"""Server-rendered pages."""
+"""Server-rendered pages: my meetings, the live queue, and the staff monitor.
 
+Each page renders the state it starts from (a snapshot with its `seq`) into the HTML;
+the page's script draws it at once and connects with `?last_seq=<seq>`, so the server
+replays exactly what changed between rendering and connecting.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+
+from queue_app import selectors
+from queue_app.models import QueueEntry
+
+# The monitor's throughput, failures and mean wait cover this window.
+MONITOR_WINDOW = timedelta(hours=1)
+ZERO_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _client_config(request: HttpRequest) -> dict[str, Any]:
+    """What the page's script needs besides the snapshot: ETAs use the same formula as
+    selectors.eta_seconds, so a position that changes by an event gets a fresh ETA."""
+    return {
+        "user_id": str(request.user.pk),
+        "is_staff": bool(request.user.is_staff),
+        "mean_transfer_seconds": selectors.average_transfer_seconds(),
+        "concurrency": settings.QUEUE_CONCURRENCY,
+        "login_url": f"{settings.LOGIN_URL}?next={request.path}",
+    }
+
+
+def _fathom_status(user: Any) -> dict[str, Any]:
+    from queue_app.accounts import fathom_account_status
+
+    return fathom_account_status(user)
 
 
 @login_required
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "queue_app/home.html")
+    """My meetings: connect Fathom, sync, queue, cancel, retry, share links."""
+    page = selectors.meetings_page_for(user=request.user)
+    meetings = [
+        {
+            "id": row["meeting"].pk,
+            "title": str(row["meeting"]),
+            "recorded_at": row["meeting"].recording_start_time,
+            "duration_seconds": row["meeting"].duration_seconds,
+            "url": row["meeting"].url,
+        }
+        for row in page["meetings"]
+    ]
+    latest = {str(row["meeting"].pk): row["entry"] for row in page["meetings"] if row["entry"]}
+    return render(
+        request,
+        "queue_app/meetings.html",
+        {
+            "nav": "meetings",
+            "meetings": meetings,
+            "fathom": _fathom_status(request.user),
+            "snapshot": page["snapshot"],
+            "latest_entries": latest,
+            "config": _client_config(request),
+        },
+    )
+
+
+@login_required
+@require_safe
+def queue(request: HttpRequest) -> HttpResponse:
+    """The whole line, live: mine in full, everyone else's as anonymous places."""
+    return render(
+        request,
+        "queue_app/queue.html",
+        {
+            "nav": "queue",
+            "snapshot": selectors.queue_snapshot_for(request.user),
+            "config": _client_config(request),
+        },
+    )
+
+
+def _staff_only(request: HttpRequest) -> None:
+    # Signed in but not staff: 403, not a redirect to a login page that would loop.
+    if not request.user.is_staff:
+        raise PermissionDenied("Staff only.")
+
+
+def _monitor_data() -> dict[str, Any]:
+    since = timezone.now() - MONITOR_WINDOW
+    return {
+        "stats": selectors.queue_stats_since(since=since),
+        "failures": [_failure(entry) for entry in selectors.recent_failures(since=since)],
+    }
+
+
+def _failure(entry: QueueEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "title": str(entry.meeting),
+        "owner": entry.owner.get_username(),
+        "error": entry.last_error,
+        "attempts": entry.attempts,
+        "finished_at": entry.finished_at.isoformat() if entry.finished_at else None,
+        "admin_url": reverse("admin:queue_app_queueentry_change", args=[entry.pk]),
+    }
+
+
+@login_required
+@require_safe
+def monitor(request: HttpRequest) -> HttpResponse:
+    """Staff: the full queue live, running transfers, failures, throughput, the pause switch."""
+    _staff_only(request)
+    return render(
+        request,
+        "queue_app/monitor.html",
+        {
+            "nav": "monitor",
+            "snapshot": selectors.queue_snapshot_for(request.user),
+            "monitor": _monitor_data(),
+            "config": {
+                **_client_config(request),
+                # The script puts each entry's id in place of the zeros.
+                "admin_entry_url": reverse("admin:queue_app_queueentry_change", args=[ZERO_ID]),
+                "stats_url": reverse("monitor-stats"),
+            },
+        },
+    )
+
+
+@login_required
+@require_safe
+def monitor_stats(request: HttpRequest) -> JsonResponse:
+    """The monitor's hour of throughput and failures, fetched again after transfers end."""
+    _staff_only(request)
+    return JsonResponse(_monitor_data())

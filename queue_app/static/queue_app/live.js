@@ -1,0 +1,401 @@
+/* The live queue in the browser: state from a snapshot, QueueUpdate events applied in seq
+ * order with the rules of realtime/client_state.py, reconnecting by itself and resuming with
+ * last_seq. Shared by every page; each page draws the state with its own script.
+ * No build step: plain ES2020, one global (window.Fathomloom). */
+"use strict";
+
+(function () {
+  // Entries in these states have left the active list; an event carries them once.
+  const FINISHED = new Set(["completed", "failed", "cancelled"]);
+  const FIRST_DELAY_MS = 1000;
+  const MAX_DELAY_MS = 30000;
+  // Idle connections through proxies are often cut after 30-60 s of silence.
+  const PING_EVERY_MS = 25000;
+  const STEADY_MS = 5000;
+
+  class GapError extends Error {}
+
+  function stateFromSnapshot(snapshot) {
+    // Trusted as sent: the snapshot's positions are the server's.
+    return {
+      seq: snapshot.seq,
+      paused: Boolean(snapshot.paused),
+      queue_length: snapshot.queue_length,
+      queue: snapshot.queue.map((entry) => ({ ...entry })),
+    };
+  }
+
+  /** The state after one message; `state` is left unchanged (see client_state.apply_event). */
+  function applyEvent(state, message) {
+    if (message.type === "ProgressUpdate") return applyProgress(state, message);
+    if (message.seq !== state.seq + 1) {
+      throw new GapError(`expected seq ${state.seq + 1}, got ${message.seq}`);
+    }
+    const changed = new Set(message.queue.map((entry) => entry.id));
+    // Take every entry the event carries out first, so inserting one at its position is not
+    // thrown off by another that leaves in the same event (queue_cleared).
+    const kept = state.queue.filter((e) => !changed.has(e.id)).map((e) => ({ ...e }));
+    const waiting = kept.filter((e) => e.position == null);
+    const line = kept.filter((e) => e.position != null);
+    const arriving = message.queue.filter((e) => !FINISHED.has(e.status)).map((e) => ({ ...e }));
+    arriving
+      .filter((e) => e.position != null)
+      .sort((a, b) => a.position - b.position)
+      .forEach((entry) => {
+        const index = Math.min(Math.max(entry.position - 1, 0), line.length);
+        line.splice(index, 0, entry);
+      });
+    waiting.push(...arriving.filter((e) => e.position == null));
+    const queue = waiting.concat(line);
+    let position = 0;
+    for (const entry of queue) if (entry.position != null) entry.position = ++position;
+    let paused = message.paused;
+    if (paused == null) {
+      paused = { queue_paused: true, queue_resumed: false }[message.update_type] ?? state.paused;
+    }
+    return { seq: message.seq, paused: Boolean(paused), queue_length: message.queue_length, queue };
+  }
+
+  function applyProgress(state, message) {
+    const queue = state.queue.map((entry) =>
+      entry.id === message.entry_id
+        ? { ...entry, stage: message.stage, progress: message.progress, worker: message.worker || entry.worker }
+        : entry
+    );
+    return { ...state, queue };
+  }
+
+  /**
+   * One socket to /queue_updates, kept open. Callbacks:
+   *   onState(state, message)  after a snapshot, an event or a progress tick
+   *   onConnection(status, detail)  "connecting" | "live" | "reconnecting" | "signed-out" | "refused"
+   */
+  class QueueClient {
+    constructor({ initial, onState, onConnection }) {
+      this.state = initial ? stateFromSnapshot(initial) : null;
+      this.onState = onState || (() => {});
+      this.onConnection = onConnection || (() => {});
+      this.delay = FIRST_DELAY_MS;
+      this.socket = null;
+      this.retryTimer = null;
+      this.pingTimer = null;
+      this.steadyTimer = null;
+      this.resumeAsked = null; // the seq we asked to resume from, so a gap asks only once
+      this.everOpen = false;
+      this.stopped = false;
+      window.addEventListener("online", () => this.reconnectNow());
+    }
+
+    start() {
+      if (this.state) this.onState(this.state, null);
+      this.connect();
+    }
+
+    connect() {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+      const url = new URL("/queue_updates", window.location.href);
+      url.protocol = window.location.protocol === "https:" ? "wss:" : "ws:";
+      // With a state (rendered into the page, or kept across a drop) resume from its seq:
+      // the server replays what we missed, or sends a snapshot with reset: true.
+      if (this.state) url.searchParams.set("last_seq", String(this.state.seq));
+      this.onConnection(this.everOpen ? "reconnecting" : "connecting", {});
+      const socket = new WebSocket(url);
+      this.socket = socket;
+      socket.onopen = () => {
+        // A socket that stays up a while resets the backoff, even if nothing happened to be
+        // sent on it; one that is accepted and closed at once (1013) does not.
+        clearTimeout(this.steadyTimer);
+        this.steadyTimer = setTimeout(() => {
+          if (this.socket === socket) this.delay = FIRST_DELAY_MS;
+        }, STEADY_MS);
+        this.everOpen = true;
+        this.resumeAsked = null;
+        this.onConnection("live", {});
+        this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_EVERY_MS);
+      };
+      socket.onmessage = (event) => {
+        this.delay = FIRST_DELAY_MS;
+        this.receive(JSON.parse(event.data));
+      };
+      socket.onclose = (event) => this.closed(socket, event);
+    }
+
+    send(message) {
+      if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+        this.socket.send(JSON.stringify(message));
+      }
+    }
+
+    receive(message) {
+      if (message.type === "QueueSnapshot") {
+        this.state = stateFromSnapshot(message);
+        this.resumeAsked = null;
+        this.onState(this.state, message);
+      } else if (message.type === "QueueUpdate") {
+        if (!this.state || message.seq <= this.state.seq) return; // already applied
+        if (message.seq !== this.state.seq + 1) {
+          // A gap: ask for what is missing; later events arrive again after the replay.
+          if (this.resumeAsked !== this.state.seq) {
+            this.resumeAsked = this.state.seq;
+            this.send({ type: "resume", last_seq: this.state.seq });
+          }
+          return;
+        }
+        this.state = applyEvent(this.state, message);
+        this.onState(this.state, message);
+      } else if (message.type === "ProgressUpdate") {
+        if (!this.state) return;
+        this.state = applyProgress(this.state, message);
+        this.onState(this.state, message);
+      } else if (message.type === "error") {
+        console.warn("queue_updates:", message.code, message.detail);
+      }
+    }
+
+    closed(socket, event) {
+      clearInterval(this.pingTimer);
+      if (socket !== this.socket || this.stopped) return;
+      this.socket = null;
+      if (event.code === 4401) {
+        this.onConnection("signed-out", {});
+        return;
+      }
+      if (event.code === 4403) {
+        this.onConnection("refused", {});
+        return;
+      }
+      // 1 s doubling to 30 s, plus up to 20% so that a restarted server is not hit by every
+      // page in the same instant.
+      const wait = this.delay + Math.floor(Math.random() * this.delay * 0.2);
+      this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
+      this.everOpen = true;
+      this.onConnection("reconnecting", { retryAt: Date.now() + wait });
+      this.retryTimer = setTimeout(() => this.connect(), wait);
+    }
+
+    reconnectNow() {
+      if (this.retryTimer) this.connect();
+    }
+  }
+
+  // --- helpers shared by the pages -----------------------------------------------------------
+
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  class ApiError extends Error {
+    constructor(status, code, detail) {
+      super(detail);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  /** A JSON API call with the session and CSRF token; throws ApiError with {code, detail}. */
+  async function api(method, path, body) {
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new ApiError(0, "network", "The server cannot be reached. Try again in a moment.");
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (error) {
+      data = null;
+    }
+    if (!response.ok) {
+      const detail = (data && data.detail) || `The server answered ${response.status}.`;
+      throw new ApiError(response.status, (data && data.code) || "error", detail);
+    }
+    return data;
+  }
+
+  function readJson(id) {
+    const node = document.getElementById(id);
+    return node ? JSON.parse(node.textContent) : null;
+  }
+
+  /** Build an element: el("p", {class: "x", text: "..."}, child, ...). Text is never HTML. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value == null || value === false) continue;
+      if (key === "text") node.textContent = value;
+      else if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value === true ? "" : value);
+    }
+    for (const child of children) if (child != null) node.append(child);
+    return node;
+  }
+
+  /**
+   * Make `container`'s children match `items`, one node per key, in order. A node is kept
+   * (and only updated) while its key stays, so focus and progress bars survive; a key can
+   * never appear twice.
+   */
+  function renderKeyed(container, items, keyOf, create, update) {
+    const existing = new Map();
+    for (const child of Array.from(container.children)) existing.set(child.dataset.key, child);
+    const seen = new Set();
+    let previous = null;
+    for (const item of items) {
+      const key = String(keyOf(item));
+      if (seen.has(key)) continue;
+      seen.add(key);
+      let node = existing.get(key);
+      if (!node) {
+        node = create(item);
+        node.dataset.key = key;
+      }
+      update(node, item);
+      const expected = previous ? previous.nextSibling : container.firstChild;
+      if (node !== expected) container.insertBefore(node, expected);
+      previous = node;
+    }
+    for (const [key, node] of existing) if (!seen.has(key)) node.remove();
+  }
+
+  function formatDuration(seconds) {
+    if (seconds == null) return "";
+    if (seconds < 60) return "under a minute";
+    const minutes = Math.round(seconds / 60);
+    if (minutes < 60) return `about ${minutes} min`;
+    const hours = Math.floor(minutes / 60);
+    return `about ${hours} h ${minutes % 60} min`;
+  }
+
+  /** Seconds until done; the formula of selectors.eta_seconds, so it follows the position. */
+  function etaSeconds(entry, config) {
+    const mean = config.mean_transfer_seconds;
+    if (entry.status === "running") {
+      const elapsed = entry.started_at ? (Date.now() - Date.parse(entry.started_at)) / 1000 : 0;
+      return Math.max(Math.ceil(mean - elapsed), 0);
+    }
+    if (entry.position == null) return null;
+    const rounds = Math.ceil(entry.position / Math.max(config.concurrency, 1));
+    return Math.ceil(rounds * mean + mean);
+  }
+
+  const STAGES = { downloading: "Downloading from Fathom", uploading: "Uploading to Loom", done: "Finishing" };
+
+  function stageLabel(stage) {
+    return STAGES[stage] || (stage ? stage.charAt(0).toUpperCase() + stage.slice(1) : "Starting");
+  }
+
+  function progressBar(label) {
+    const bar = el("progress", { max: "1", value: "0", "aria-label": label });
+    const text = el("span", { class: "progress-text" });
+    return el("div", { class: "progress" }, bar, text);
+  }
+
+  function updateProgress(node, entry) {
+    const bar = node.querySelector("progress");
+    const value = Math.min(Math.max(Number(entry.progress) || 0, 0), 1);
+    bar.value = value;
+    bar.setAttribute("aria-valuetext", `${stageLabel(entry.stage)}: ${Math.round(value * 100)}%`);
+    node.querySelector(".progress-text").textContent = `${stageLabel(entry.stage)} · ${Math.round(value * 100)}%`;
+  }
+
+  // --- the parts every live page has -------------------------------------------------------
+
+  const CONNECTION_TEXT = {
+    connecting: "Connecting…",
+    live: "Live",
+    reconnecting: "Reconnecting…",
+    "signed-out": "Signed out.",
+    refused: "The server refused this connection.",
+  };
+
+  function showConnection(status, detail) {
+    const node = document.getElementById("connection");
+    if (!node) return;
+    node.dataset.state = status;
+    const text = node.querySelector(".connection-text");
+    text.textContent = CONNECTION_TEXT[status] || status;
+    clearInterval(showConnection.timer);
+    if (status === "reconnecting" && detail.retryAt) {
+      // Counts down so people see that it is trying, not stuck.
+      const tick = () => {
+        const seconds = Math.max(Math.ceil((detail.retryAt - Date.now()) / 1000), 0);
+        text.textContent = seconds > 0 ? `Reconnecting… next try in ${seconds} s` : "Reconnecting…";
+      };
+      tick();
+      showConnection.timer = setInterval(tick, 1000);
+    }
+    if (status === "signed-out") {
+      const config = readJson("client-config") || {};
+      text.append(" ", el("a", { href: config.login_url || "/accounts/login/", text: "Sign in again" }));
+    }
+  }
+
+  function showPaused(paused) {
+    const banner = document.getElementById("paused-banner");
+    if (banner) banner.hidden = !paused;
+  }
+
+  const MAX_NOTICES = 4;
+
+  /** A short message in the page's aria-live region; `link` is {href, text}. */
+  function notify(kind, text, link) {
+    const region = document.getElementById("notices");
+    if (!region) return;
+    const close = el("button", { type: "button", class: "link-button", text: "Dismiss" });
+    const notice = el(
+      "p",
+      { class: `notice notice-${kind}` },
+      el("span", { text }),
+      link ? el("a", { href: link.href, rel: "noopener", text: link.text }) : null,
+      close
+    );
+    close.addEventListener("click", () => notice.remove());
+    region.prepend(notice);
+    while (region.children.length > MAX_NOTICES) region.lastElementChild.remove();
+  }
+
+  /** Tell the owner that one of theirs completed or failed, from the event that says so. */
+  function notifyFinished(message) {
+    if (!message || message.type !== "QueueUpdate") return;
+    for (const entry of message.queue) {
+      if (!entry.mine) continue;
+      if (message.update_type === "task_completed") {
+        const link = entry.result_url ? { href: entry.result_url, text: "Open the share link" } : null;
+        notify("success", `“${entry.title}” is transferred.`, link);
+      } else if (message.update_type === "task_failed") {
+        notify("error", `“${entry.title}” failed: ${entry.last_error || "no reason given"}.`);
+      }
+    }
+  }
+
+  window.Fathomloom = {
+    FINISHED,
+    GapError,
+    QueueClient,
+    ApiError,
+    api,
+    applyEvent,
+    stateFromSnapshot,
+    readJson,
+    el,
+    renderKeyed,
+    formatDuration,
+    etaSeconds,
+    stageLabel,
+    progressBar,
+    updateProgress,
+    showConnection,
+    showPaused,
+    notify,
+    notifyFinished,
+  };
+})();
