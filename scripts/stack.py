@@ -1,7 +1,8 @@
 """The local stack behind `make run` and `make test`.
 
-    python scripts/stack.py run           Redis (if none answers), migrate, demo data, then
-                                          daphne + Celery worker + beat until Ctrl-C
+    python scripts/stack.py run           Redis (if none answers), the Fathom sandbox (unless
+                                          FATHOM_API_BASE_URL is set), migrate, demo data,
+                                          then daphne + Celery worker + beat until Ctrl-C
     python scripts/stack.py test [ARGS]   Redis (if none answers), then pytest ARGS
 
 A private redis-server is started only when nothing answers at REDIS_URL; it is stopped
@@ -124,6 +125,51 @@ class PrivateRedis:
             say("stopped the private Redis")
 
 
+class Sandbox:
+    """The local Fathom sandbox, when FATHOM_API_BASE_URL does not name a real Fathom.
+
+    Started here rather than by honcho because the demo users' meetings are imported
+    from it before the rest of the stack starts.
+    """
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, env: dict[str, str]) -> str:
+        port = int(env.get("FATHOM_SANDBOX_PORT", "8765"))
+        if port_open("127.0.0.1", port):
+            port = free_port()
+        log_path = VAR / "fathom-sandbox.log"
+        log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child
+        self.process = subprocess.Popen(
+            [str(BIN / "python"), "-m", "fathom_sandbox", "--port", str(port), "--verbose"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if port_open("127.0.0.1", port):
+                say(f"started the Fathom sandbox on http://127.0.0.1:{port} (log: {log_path})")
+                return f"http://127.0.0.1:{port}/external/v1"
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        die(f"the Fathom sandbox did not start; see {log_path}")
+        return ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+            say("stopped the Fathom sandbox")
+
+
 def ensure_redis(env: dict[str, str], private: PrivateRedis) -> str:
     url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
     if redis_answers(url):
@@ -185,15 +231,20 @@ def announce(port: int, env: dict[str, str], procs: subprocess.Popen[bytes]) -> 
     say(f"  API docs        {base}/api/docs/")
     say(f"  live queue      ws://127.0.0.1:{port}/queue_updates")
     say(f"  readiness       {base}/readyz")
+    say(f"  Fathom          {env['FATHOM_API_BASE_URL']}")
     say(f"  demo logins     admin (staff), alice, bob; password: {password}")
     say("Ctrl-C stops everything.")
 
 
-def run(env: dict[str, str]) -> int:
+def run(env: dict[str, str], sandbox: Sandbox) -> int:
     port = int(env.get("PORT", "8000"))
     env.setdefault("DEBUG", "1")
-    manage(env, "migrate", "--noinput")
+    env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     seed = [str(BIN / "python"), str(ROOT / "manage.py"), "seed_demo"]
+    if not env.get("FATHOM_API_BASE_URL"):
+        env["FATHOM_API_BASE_URL"] = sandbox.start(env)
+        seed += ["--sandbox-keys"]
+    manage(env, "migrate", "--noinput")
     if env.get("DEMO_PASSWORD"):
         seed += ["--password", env["DEMO_PASSWORD"]]
     else:
@@ -237,13 +288,14 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     VAR.mkdir(parents=True, exist_ok=True)
     private = PrivateRedis()
+    sandbox = Sandbox()
     # SIGTERM (from a supervisor or `kill`) stops the stack the same way Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         env["REDIS_URL"] = ensure_redis(env, private)
         ensure_database(env)
         if argv[0] == "run":
-            return run(env)
+            return run(env, sandbox)
         return test(env, argv[1:])
     except KeyboardInterrupt:
         return 0 if argv[0] == "run" else 130
@@ -251,6 +303,7 @@ def main(argv: list[str]) -> int:
         say(f"{' '.join(map(str, exc.cmd[1:3]))} failed with exit code {exc.returncode}")
         return exc.returncode
     finally:
+        sandbox.stop()
         private.stop()
 
 

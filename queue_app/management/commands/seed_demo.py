@@ -1,30 +1,27 @@
-"""Create the demo users (admin, alice, bob) and a few meetings for alice and bob.
+"""Create the demo users (admin, alice, bob); with --sandbox-keys, connect alice and bob
+to the local Fathom sandbox and import their meetings, so a new user can queue at once.
 
-Idempotent: users that exist keep their password, meetings are matched by recording id.
+Idempotent: users that exist keep their password; meetings are matched by recording id.
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
-from django.db import transaction
-from django.utils import timezone
+from django.core.management.base import BaseCommand, CommandError
 
-from queue_app.models import Meeting
+from queue_app.accounts import AccountError, fathom_account_of, fathom_account_set_key
+from queue_app.importing import meetings_sync
 
 DEMO_USERS = (("admin", True), ("alice", False), ("bob", False))
-DEMO_MEETINGS = {
-    "alice": ["Quarterly planning", "Design review: onboarding", "Customer call: Acme"],
-    "bob": ["Weekly sync", "Hiring debrief", "Incident retrospective"],
-}
+# The keys the sandbox seeds (fathom_sandbox/README.md).
+SANDBOX_KEYS = {"alice": "sandbox-key-alice", "bob": "sandbox-key-bob"}
 
 
 class Command(BaseCommand):
-    help = "Create the demo users and meetings (DEMO_PASSWORD, or a generated password)."
+    help = "Create the demo users (DEMO_PASSWORD, or a generated password) and their meetings."
 
     def add_arguments(self, parser):
         parser.add_argument("--password", default="", help="Password for new demo users.")
@@ -33,13 +30,30 @@ class Command(BaseCommand):
             default="",
             help="Where to keep a generated password (mode 0600) when --password is not given.",
         )
+        parser.add_argument(
+            "--sandbox-keys",
+            action="store_true",
+            help="Connect alice and bob to the Fathom sandbox and import their meetings.",
+        )
 
-    @transaction.atomic
-    def handle(self, *args, password: str = "", password_file: str = "", **options) -> None:
+    def handle(
+        self,
+        *args,
+        password: str = "",
+        password_file: str = "",
+        sandbox_keys: bool = False,
+        **options,
+    ) -> None:
+        users = self._create_users(password, password_file)
+        if sandbox_keys:
+            for username, api_key in SANDBOX_KEYS.items():
+                self._connect(users[username], api_key)
+
+    def _create_users(self, password: str, password_file: str) -> dict:
         User = get_user_model()
-        created = []
         generated = not password
         password = password or secrets.token_urlsafe(9)
+        users, created = {}, []
         for username, is_staff in DEMO_USERS:
             user, new = User.objects.get_or_create(
                 username=username,
@@ -53,23 +67,7 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save()
                 created.append(username)
-        now = timezone.now()
-        for username, titles in DEMO_MEETINGS.items():
-            owner = User.objects.get(username=username)
-            for index, title in enumerate(titles, start=1):
-                recording_id = 1000 * (1 if username == "alice" else 2) + index
-                start = now - timedelta(days=index, hours=2)
-                Meeting.objects.get_or_create(
-                    owner=owner,
-                    recording_id=recording_id,
-                    defaults={
-                        "title": title,
-                        "meeting_title": title,
-                        "recording_start_time": start,
-                        "recording_end_time": start + timedelta(minutes=30),
-                        "duration_seconds": 1800,
-                    },
-                )
+            users[username] = user
         if created:
             self.stdout.write(f"created demo users {', '.join(created)} with password {password}")
             if generated and password_file:
@@ -78,3 +76,15 @@ class Command(BaseCommand):
                 path.chmod(0o600)
         else:
             self.stdout.write("demo users already exist; their passwords are unchanged")
+        return users
+
+    def _connect(self, user, api_key: str) -> None:
+        try:
+            if fathom_account_of(user) is None:
+                fathom_account_set_key(user=user, api_key=api_key)
+            result = meetings_sync(user=user)
+        except AccountError as exc:
+            raise CommandError(f"could not import {user.username}'s meetings: {exc}") from exc
+        self.stdout.write(
+            f"{user.username}: Fathom sandbox connected, {result.created} meetings imported"
+        )
