@@ -56,6 +56,7 @@ def home(request: HttpRequest) -> HttpResponse:
             "title": str(row["meeting"]),
             "recorded_at": row["meeting"].recording_start_time,
             "duration_seconds": row["meeting"].duration_seconds,
+            "duration_minutes": round((row["meeting"].duration_seconds or 0) / 60) or None,
             "url": row["meeting"].url,
         }
         for row in page["meetings"]

@@ -18,7 +18,8 @@
   function button(action, text, title) {
     return el("button", {
       type: "button",
-      class: action === "queue" || action === "retry" ? "button primary small" : "button small",
+      // The one next step is primary; cancelling or transferring again is not.
+      class: (action === "queue" && text === "Queue") || action === "retry" ? "button primary small" : "button small",
       "data-action": action,
       "aria-label": `${text}: “${title}”`,
       text,

@@ -1,0 +1,91 @@
+"""Signing in and out, the Fathom connection, and who may open the monitor."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from queue_app.models import FathomAccount, Meeting
+from tests.browser.conftest import PASSWORD, PHONE, screenshot, sign_in
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_sign_in_and_out(live_server_url, new_page, make_user):
+    make_user("alice")
+    page = new_page(viewport=PHONE)
+    page.goto(f"{live_server_url}/queue")
+    # Not signed in: the login page, which comes back to the queue afterwards.
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/queue$"))
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("not her password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("enter a correct username and password")
+    screenshot(page, "sign-in")
+
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")  # the keyboard is enough
+    expect(page).to_have_url(f"{live_server_url}/queue")
+    expect(page.get_by_role("heading", name="Queue", exact=True)).to_be_visible()
+    expect(page.get_by_text("Signed in as alice")).to_be_visible()
+    expect(page.get_by_role("link", name="Monitor")).to_have_count(0)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/accounts/login/$"))
+    page.goto(f"{live_server_url}/")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/$"))
+
+
+def test_the_monitor_is_for_staff_only(live_server_url, new_page, make_user):
+    make_user("bob")
+    page = new_page()
+    page.goto(f"{live_server_url}/monitor")
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/monitor$"))
+    sign_in(page, live_server_url, "bob")
+    response = page.goto(f"{live_server_url}/monitor")
+    assert response.status == 403
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    assert page.request.get(f"{live_server_url}/monitor/stats").status == 403
+
+
+def test_connect_fathom_sync_and_auto_queue(live_server_url, sandbox, new_page, make_user):
+    alice = make_user("alice")
+    page = new_page()
+    sign_in(page, live_server_url, "alice")
+    expect(page.get_by_role("button", name="Sync from Fathom")).to_be_disabled()
+
+    key = page.get_by_label("Fathom API key")
+    key.fill("not-a-key-fathom-knows")
+    page.get_by_role("button", name="Connect Fathom").click()
+    expect(page.get_by_role("alert").filter(has_text="Fathom")).to_contain_text("refused")
+    assert not FathomAccount.objects.filter(user=alice).exists()
+
+    key.fill("sandbox-key-alice")
+    page.get_by_role("button", name="Connect Fathom").click()
+    expect(page.locator("#fathom-status")).to_contain_text("ending …lice")
+    assert "sandbox-key-alice" not in page.content(), "the key is never shown again"
+
+    page.get_by_role("button", name="Sync from Fathom").click()
+    expect(page.locator("#sync-status")).to_contain_text(
+        re.compile(r"Synced with Fathom: \d+ created")
+    )
+    count = Meeting.objects.filter(owner=alice).count()
+    assert count > 0
+    expect(page.locator(".meeting")).to_have_count(count)
+    expect(
+        page.locator(".meeting").first.get_by_role("button", name=re.compile("^Queue"))
+    ).to_be_visible()
+
+    auto = page.get_by_label("Queue new meetings automatically")
+    expect(auto).not_to_be_checked()
+    auto.check()
+    expect(page.locator("#auto-queue-status")).to_contain_text("Saved: new meetings join the line")
+    assert FathomAccount.objects.get(user=alice).auto_queue is True
+    page.reload()
+    expect(page.get_by_label("Queue new meetings automatically")).to_be_checked()
+    page.get_by_label("Queue new meetings automatically").uncheck()
+    expect(page.locator("#auto-queue-status")).to_contain_text("Saved: new meetings wait")
+    assert FathomAccount.objects.get(user=alice).auto_queue is False
+    screenshot(page, "meetings-connected")
