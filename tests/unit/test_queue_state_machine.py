@@ -47,11 +47,11 @@ from tests.unit.queue_checks import (
 
 CONCURRENCY = 2
 # A step costs about 60 queries (the service, the invariants, three snapshots and the event
-# replay): 40-150 ms on a two-core machine shared with other test runs. 25 runs of up to 30
+# replay): 40-150 ms on a two-core machine shared with other test runs. 20 runs of up to 30
 # steps stay under a minute there; QUEUE_MACHINE_EXAMPLES=300 makes a deeper run (done when
 # the services change: it takes a quarter of an hour).
 MACHINE_SETTINGS = hypothesis_settings(
-    max_examples=int(os.environ.get("QUEUE_MACHINE_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("QUEUE_MACHINE_EXAMPLES", "20")),
     stateful_step_count=30,
     deadline=None,
     database=None,  # no .hypothesis/ directory written into a shared checkout
