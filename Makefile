@@ -3,8 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: run test lint install clean
+.PHONY: run test bench lint install clean
 
 run: $(STAMP)
 	@$(VPY) scripts/stack.py run
@@ -12,6 +13,15 @@ run: $(STAMP)
 # ARGS passes options to pytest, e.g. `make test ARGS="-k readyz -x"`.
 test: $(STAMP)
 	@$(VPY) scripts/stack.py test $(ARGS)
+
+# Benchmarks (bench/README.md): Redis as for tests, PostgreSQL at DATABASE_URL (default
+# the fathomloom_bench database, created when missing); rewrites docs/benchmarks.md.
+bench: $(BENCH_STAMP)
+	@$(VPY) scripts/stack.py bench $(ARGS)
+
+$(BENCH_STAMP): $(STAMP)
+	$(VPY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -194,26 +194,42 @@ CACHES = {
     }
 }
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [
-                {
-                    "address": REDIS_URL,
-                    # redis-py 8 times out reads after 5 s, racing the layer's own 5 s blocking
-                    # read and closing idle sockets (channels_redis#422).
-                    "socket_timeout": None,
-                    # redis-py 8 raises instead of waiting past 100 pooled connections.
-                    "max_connections": 1000,
-                }
-            ],
-            "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "fathomloom"),
-            "capacity": 1000,
-            "expiry": 60,
-        },
+# The live queue reaches sockets through one hub per daphne process (realtime/hub.py): a
+# queue event is one group_send to a group with one member per process, so the layer
+# carries a handful of messages per event, not one per socket. CHANNEL_LAYER_BACKEND
+# picks "core" (the default) or "pubsub"; docs/benchmarks.md compares them.
+CHANNEL_LAYER_BACKEND = os.environ.get("CHANNEL_LAYER_BACKEND", "core")
+if CHANNEL_LAYER_BACKEND == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL}],
+                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "fathomloom"),
+            },
+        }
     }
-}
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # redis-py 8 times out reads after 5 s, racing the layer's own 5 s
+                        # blocking read and closing idle sockets (channels_redis#422).
+                        "socket_timeout": None,
+                        # redis-py 8 raises instead of waiting past 100 pooled connections.
+                        "max_connections": 1000,
+                    }
+                ],
+                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "fathomloom"),
+                "capacity": 1000,
+                "expiry": 60,
+            },
+        }
+    }
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True

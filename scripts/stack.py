@@ -4,6 +4,9 @@
                                           FATHOM_API_BASE_URL is set), migrate, demo data,
                                           then daphne + Celery worker + beat until Ctrl-C
     python scripts/stack.py test [ARGS]   Redis (if none answers), then pytest ARGS
+    python scripts/stack.py bench [ARGS]  Redis (if none answers), PostgreSQL at DATABASE_URL
+                                          (default: the fathomloom_bench database), then
+                                          python -m bench.run ARGS (bench/README.md)
 
 A private redis-server is started only when nothing answers at REDIS_URL; it is stopped
 again on exit, so Ctrl-C leaves no process behind.
@@ -30,6 +33,9 @@ BIN = Path(sys.executable).parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Tests keep to their own Redis database so that they never eat a running stack's tasks.
 TEST_REDIS_DB = os.environ.get("TEST_REDIS_DB", "15")
+# The benchmarks flush their Redis database between scenarios: one of their own.
+BENCH_REDIS_DB = os.environ.get("BENCH_REDIS_DB", "14")
+BENCH_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/fathomloom_bench"
 
 
 def say(message: str) -> None:
@@ -281,8 +287,16 @@ def test(env: dict[str, str], args: list[str]) -> int:
     ).returncode
 
 
+def bench(env: dict[str, str], args: list[str]) -> int:
+    env.setdefault("SECRET_KEY", "insecure-bench-only-key")
+    env["REDIS_URL"] = with_db(env["REDIS_URL"], BENCH_REDIS_DB)
+    return subprocess.run(
+        [str(BIN / "python"), "-m", "bench.run", *args], env=env, cwd=ROOT
+    ).returncode
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test"}:
+    if not argv or argv[0] not in {"run", "test", "bench"}:
         print(__doc__)
         return 2
     env = dict(os.environ)
@@ -293,9 +307,13 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         env["REDIS_URL"] = ensure_redis(env, private)
+        if argv[0] == "bench":
+            env.setdefault("DATABASE_URL", BENCH_DATABASE_URL)
         ensure_database(env)
         if argv[0] == "run":
             return run(env, sandbox)
+        if argv[0] == "bench":
+            return bench(env, argv[1:])
         return test(env, argv[1:])
     except KeyboardInterrupt:
         return 0 if argv[0] == "run" else 130

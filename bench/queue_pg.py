@@ -1,0 +1,152 @@
+"""Scenario 4: the queue on PostgreSQL. Enqueues a second, claims under contention,
+the snapshot of every position, one move.
+
+Claimers are separate processes (python -m bench.queue_pg claimer COUNT START_AT), each
+with its own connection, started together at START_AT (time.time()) so they contend.
+Each claim is the real services.claim_next(): queue lock, SKIP LOCKED, event, publish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import ROOT, summary
+
+
+def _timed(function: Any, repeat: int) -> list[float]:
+    values = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        values.append((time.perf_counter() - started) * 1000)
+    return values
+
+
+def claimer(count: int, start_at: float) -> None:
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from queue_app import services
+
+    connection.ensure_connection()
+    services.claim_next(worker="warm-up")  # imports, connection, the publisher's loop
+    time.sleep(max(0.0, start_at - time.time()))
+    values = []
+    for _ in range(count):
+        started = time.perf_counter()
+        entry = services.claim_next(worker=f"bench-{os.getpid()}")
+        values.append((time.perf_counter() - started) * 1000)
+        assert entry is not None, "nothing to claim: the bench queue ran dry"
+    print(json.dumps(values), flush=True)
+
+
+def claims(env: dict[str, str], claimers: int, per_claimer: int) -> list[float]:
+    start_at = time.time() + 3.0 + claimers * 0.25  # time for every process to start
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.queue_pg", "claimer", str(per_claimer), str(start_at)],
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
+            text=True,
+        )
+        for _ in range(claimers)
+    ]
+    values: list[float] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        values += json.loads(out.strip().splitlines()[-1])
+    return values
+
+
+def requeue_running() -> None:
+    """Put claimed entries back, so that each claimer set starts at the same depth."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE queue_app_queueentry SET status = 'queued', worker = '', started_at = NULL,"
+            " lease_expires_at = NULL WHERE status = 'running'"
+        )
+
+
+def queued_count() -> int:
+    from queue_app.models import EntryStatus, QueueEntry
+
+    return QueueEntry.objects.filter(status=EntryStatus.QUEUED).count()
+
+
+def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str, Any]:
+    from django.db import close_old_connections
+
+    from bench.setup_data import add_entries, reset_queue
+    from queue_app import selectors, services
+    from queue_app.models import Meeting
+
+    result: dict[str, Any] = {}
+    reset_queue()
+
+    # Enqueues a second: one process, one services.enqueue() after another.
+    add_entries(owners, 400, status="cancelled")
+    meetings = list(Meeting.objects.all()[:400])
+    started = time.perf_counter()
+    enqueue_ms = []
+    for meeting in meetings:
+        t = time.perf_counter()
+        services.enqueue(meeting=meeting)
+        enqueue_ms.append((time.perf_counter() - t) * 1000)
+    elapsed = time.perf_counter() - started
+    result["enqueue"] = {
+        "count": len(meetings),
+        "per_second": len(meetings) / elapsed,
+        "ms": summary(enqueue_ms),
+    }
+    log(f"  enqueue: {result['enqueue']['per_second']:.0f} a second")
+
+    # Snapshot of every position at 1,000, then 10,000 (claims and a move there), 100,000.
+    reset_queue()
+    result["positions"] = {}
+    for depth in (1_000, 10_000, 100_000):
+        add_entries(owners, depth - queued_count())
+        selectors.entry_positions()  # warm
+        values = _timed(selectors.entry_positions, 20)
+        result["positions"][depth] = summary(values)
+        log(f"  positions of {depth}: median {summary(values)['median']:.1f} ms")
+        if depth != 10_000:
+            continue
+        snapshot_values = _timed(lambda: selectors.queue_snapshot_for(None), 5)
+        result["snapshot_10000"] = summary(snapshot_values)
+        ids = [str(pk) for pk in selectors.queued_entries().values_list("id", flat=True)]
+        rng = random.Random(3)
+        move_values = _timed(
+            lambda ids=ids, rng=rng: services.move(
+                entry_id=rng.choice(ids), position=rng.randint(1, 10_000)
+            ),
+            20,
+        )
+        result["move_10000"] = summary(move_values)
+        log(f"  move at 10,000: median {summary(move_values)['median']:.1f} ms")
+        result["claims"] = {}
+        for claimers, per in ((1, 60), (8, 25), (32, 8)):
+            close_old_connections()
+            values = claims(env, claimers, per)
+            requeue_running()
+            result["claims"][claimers] = summary(values)
+            log(
+                f"  claim with {claimers} claimers: median {summary(values)['median']:.1f} ms"
+                f" p99 {summary(values)['p99']:.1f} ms"
+            )
+    return result
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "claimer":
+        claimer(int(sys.argv[2]), float(sys.argv[3]))

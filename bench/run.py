@@ -1,0 +1,173 @@
+"""Run every benchmark, twice, and rewrite docs/benchmarks.md with both runs.
+
+    python -m bench.run                 everything (what `make bench` runs)
+    python -m bench.run --quick         small N and short runs, to try changes
+    python -m bench.run --only fanout   one scenario: fanout, e2e, bytes, queue
+
+DATABASE_URL names the bench PostgreSQL database (created when missing); REDIS_URL the
+Redis database the bench may flush (scripts/stack.py bench picks one of its own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from bench.common import VAR, machine, raise_open_files, versions
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/fathomloom_bench"
+
+
+def bench_env() -> dict[str, str]:
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/14")
+    os.environ.setdefault("SECRET_KEY", "insecure-bench-only-key")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "fathomloom.settings"
+    os.environ["CHANNEL_LAYER_PREFIX"] = "fathomloom-bench"
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    os.environ["DEBUG"] = "0"
+    # No Celery dispatch on commit (no worker listens to the bench broker) and no limit on
+    # running transfers (claimers would otherwise stop at QUEUE_CONCURRENCY).
+    os.environ["QUEUE_DISPATCH_ON_COMMIT"] = "0"
+    os.environ["QUEUE_CONCURRENCY"] = "1000000"
+    os.environ.pop("CHANNEL_LAYER_BACKEND", None)
+    return dict(os.environ)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def one_run(env: dict[str, str], args: argparse.Namespace, number: int) -> dict[str, Any]:
+    import redis
+
+    from bench import fanout, queue_pg
+    from bench.setup_data import add_entries, reset_queue, users_and_tokens
+
+    flush_client = redis.Redis.from_url(env["REDIS_URL"])
+
+    def redis_flush() -> None:
+        flush_client.flushdb()
+
+    regular, staff = users_and_tokens()
+    owners = [user_id for user_id, _ in regular]
+    result: dict[str, Any] = {"number": number, "load_before": os.getloadavg()}
+    started = time.monotonic()
+
+    def line_of(queued: int) -> list[tuple[str, int]]:
+        from queue_app.models import EntryStatus, QueueEntry
+
+        reset_queue()
+        add_entries(owners[:50], queued)
+        add_entries(owners[50:70], 20, status="running")
+        return [
+            (str(pk), owner)
+            for pk, owner in QueueEntry.objects.filter(status=EntryStatus.RUNNING).values_list(
+                "id", "owner_id"
+            )
+        ]
+
+    if "fanout" in args.only:
+        log(f"run {number}: scenario 1, fan-out (and 3, idle memory)")
+        line_of(50)
+        result["fanout"] = fanout.scenario_fan_out(
+            env,
+            regular,
+            sizes=args.sizes,
+            seed_sizes=args.seed_sizes,
+            layer_sizes=args.layer_sizes,
+            events=args.events,
+            log=log,
+            redis_flush=redis_flush,
+        )
+    if "e2e" in args.only:
+        log(f"run {number}: scenario 2, end to end under load")
+        running = line_of(50)
+        result["e2e"] = fanout.scenario_end_to_end(
+            env,
+            regular,
+            staff,
+            running,
+            sockets=args.e2e_sockets,
+            seconds=args.e2e_seconds,
+            log=log,
+            redis_flush=redis_flush,
+        )
+    if "bytes" in args.only:
+        log(f"run {number}: scenario 5, bytes per event at a queue length of 1,000")
+        line_of(1000)
+        result["bytes"] = fanout.scenario_bytes(
+            env, regular, sockets=20, events=args.events, log=log, redis_flush=redis_flush
+        )
+    if "queue" in args.only:
+        log(f"run {number}: scenario 4, the queue on PostgreSQL")
+        result["queue"] = queue_pg.scenario_queue(env, owners, log)
+    result["seconds"] = time.monotonic() - started
+    log(f"run {number} took {result['seconds']:.0f} s")
+    return result
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--only", default="fanout,e2e,bytes,queue")
+    parser.add_argument("--no-doc", action="store_true", help="print, do not rewrite the doc")
+    parser.add_argument("--sizes", dest="sizes_override", help="N for ours and bare: 100,1000")
+    parser.add_argument("--seed-sizes", dest="seed_sizes_override", help="N for the seed design")
+    parser.add_argument("--layer-sizes", dest="layer_sizes_override", help="N, PubSub layer")
+    args = parser.parse_args(argv)
+    args.only = set(args.only.split(","))
+    args.events = 20
+    if args.quick:
+        args.sizes, args.seed_sizes, args.layer_sizes = [100, 300], [100], [100]
+        args.e2e_sockets, args.e2e_seconds = 200, 5.0
+    else:
+        args.sizes = [100, 1000, 2000, 5000]
+        # The seed design needs ~1 ms of daphne CPU per socket-message: 5,000 sockets would
+        # take some 2 minutes of a 10-minute budget for 22 events; 2,000 shows the trend.
+        args.seed_sizes = [100, 1000, 2000]
+        args.layer_sizes = [1000, 2000]
+        args.e2e_sockets, args.e2e_seconds = 1000, 60.0
+
+    for name in ("sizes", "seed_sizes", "layer_sizes"):
+        override = getattr(args, f"{name}_override")
+        if override is not None:
+            setattr(args, name, [int(n) for n in override.split(",") if n])
+
+    env = bench_env()
+    raise_open_files()
+    from bench.setup_data import ensure_database, migrate
+
+    ensure_database(env["DATABASE_URL"])
+    import django
+
+    django.setup()
+    migrate()
+    info = {
+        "machine": machine(),
+        "versions": versions(env["REDIS_URL"]),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "quick": args.quick,
+    }
+    log(f"machine {info['machine']}")
+    runs = [one_run(env, args, number) for number in range(1, args.runs + 1)]
+    info["load_after"] = os.getloadavg()
+    results = {"info": info, "runs": runs}
+    VAR.mkdir(parents=True, exist_ok=True)
+    (VAR / "bench-results.json").write_text(json.dumps(results, indent=1))
+    log(f"raw results in {VAR / 'bench-results.json'}")
+    if not args.no_doc and not args.quick and args.only == {"fanout", "e2e", "bytes", "queue"}:
+        from bench.report import write_report
+
+        write_report(results)
+        log("rewrote docs/benchmarks.md and docs/benchmarks/fanout.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,152 @@
+"""The hub's delivery path: one copy per audience, frames built once, and consumer
+handlers that skip Channels' per-message database housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from realtime import consumers
+from realtime.events import Viewer, event_for_viewer
+from realtime.hub import Hub, websocket_frame
+
+
+class FakeSocket:
+    def __init__(self, viewer: Viewer) -> None:
+        self.viewer = viewer
+        self.received: list[tuple[int, str, bytes]] = []
+
+    def deliver(self, seq: int, text: str, frame: bytes) -> None:
+        self.received.append((seq, text, frame))
+
+
+def message(owner_id: str, affected: str | None) -> dict:
+    return {
+        "type": "QueueUpdate",
+        "update_type": "position_updated",
+        "seq": 7,
+        "queue": [
+            {"id": "e1", "position": 3, "status": "queued", "owner_id": owner_id, "title": "T"},
+            {"id": "e2", "position": 4, "status": "queued", "owner_id": "9", "title": "U"},
+        ],
+        "affected_user_id": affected,
+        "global_position": 3,
+        "queue_length": 2,
+        "paused": False,
+        "timestamp": "2025-01-01T00:00:00Z",
+    }
+
+
+@pytest.mark.parametrize("affected", ["5", None])
+def test_every_viewer_gets_exactly_its_own_redacted_copy(affected):
+    viewers = [
+        Viewer(user_id=5),  # owns e1
+        Viewer(user_id=9),  # owns e2
+        Viewer(user_id=6),  # owns nothing here
+        Viewer(user_id=7),
+        Viewer(user_id=1, is_staff=True),
+        Viewer(user_id=None),
+    ]
+    hub = Hub()
+    sockets = [FakeSocket(v) for v in viewers for _ in range(2)]  # two tabs each
+    for sock in sockets:
+        hub.subscribers.add(sock)
+        hub.by_viewer.setdefault(sock.viewer, set()).add(sock)
+    event = message("5", affected)
+    asyncio.run(hub.fan_out(event))
+    for sock in sockets:
+        [(seq, text, frame)] = sock.received
+        assert seq == 7
+        assert json.loads(text) == json.loads(json.dumps(event_for_viewer(event, sock.viewer)))
+        assert frame == websocket_frame(text)
+    others = [s for s in sockets if s.viewer.user_id in (6, 7, None)]
+    assert len({s.received[0][1] for s in others}) == 1
+    assert '"T"' not in others[0].received[0][1] and '"U"' not in others[0].received[0][1]
+
+
+def test_unregister_forgets_the_viewer_with_its_last_socket():
+    hub = Hub()
+    a, b = FakeSocket(Viewer(user_id=5)), FakeSocket(Viewer(user_id=5))
+    for sock in (a, b):
+        hub.subscribers.add(sock)
+        hub.by_viewer.setdefault(sock.viewer, set()).add(sock)
+    hub.unregister(a)
+    assert hub.by_viewer == {Viewer(user_id=5): {b}}
+    hub.unregister(b)
+    assert hub.by_viewer == {} and hub.subscribers == set()
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_websocket_frame_is_one_final_unmasked_text_frame(size):
+    frame = websocket_frame("x" * size)
+    assert frame[0] == 0x81 and not frame[1] & 0x80
+    length = frame[1] & 0x7F
+    if length == 126:
+        length, header = int.from_bytes(frame[2:4], "big"), 4
+    elif length == 127:
+        length, header = int.from_bytes(frame[2:10], "big"), 10
+    else:
+        header = 2
+    assert length == size and frame[header:] == b"x" * size
+
+
+def test_handlers_that_never_touch_the_database_skip_the_housekeeping(monkeypatch):
+    hops: list[str] = []
+
+    async def counting_close_old_connections() -> None:
+        hops.append("hop")
+
+    monkeypatch.setattr("channels.consumer.aclose_old_connections", counting_close_old_connections)
+    consumer = consumers.QueueConsumer()
+    sent: list[str] = []
+
+    async def send(text_data: str | None = None, **_: object) -> None:
+        sent.append(text_data)
+
+    consumer.send = send
+    consumer.viewer = Viewer(user_id=5)
+    consumer.closing = False
+    update = {"type": "ProgressUpdate", "entry_id": "e1", "owner_id": "5", "progress": 0.5}
+
+    async def run() -> None:
+        await consumer.dispatch({"type": "progress.update", "update": update})
+        await consumer.dispatch({"type": "websocket.receive", "text": '{"type": "ping"}'})
+        assert hops == [] and len(sent) == 2
+        # Any other handler (connect, disconnect) still gets Channels' housekeeping.
+        consumer.some_db_handler = lambda message: asyncio.sleep(0)
+        await consumer.dispatch({"type": "some.db.handler"})
+        assert hops == ["hop"]
+
+    asyncio.run(run())
+    assert json.loads(sent[0])["progress"] == 0.5 and json.loads(sent[1]) == {"type": "pong"}
+
+
+@pytest.mark.django_db
+def test_snapshot_entries_equal_entry_payload_of_each_model(django_user_model):
+    """active_entries() builds payloads from values() rows; they must be entry_payload's."""
+    from queue_app import selectors, services
+    from queue_app.models import Meeting, QueueEntry
+    from realtime.events import entry_payload
+
+    owner = django_user_model.objects.create_user(username="payload-owner", password="x")
+    titles = [("Named", ""), ("", "Meeting title"), ("", "")]
+    for n, (title, meeting_title) in enumerate(titles):
+        meeting = Meeting.objects.create(
+            owner=owner, recording_id=100 + n, title=title, meeting_title=meeting_title
+        )
+        services.enqueue(meeting=meeting)
+    services.claim_next(worker="w1")
+    positions = selectors.entry_positions()
+    expected = {
+        str(entry.id): entry_payload(entry, positions.get(entry.id))
+        for entry in QueueEntry.objects.select_related("meeting", "owner")
+    }
+    got = selectors.active_entries()
+    assert len(got) == 3
+    for payload in got:
+        eta = payload.pop("eta_seconds")
+        assert eta is not None
+        assert payload == expected[payload["id"]]
+        assert list(payload) == list(expected[payload["id"]])
