@@ -374,6 +374,7 @@ def scenario_end_to_end(
     seconds: float,
     log: Any,
     redis_flush: Any,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Scenario 2: `sockets` sockets, 5 moves a second and progress of the running entries."""
     from realtime.events import publish_progress
@@ -401,7 +402,7 @@ def scenario_end_to_end(
                 time.sleep(delay)
             seq, committed = publisher.move(entry_ids)
             commits[seq] = committed
-            for entry_id, owner_id in running:
+            for entry_id, owner_id in running if progress else []:
                 progress_sent += publish_progress(
                     entry_id=entry_id,
                     owner_id=owner_id,
