@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 import redis
@@ -11,18 +12,34 @@ from django.contrib.auth import get_user_model
 
 from queue_app.models import Meeting
 
+# The real processes (daphne, Celery worker, Fathom sandbox), one set for the session.
+pytest_plugins = ["tests.processes"]
+
 PASSWORD = "test-password-not-secret"
+BROWSER_TESTS = Path(__file__).parent / "browser"
 _recording_ids = itertools.count(10_000)
 
 
 def clear_cache() -> None:
-    """Delete this project's cache keys only. cache.clear() would FLUSHDB the Redis
-    database that the tests' broker and channel layer share."""
+    """Delete this project's cache keys and Fathom rate-limit buckets only. cache.clear()
+    would FLUSHDB the Redis database that the tests' broker and channel layer share."""
     cache = settings.CACHES["default"]
-    client = redis.Redis.from_url(cache["LOCATION"])
-    keys = list(client.scan_iter(f"{cache['KEY_PREFIX']}:*"))
-    if keys:
-        client.delete(*keys)
+    for url, pattern in [
+        (cache["LOCATION"], f"{cache['KEY_PREFIX']}:*"),
+        (settings.REDIS_URL, "fathomloom:fathom-ratelimit:*"),
+    ]:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(pattern))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the browser tests last: Playwright's sync API leaves an event loop set as
+    running in the main thread (and DJANGO_ALLOW_ASYNC_UNSAFE set) until the session
+    ends, which would break every later test that calls asyncio.run()."""
+    items.sort(key=lambda item: BROWSER_TESTS in Path(str(item.fspath)).parents)
 
 
 @pytest.fixture

@@ -48,6 +48,7 @@ def limits_per_minute(calls: int, downloads: int) -> dict[str, Limit]:
         "download": Limit(capacity=downloads / 6, per_second=downloads * 5 / 6 / 60),
     }
 
+
 # Takes a token now, or reserves the next one and returns how long to wait for it; a wait
 # beyond max_wait reserves nothing. Redis's own clock, so workers on other machines agree.
 _ACQUIRE = """

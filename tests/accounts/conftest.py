@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from queue_app import accounts
 from tests.accounts.fakes import FakeFathom
+from tests.conftest import clear_cache
 
 # Shaped like a real key, and long and odd enough that finding it anywhere is no accident.
 ALICE_KEY = "fk_live_4Qz9pLr7Xw2mVn8KtY3sJd6HbG1cAe5F"
@@ -16,12 +16,12 @@ BOB_KEY = "fk_live_Bob0000aaaa1111bbbb2222cccc3333"
 
 @pytest.fixture(autouse=True)
 def _clean_cache_and_fast_hashing(settings):
-    # Throttle counters live in the cache, which outlives a test. The cache is the test
-    # Redis database, so this also refills the shared Fathom rate-limit buckets.
-    cache.clear()
+    # Throttle counters live in the cache and the Fathom rate-limit buckets in Redis;
+    # both outlive a test.
+    clear_cache()
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
-    cache.clear()
+    clear_cache()
 
 
 @pytest.fixture

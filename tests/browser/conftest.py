@@ -15,14 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import PASSWORD
-from tests.integration import conftest as integration
-from tests.integration.conftest import ROOT, Process, free_port, wait_for_http
-
-# Every fixture of the integration tests (daphne, the Celery worker, the Fathom sandbox),
-# so that the browser tests start the same processes the same way as they change.
-for _name, _value in vars(integration).items():
-    if hasattr(_value, "_fixture_function_marker") or hasattr(_value, "_pytestfixturefunction"):
-        globals()[_name] = _value
+from tests.processes import ROOT, Process, free_port, wait_for_http
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -7,7 +7,7 @@ import pytest
 
 from queue_app import selectors, services
 from realtime.client_state import comparable
-from tests.integration.conftest import ROOT
+from tests.processes import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,7 +11,7 @@ from queue_app import services
 from queue_app.models import EntryStatus, QueueEntry
 from queue_app.selectors import queue_state
 from tests.browser.conftest import screenshot, sign_in
-from tests.integration.conftest import wait_until_idle
+from tests.processes import wait_until_idle
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.conftest import free_port, start_daphne
+from tests.processes import free_port, start_daphne
 
 pytestmark = pytest.mark.integration
 

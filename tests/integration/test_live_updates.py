@@ -17,8 +17,8 @@ from queue_app.models import QueueEvent
 from realtime import publisher, tickets
 from realtime.events import publish_progress
 from tests.conftest import PASSWORD
-from tests.integration.conftest import login, start_daphne, ws_url
 from tests.integration.wsclient import Socket, open_socket
+from tests.processes import login, start_daphne, ws_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

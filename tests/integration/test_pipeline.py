@@ -19,17 +19,22 @@ import pytest
 from queue_app import services
 from queue_app.models import EntryStatus, QueueEntry, QueueEvent
 from tests.conftest import PASSWORD
-from tests.integration.conftest import LOG_DIR, Process, login
 from tests.integration.wsclient import open_socket
+from tests.processes import LOG_DIR, Process, login
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 FINISHED = {EntryStatus.COMPLETED, EntryStatus.FAILED, EntryStatus.CANCELLED}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def celery_beat(process_env) -> Iterator[Process]:
-    """Beat, for the lease reaper and the dispatch tick (1 s and 2 s here)."""
+    """Beat, for the lease reaper and the dispatch tick (1 s and 2 s here).
+
+    One per test, stopped before the worker is waited on and the database is emptied: a
+    periodic task holding the queue lock while pytest-django truncates the tables is a
+    deadlock, and one started after the wait would run against the next test's rows.
+    """
     schedule = LOG_DIR.parent / "test-beat-schedule"
     beat = Process(
         "celery-beat",
@@ -53,6 +58,7 @@ def celery_beat(process_env) -> Iterator[Process]:
 
 @pytest.fixture
 def fleet(live_server_url, celery_worker, celery_beat, sandbox):
+    # Torn down in reverse: beat stops, then the worker is waited on until idle.
     return live_server_url
 
 

@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from queue_app import services
 from realtime import publisher
 from tests.conftest import PASSWORD
-from tests.integration.conftest import login, ws_url
+from tests.processes import login, ws_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

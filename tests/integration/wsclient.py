@@ -9,7 +9,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.integration.conftest import ws_url
+from tests.processes import ws_url
 
 
 class Socket:

@@ -1,6 +1,8 @@
-"""Real processes for integration tests: daphne and a Celery worker on the test database.
+"""Real processes for integration and browser tests: daphne, a Celery worker and the
+Fathom sandbox on the test database (a pytest plugin: tests/conftest.py loads it).
 
-They are started once per session against the test database pytest-django created;
+They are started once per session, for every test directory alike (two workers on one
+broker would take each other's tasks), against the test database pytest-django created;
 tests that use them need `transactional_db` so that what they write is committed and
 visible to the other processes.
 """
