@@ -25,7 +25,7 @@ from django.db import connection
 
 from fathom_sandbox.testing import SandboxProcess
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = Path(os.environ.get("VAR_DIR", ROOT / "var")) / "test-logs"
 
 
