@@ -1,9 +1,9 @@
 """The WebSocket at /queue_updates: a snapshot, then every queue event, redacted per viewer.
 
-Queue events do not come through this consumer's channel: the process's hub
-(realtime.hub) calls `deliver()` with text already encoded for this viewer's audience.
-The consumer's own channel carries only per-user messages (progress, access revoked).
-Close codes are documented in docs/protocol.md.
+Nothing reaches this consumer through a channel of its own (it has none): the process's
+hub (realtime.hub) calls `deliver()` with each queue event already encoded for this
+viewer's audience, `deliver_update()` with ProgressUpdates for its owner and staff, and
+`revoke()` when the user's access ends. Close codes are documented in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from realtime.auth import query_params
-from realtime.events import STAFF_GROUP, Viewer, event_for_viewer, user_group
+from realtime.events import Viewer, event_for_viewer
 from realtime.hub import get_hub
 
 logger = logging.getLogger(__name__)
@@ -39,12 +39,10 @@ MAX_PENDING_EVENTS = 5000
 SLOW_ABORT_SECONDS = 2.0
 # Handlers that run without Channels' aclose_old_connections(), a hop to the database
 # thread before every handler: about half of a stock consumer's 0.5-0.9 ms per message
-# (DESIGN.md). These never touch the database themselves; where a client's resume does,
-# it goes through database_sync_to_async, which closes stale connections in the thread
+# (DESIGN.md). It never touches the database itself; where a client's resume does, it
+# goes through database_sync_to_async, which closes stale connections in the thread
 # that uses them. Connect and disconnect keep the housekeeping.
-HANDLERS_WITHOUT_DB_HOUSEKEEPING = frozenset(
-    {"websocket_receive", "progress_update", "access_revoked"}
-)
+HANDLERS_WITHOUT_DB_HOUSEKEEPING = frozenset({"websocket_receive"})
 
 
 def _server_send(send: Any) -> Any:
@@ -106,6 +104,10 @@ def _stream_start(user: Any, last_seq: int | None) -> tuple[str, Any]:
 
 
 class QueueConsumer(AsyncWebsocketConsumer):
+    # No channel layer by this alias: no channel, receive loop or queue per socket.
+    # Everything from other processes arrives through the hub.
+    channel_layer_alias = "none"
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         name = get_handler_name(message)
         if name in HANDLERS_WITHOUT_DB_HOUSEKEEPING:
@@ -118,7 +120,6 @@ class QueueConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.pending: list[tuple[int, str]] = []
         self.last_seq = 0
-        self.groups_joined: list[str] = []
         user = self.scope.get("user")
         params = query_params(self.scope)
         authenticated = user is not None and user.is_authenticated
@@ -142,10 +143,6 @@ class QueueConsumer(AsyncWebsocketConsumer):
             self.transport.getHandle().setsockopt(
                 socket.SOL_SOCKET, socket.SO_SNDBUF, settings.REALTIME_SOCKET_SNDBUF
             )
-        if authenticated:
-            self.groups_joined = [user_group(user.pk)] + ([STAFF_GROUP] if user.is_staff else [])
-            for group in self.groups_joined:
-                await self.channel_layer.group_add(group, self.channel_name)
         try:
             self.hub_seq_at_register = await get_hub().register(self)
         except TimeoutError:
@@ -161,8 +158,6 @@ class QueueConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         self.closing = True
         get_hub().unregister(self)
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
 
     # --- the event stream ------------------------------------------------------------------
 
@@ -204,14 +199,30 @@ class QueueConsumer(AsyncWebsocketConsumer):
             return None
         if seq <= self.last_seq:
             return None
+        self.last_seq = seq
+        return self._write(text, frame)
+
+    def deliver_update(self, text: str, frame: bytes) -> Awaitable[None] | None:
+        """A ProgressUpdate for this viewer. Dropped while the snapshot or a replay is
+        being sent: progress is ephemeral, and the snapshot holds the latest stored."""
+        if self.closing or not self.ready:
+            return None
+        return self._write(text, frame)
+
+    def revoke(self, credential: str | None) -> Awaitable[None] | None:
+        """The user's access ended: close if this socket used `credential` (or any)."""
+        if self.closing or credential not in (None, self.scope.get("credential")):
+            return None
+        self.closing = True
+        return self.close(code=CLOSE_UNAUTHENTICATED)
+
+    def _write(self, text: str, frame: bytes) -> Awaitable[None] | None:
         transport = self.transport
         if transport is None:  # another ASGI server: its own send
-            self.last_seq = seq
             return self.server_send({"type": "websocket.send", "text": text})
         backlog = _backlog_bytes(transport)
         if backlog > self.max_backlog:
             return self._close_too_slow()
-        self.last_seq = seq
         if self.protocol.state != self.protocol.STATE_OPEN or transport.disconnecting:
             return None  # closing: autobahn sends nothing after its close frame either
         sent = 0
@@ -283,18 +294,3 @@ class QueueConsumer(AsyncWebsocketConsumer):
 
     async def _error(self, code: str, detail: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail}))
-
-    # --- per-user messages from the channel layer -------------------------------------------
-
-    async def progress_update(self, message: dict[str, Any]) -> None:
-        update = message["update"]
-        # Staff who own the entry receive it through their user group already.
-        if message.get("via_staff") and update.get("owner_id") == str(self.viewer.user_id):
-            return
-        await self.send(text_data=json.dumps(update))
-
-    async def access_revoked(self, message: dict[str, Any]) -> None:
-        credential = message.get("credential")
-        if credential is None or credential == self.scope.get("credential"):
-            self.closing = True
-            await self.close(code=CLOSE_UNAUTHENTICATED)

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from queue_app.models import QueueEntry, QueueEvent
 
 QUEUE_GROUP = "queue"
-STAFF_GROUP = "staff"
+# Messages for some users' sockets only (progress, access revoked). Like the queue group,
+# its members are the hubs, one per daphne process, which deliver to the right sockets.
+USER_MESSAGES_GROUP = "user-messages"
 # ProgressUpdate is coalesced to at most this many messages a second per entry.
 PROGRESS_MAX_PER_SECOND = 5
 # Fields of an entry that anyone may see; everything else is for its owner and staff.
@@ -119,11 +121,6 @@ def publish(event: QueueEvent) -> None:
     publish_to_group(QUEUE_GROUP, {"type": "queue.event", "event": event_message(event)})
 
 
-def user_group(user_id: int | str) -> str:
-    """The group of one user's sockets: progress of their entries, access revoked."""
-    return f"user.{user_id}"
-
-
 class ProgressThrottle:
     """Drops progress ticks that come faster than PROGRESS_MAX_PER_SECOND per entry.
 
@@ -172,8 +169,7 @@ def publish_progress(
         "worker": worker,
         "timestamp": isoformat(datetime.now(UTC)),
     }
-    publish_to_group(user_group(owner_id), {"type": "progress.update", "update": update})
-    publish_to_group(STAFF_GROUP, {"type": "progress.update", "update": update, "via_staff": True})
+    publish_to_group(USER_MESSAGES_GROUP, {"type": "progress.update", "update": update})
     return True
 
 
@@ -181,4 +177,7 @@ def revoke_access(*, user_id: int, credential: str | None = None) -> None:
     """Close the user's sockets opened with `credential` (a fingerprint), or all of them."""
     from realtime.publisher import publish_to_group
 
-    publish_to_group(user_group(user_id), {"type": "access.revoked", "credential": credential})
+    publish_to_group(
+        USER_MESSAGES_GROUP,
+        {"type": "access.revoked", "user_id": str(user_id), "credential": credential},
+    )

@@ -14,6 +14,11 @@ hub is the only member of the queue group in its process. For each event it
 Measured (docs/benchmarks.md): per socket-message, a stock consumer costs ~1 ms of daphne
 CPU, this hub through daphne's ASGI send ~110 us, with prebuilt frames written straight to
 the socket ~25-35 us, about what a bare `websockets` broadcast costs.
+
+Messages for some users only (ProgressUpdate to an entry's owner and staff, access
+revoked) come through the hub as well, on the user-messages group: one layer message per
+process instead of one per socket channel, encoded once, and sockets need no channel of
+their own (less memory per socket, no per-socket Redis round trip).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime.events import QUEUE_GROUP, Viewer, event_for_viewer
+from realtime.events import QUEUE_GROUP, USER_MESSAGES_GROUP, Viewer, event_for_viewer
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +53,14 @@ class Subscriber(Protocol):
         Returns None when done, or an awaitable for the hub to wait on. Sending without
         a coroutine per socket saves ~5 us a socket-message.
         """
+        ...
+
+    def deliver_update(self, text: str, frame: bytes) -> Awaitable[None] | None:
+        """Send a message without seq (a ProgressUpdate); like deliver()."""
+        ...
+
+    def revoke(self, credential: str | None) -> Awaitable[None] | None:
+        """The user's access was revoked: close if opened with `credential` (or any)."""
         ...
 
 
@@ -142,7 +155,8 @@ class Hub:
         # The default prefix: channels_redis receives every process-local channel through
         # one BZPOPMIN loop keyed by prefix, so another prefix would starve the consumers'.
         channel = await layer.new_channel()
-        await layer.group_add(QUEUE_GROUP, channel)
+        for group in HUB_GROUPS:
+            await layer.group_add(group, channel)
         async with self._lock:
             if self.last_seq is None:
                 # Subscribed first, then read: whatever commits after this read arrives.
@@ -154,11 +168,17 @@ class Hub:
         refreshed = loop.time()
         while True:
             message = await layer.receive(channel)
-            if message.get("type") == "queue.event":
+            kind = message.get("type")
+            if kind == "queue.event":
                 async with self._lock:
                     await self._on_event(message["event"])
+            elif kind == "progress.update":
+                await self.send_progress(message["update"])
+            elif kind == "access.revoked":
+                await self.revoke(message.get("user_id"), message.get("credential"))
             if loop.time() - refreshed > GROUP_REFRESH_SECONDS:
-                await layer.group_add(QUEUE_GROUP, channel)
+                for group in HUB_GROUPS:
+                    await layer.group_add(group, channel)
                 refreshed = loop.time()
 
     async def _watch_log(self) -> None:
@@ -210,13 +230,38 @@ class Hub:
                 text = json.dumps(event_for_viewer(message, viewer))
                 copy = encoded[key] = (text, websocket_frame(text))
             text, frame = copy
-            for subscriber in list(subscribers):  # a delivery may unregister its socket
-                try:
-                    waiting = subscriber.deliver(seq, text, frame)
-                    if waiting is not None:
-                        await waiting
-                except Exception:  # one broken socket must not stop the others
-                    logger.exception("delivering seq %s to a socket failed", seq)
+            await _each(subscribers, lambda s, t=text, f=frame: s.deliver(seq, t, f))
+
+    async def send_progress(self, update: dict[str, Any]) -> None:
+        """A ProgressUpdate to the sockets of the entry's owner and of staff."""
+        owner = update.get("owner_id")
+        copy: tuple[str, bytes] | None = None
+        for viewer, subscribers in list(self.by_viewer.items()):
+            if not viewer.sees_in_full(owner):
+                continue
+            if copy is None:
+                text = json.dumps(update)
+                copy = (text, websocket_frame(text))
+            await _each(subscribers, lambda s, c=copy: s.deliver_update(*c))
+
+    async def revoke(self, user_id: str | None, credential: str | None) -> None:
+        """Close the user's sockets opened with `credential`, or all of them when None."""
+        for viewer, subscribers in list(self.by_viewer.items()):
+            if user_id is not None and str(viewer.user_id) == str(user_id):
+                await _each(subscribers, lambda s: s.revoke(credential))
+
+
+HUB_GROUPS = (QUEUE_GROUP, USER_MESSAGES_GROUP)
+
+
+async def _each(subscribers: set[Subscriber], call: Any) -> None:
+    for subscriber in list(subscribers):  # a call may unregister its socket
+        try:
+            waiting = call(subscriber)
+            if waiting is not None:
+                await waiting
+        except Exception:  # one broken socket must not stop the others
+            logger.exception("delivering to a socket failed")
 
 
 def _current_seq() -> int:

@@ -14,12 +14,30 @@ from realtime.hub import Hub, websocket_frame
 
 
 class FakeSocket:
-    def __init__(self, viewer: Viewer) -> None:
+    def __init__(self, viewer: Viewer, credential: str | None = None) -> None:
         self.viewer = viewer
+        self.credential = credential
         self.received: list[tuple[int, str, bytes]] = []
+        self.updates: list[tuple[str, bytes]] = []
+        self.closed = False
 
     def deliver(self, seq: int, text: str, frame: bytes) -> None:
         self.received.append((seq, text, frame))
+
+    def deliver_update(self, text: str, frame: bytes) -> None:
+        self.updates.append((text, frame))
+
+    def revoke(self, credential: str | None) -> None:
+        if credential in (None, self.credential):
+            self.closed = True
+
+
+def hub_with(sockets: list[FakeSocket]) -> Hub:
+    hub = Hub()
+    for sock in sockets:
+        hub.subscribers.add(sock)
+        hub.by_viewer.setdefault(sock.viewer, set()).add(sock)
+    return hub
 
 
 def message(owner_id: str, affected: str | None) -> dict:
@@ -49,11 +67,8 @@ def test_every_viewer_gets_exactly_its_own_redacted_copy(affected):
         Viewer(user_id=1, is_staff=True),
         Viewer(user_id=None),
     ]
-    hub = Hub()
     sockets = [FakeSocket(v) for v in viewers for _ in range(2)]  # two tabs each
-    for sock in sockets:
-        hub.subscribers.add(sock)
-        hub.by_viewer.setdefault(sock.viewer, set()).add(sock)
+    hub = hub_with(sockets)
     event = message("5", affected)
     asyncio.run(hub.fan_out(event))
     for sock in sockets:
@@ -66,12 +81,46 @@ def test_every_viewer_gets_exactly_its_own_redacted_copy(affected):
     assert '"T"' not in others[0].received[0][1] and '"U"' not in others[0].received[0][1]
 
 
+def test_progress_reaches_the_owner_and_staff_only_once_per_socket():
+    owner, other, staff, anonymous = (
+        Viewer(user_id=5),
+        Viewer(user_id=6),
+        Viewer(user_id=1, is_staff=True),
+        Viewer(user_id=None),
+    )
+    sockets = {v: [FakeSocket(v), FakeSocket(v)] for v in (owner, other, staff, anonymous)}
+    hub = hub_with([s for pair in sockets.values() for s in pair])
+    update = {"type": "ProgressUpdate", "entry_id": "e1", "owner_id": "5", "progress": 0.5}
+    asyncio.run(hub.send_progress(update))
+    for viewer, pair in sockets.items():
+        for sock in pair:
+            if viewer in (owner, staff):
+                [(text, frame)] = sock.updates
+                assert json.loads(text) == update and frame == websocket_frame(text)
+            else:
+                assert sock.updates == []
+
+
+def test_revoking_closes_that_users_sockets_with_that_credential():
+    alice_token = FakeSocket(Viewer(user_id=5), credential="token:ab")
+    alice_session = FakeSocket(Viewer(user_id=5), credential="session:cd")
+    bob = FakeSocket(Viewer(user_id=6), credential="token:ab")
+    staff = FakeSocket(Viewer(user_id=5, is_staff=True), credential="session:ef")
+    hub = hub_with([alice_token, alice_session, bob, staff])
+    asyncio.run(hub.revoke("5", "token:ab"))
+    assert [s.closed for s in (alice_token, alice_session, bob, staff)] == [
+        True,
+        False,
+        False,
+        False,
+    ]
+    asyncio.run(hub.revoke("5", None))  # logout everywhere, deactivation
+    assert [s.closed for s in (alice_session, bob, staff)] == [True, False, True]
+
+
 def test_unregister_forgets_the_viewer_with_its_last_socket():
-    hub = Hub()
     a, b = FakeSocket(Viewer(user_id=5)), FakeSocket(Viewer(user_id=5))
-    for sock in (a, b):
-        hub.subscribers.add(sock)
-        hub.by_viewer.setdefault(sock.viewer, set()).add(sock)
+    hub = hub_with([a, b])
     hub.unregister(a)
     assert hub.by_viewer == {Viewer(user_id=5): {b}}
     hub.unregister(b)
@@ -108,19 +157,17 @@ def test_handlers_that_never_touch_the_database_skip_the_housekeeping(monkeypatc
     consumer.send = send
     consumer.viewer = Viewer(user_id=5)
     consumer.closing = False
-    update = {"type": "ProgressUpdate", "entry_id": "e1", "owner_id": "5", "progress": 0.5}
 
     async def run() -> None:
-        await consumer.dispatch({"type": "progress.update", "update": update})
         await consumer.dispatch({"type": "websocket.receive", "text": '{"type": "ping"}'})
-        assert hops == [] and len(sent) == 2
+        assert hops == [] and len(sent) == 1
         # Any other handler (connect, disconnect) still gets Channels' housekeeping.
         consumer.some_db_handler = lambda message: asyncio.sleep(0)
         await consumer.dispatch({"type": "some.db.handler"})
         assert hops == ["hop"]
 
     asyncio.run(run())
-    assert json.loads(sent[0])["progress"] == 0.5 and json.loads(sent[1]) == {"type": "pong"}
+    assert json.loads(sent[0]) == {"type": "pong"}
 
 
 @pytest.mark.django_db
