@@ -178,9 +178,9 @@ def active_entries() -> list[dict[str, Any]]:
     return result
 
 
-def queue_snapshot_for(user: Any) -> dict[str, Any]:
-    """The queue as `user` may see it, with the seq of the last event it includes."""
-    viewer = Viewer.of(user)
+def queue_snapshot() -> dict[str, Any]:
+    """The queue in full (every entry unredacted), with the seq of the last event it
+    includes. For viewers: snapshot_for_viewer()."""
     with transaction.atomic():
         # Locking the state row waits out any writer, so entries and seq agree.
         state = QueueState.objects.select_for_update().filter(pk=1).first()
@@ -190,9 +190,19 @@ def queue_snapshot_for(user: Any) -> dict[str, Any]:
         "seq": state.last_seq if state else 0,
         "paused": state.paused if state else False,
         "queue_length": len(entries),
-        "queue": [entry_for_viewer(entry, viewer) for entry in entries],
+        "queue": entries,
         "timestamp": isoformat(timezone.now()),
     }
+
+
+def snapshot_for_viewer(snapshot: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    """A full snapshot redacted for one viewer (a new dict; the full one is unchanged)."""
+    return {**snapshot, "queue": [entry_for_viewer(entry, viewer) for entry in snapshot["queue"]]}
+
+
+def queue_snapshot_for(user: Any) -> dict[str, Any]:
+    """The queue as `user` may see it, with the seq of the last event it includes."""
+    return snapshot_for_viewer(queue_snapshot(), Viewer.of(user))
 
 
 def events_after(*, seq: int, before: int | None = None, limit: int = 500) -> list[dict[str, Any]]:

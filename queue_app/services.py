@@ -335,6 +335,19 @@ def resume() -> bool:
     return _set_paused(False)
 
 
+CLAIM_FIELDS = [
+    "status",
+    "attempts",
+    "worker",
+    "started_at",
+    "updated_at",
+    "lease_expires_at",
+    "next_attempt_at",
+    "stage",
+    "progress",
+]
+
+
 def claim_next(*, worker: str = "") -> QueueEntry | None:
     """Take the head of the line for a transfer, if the queue runs and a slot is free.
 
@@ -348,7 +361,9 @@ def claim_next(*, worker: str = "") -> QueueEntry | None:
         if running >= settings.QUEUE_CONCURRENCY:
             return None
         now = timezone.now()
-        candidates = QueueEntry.objects.select_for_update(skip_locked=True, of=("self",))
+        candidates = QueueEntry.objects.select_for_update(
+            skip_locked=True, of=("self",)
+        ).select_related("meeting", "owner")
         entry = (
             candidates.filter(status=EntryStatus.RETRYING, next_attempt_at__lte=now)
             .order_by("next_attempt_at", "order_key")
@@ -358,7 +373,10 @@ def claim_next(*, worker: str = "") -> QueueEntry | None:
         ).first()
         if entry is None:
             return None
-        former_position = selectors.entry_position(entry)
+        # The head of the line is position 1 by definition (claims hold the queue lock, so
+        # nothing moves meanwhile); a retrying entry has no position. Saves a count query
+        # while the lock is held, which is what other claimers wait for.
+        former_position = 1 if entry.status == EntryStatus.QUEUED else None
         entry.status = EntryStatus.RUNNING
         entry.attempts += 1
         entry.worker = worker
@@ -366,8 +384,7 @@ def claim_next(*, worker: str = "") -> QueueEntry | None:
         entry.lease_expires_at = now + timedelta(seconds=settings.QUEUE_LEASE_SECONDS)
         entry.next_attempt_at = None
         entry.stage, entry.progress = "", 0.0
-        entry.save()
-        entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry.pk)
+        entry.save(update_fields=CLAIM_FIELDS)
         _record(state, UpdateType.TASK_STARTED, entries=[entry], global_position=former_position)
     return entry
 

@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from queue_app.selectors import snapshot_for_viewer
 from realtime.auth import query_params
 from realtime.events import Viewer, event_for_viewer
 from realtime.hub import get_hub
@@ -84,23 +85,20 @@ def _raw_socket_of(transport: Any) -> socket.socket | None:
     return None
 
 
-def _stream_start(user: Any, last_seq: int | None) -> tuple[str, Any]:
-    """("replay", [events after last_seq]) when the log still holds them all, else
-    ("snapshot", a snapshot; with "reset": true when the client asked to resume)."""
-    from queue_app.selectors import events_after, queue_snapshot_for, queue_state
+def _events_to_replay(last_seq: int) -> tuple[int, list[dict[str, Any]] | None]:
+    """The log's newest seq, and the events after `last_seq`; None instead of the events
+    when the log no longer holds them all (or there are too many): then the client gets
+    a fresh snapshot instead."""
+    from queue_app.selectors import events_after, queue_state
 
-    if last_seq is not None:
-        newest = queue_state().last_seq
-        if last_seq == newest:
-            return "replay", []
-        if 0 < newest - last_seq <= MAX_REPLAY_EVENTS:
-            events = events_after(seq=last_seq, limit=MAX_REPLAY_EVENTS)
-            if events and events[0]["seq"] == last_seq + 1:  # not pruned
-                return "replay", events
-    snapshot = queue_snapshot_for(user)
-    if last_seq is not None:
-        snapshot["reset"] = True
-    return "snapshot", snapshot
+    newest = queue_state().last_seq
+    if last_seq == newest:
+        return newest, []
+    if 0 < newest - last_seq <= MAX_REPLAY_EVENTS:
+        events = events_after(seq=last_seq, limit=MAX_REPLAY_EVENTS)
+        if events and events[0]["seq"] == last_seq + 1:  # not pruned
+            return newest, events
+    return newest, None
 
 
 class QueueConsumer(AsyncWebsocketConsumer):
@@ -144,7 +142,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
                 socket.SOL_SOCKET, socket.SO_SNDBUF, settings.REALTIME_SOCKET_SNDBUF
             )
         try:
-            self.hub_seq_at_register = await get_hub().register(self)
+            await get_hub().register(self)
         except TimeoutError:
             await self.close(code=CLOSE_TRY_AGAIN_LATER)
             return
@@ -164,15 +162,23 @@ class QueueConsumer(AsyncWebsocketConsumer):
     async def _start_stream(self, last_seq: int | None) -> None:
         """Send a snapshot or the events after `last_seq`, then what arrived meanwhile."""
         self.ready = False  # the hub's deliveries wait in self.pending until we are done
-        kind, body = await database_sync_to_async(_stream_start)(self.scope.get("user"), last_seq)
-        if kind == "snapshot":
-            self.last_seq = body["seq"]
-            if self.last_seq < self.hub_seq_at_register:
-                get_hub().log_went_back(self.last_seq)
-            await self.send(text_data=json.dumps(body))
+        events = None
+        if last_seq is not None:
+            newest, events = await database_sync_to_async(_events_to_replay)(last_seq)
+            hub = get_hub()
+            if hub.last_seq is not None and newest < hub.last_seq:
+                # Registered before that read, so the hub cannot be ahead of the log
+                # unless the log went back (a restored or emptied database).
+                hub.log_went_back(newest)
+        if events is None:
+            snapshot = snapshot_for_viewer(await get_hub().snapshot(), self.viewer)
+            if last_seq is not None:
+                snapshot["reset"] = True
+            self.last_seq = snapshot["seq"]
+            await self.send(text_data=json.dumps(snapshot))
         else:
             self.last_seq = last_seq
-            for message in body:
+            for message in events:
                 self.last_seq = message["seq"]
                 await self.send(text_data=json.dumps(event_for_viewer(message, self.viewer)))
         while self.pending:

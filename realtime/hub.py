@@ -42,6 +42,10 @@ GROUP_REFRESH_SECONDS = 3600
 # one indexed query per process every few seconds.
 LOG_CHECK_SECONDS = 3.0
 RECONNECT_DELAYS = (0.5, 1, 2, 5)
+# Sockets that connect while the queue does not change share one snapshot read, at most
+# this old (for progress and ETAs, which change without an event). A burst of connects
+# costs one query set instead of one each in daphne's single database thread.
+SNAPSHOT_MAX_AGE_SECONDS = 1.0
 
 
 class Subscriber(Protocol):
@@ -101,6 +105,9 @@ class Hub:
         self._ready = asyncio.Event()
         # Held while delivering, so the receiver and the log watcher never interleave.
         self._lock = asyncio.Lock()
+        self._snapshot: dict[str, Any] | None = None
+        self._snapshot_at = 0.0
+        self._snapshot_build: asyncio.Task | None = None
 
     async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> int:
         """Add a socket once the hub is subscribed; raises TimeoutError if it cannot be.
@@ -116,6 +123,41 @@ class Hub:
         self.by_viewer.setdefault(subscriber.viewer, set()).add(subscriber)
         return self.last_seq or 0
 
+    async def snapshot(self) -> dict[str, Any]:
+        """The whole queue, unredacted, at or after every event this hub has delivered.
+
+        So a socket registered before it asks misses nothing between the snapshot and
+        what the hub delivers next. Shared by sockets connecting together; read again
+        once the log moves on or it is SNAPSHOT_MAX_AGE_SECONDS old.
+        """
+        loop = asyncio.get_running_loop()
+        at_least = self.last_seq or 0
+        cached = self._snapshot
+        # One indexed read instead of the snapshot's several: the log's seq tells whether
+        # the queue changed (or the log went back: a restored database).
+        if (
+            cached is not None
+            and loop.time() - self._snapshot_at < SNAPSHOT_MAX_AGE_SECONDS
+            and cached["seq"] == at_least == await database_sync_to_async(_current_seq)()
+        ):
+            return cached
+        build = self._snapshot_build
+        if build is not None and not build.done():
+            snapshot = await asyncio.shield(build)
+            if snapshot["seq"] >= at_least:
+                return snapshot
+            # That read began before events this hub has delivered since: read again.
+        build = self._snapshot_build = loop.create_task(self._read_snapshot())
+        snapshot = await asyncio.shield(build)
+        if snapshot["seq"] < at_least:
+            self.log_went_back(snapshot["seq"])
+        return snapshot
+
+    async def _read_snapshot(self) -> dict[str, Any]:
+        snapshot = await database_sync_to_async(_queue_snapshot)()
+        self._snapshot, self._snapshot_at = snapshot, asyncio.get_running_loop().time()
+        return snapshot
+
     def log_went_back(self, seq: int) -> None:
         """The log restarted below our position (the database was restored or flushed):
         follow it, or the hub would drop every new event as already delivered."""
@@ -123,6 +165,7 @@ class Hub:
             "event log is at seq %s, behind the hub's %s; following it", seq, self.last_seq
         )
         self.last_seq = seq
+        self._snapshot = None
 
     def unregister(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
@@ -262,6 +305,12 @@ async def _each(subscribers: set[Subscriber], call: Any) -> None:
                 await waiting
         except Exception:  # one broken socket must not stop the others
             logger.exception("delivering to a socket failed")
+
+
+def _queue_snapshot() -> dict[str, Any]:
+    from queue_app.selectors import queue_snapshot
+
+    return queue_snapshot()
 
 
 def _current_seq() -> int:

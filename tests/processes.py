@@ -205,7 +205,7 @@ def live_server_url(process_env) -> Iterator[str]:
     process.stop()
 
 
-def wait_until_idle(timeout: float = 15) -> None:
+def wait_until_idle(timeout: float = 30) -> None:
     """Wait until the test worker has no task running, reserved or scheduled.
 
     A test's last task (a dispatch after a completion, a retry's countdown) must not run
@@ -214,13 +214,15 @@ def wait_until_idle(timeout: float = 15) -> None:
     from fathomloom.celery import app
 
     deadline = time.monotonic() + timeout
+    busy: list = []
     while time.monotonic() < deadline:
-        inspect = app.control.inspect(timeout=0.5)
+        inspect = app.control.inspect(timeout=1.0)  # a loaded machine answers slowly
         busy = [inspect.active(), inspect.reserved(), inspect.scheduled()]
         if all(reply is not None and not any(reply.values()) for reply in busy):
             return
         time.sleep(0.2)
-    raise RuntimeError("the Celery worker did not become idle")
+    # None: no answer to the control message; else the tasks (active, reserved, scheduled).
+    raise RuntimeError(f"the Celery worker did not become idle: {busy}")
 
 
 @pytest.fixture

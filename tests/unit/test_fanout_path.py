@@ -9,6 +9,7 @@ import json
 import pytest
 
 from realtime import consumers
+from realtime import hub as hub_module
 from realtime.events import Viewer, event_for_viewer
 from realtime.hub import Hub, websocket_frame
 
@@ -197,3 +198,63 @@ def test_snapshot_entries_equal_entry_payload_of_each_model(django_user_model):
         assert eta is not None
         assert payload == expected[payload["id"]]
         assert list(payload) == list(expected[payload["id"]])
+
+
+class FakeLog:
+    """Stands in for the database: the log's newest seq and a counter of snapshot reads."""
+
+    def __init__(self, monkeypatch, seq: int) -> None:
+        self.seq = seq
+        self.reads = 0
+        monkeypatch.setattr(hub_module, "_current_seq", lambda: self.seq)
+        monkeypatch.setattr(hub_module, "_queue_snapshot", self.read)
+
+    def read(self) -> dict:
+        self.reads += 1
+        return {"type": "QueueSnapshot", "seq": self.seq, "queue": [], "read": self.reads}
+
+
+def test_sockets_connecting_together_share_one_snapshot_read(monkeypatch):
+    log = FakeLog(monkeypatch, seq=4)
+    hub = Hub()
+    hub.last_seq = 4
+
+    async def run() -> list[dict]:
+        return list(await asyncio.gather(*(hub.snapshot() for _ in range(20))))
+
+    snapshots = asyncio.run(run())
+    assert log.reads == 1 and {s["read"] for s in snapshots} == {1}
+    assert asyncio.run(hub.snapshot())["read"] == 1  # still the newest: reused
+
+
+def test_a_snapshot_is_read_again_once_the_log_moves_on_or_it_is_old(monkeypatch):
+    log = FakeLog(monkeypatch, seq=4)
+    hub = Hub()
+    hub.last_seq = 4
+    asyncio.run(hub.snapshot())
+    log.seq = hub.last_seq = 5  # an event was delivered
+    snapshot = asyncio.run(hub.snapshot())
+    assert (snapshot["seq"], snapshot["read"]) == (5, 2)
+    monkeypatch.setattr(hub_module, "SNAPSHOT_MAX_AGE_SECONDS", 0.0)
+    assert asyncio.run(hub.snapshot())["read"] == 3  # progress and ETAs age
+
+
+def test_a_snapshot_is_never_older_than_what_the_hub_delivered(monkeypatch):
+    log = FakeLog(monkeypatch, seq=4)
+    hub = Hub()
+    hub.last_seq = 4
+    asyncio.run(hub.snapshot())
+    hub.last_seq = 5  # delivered, and the log not yet read: the cached seq 4 will not do
+    log.seq = 5
+    assert asyncio.run(hub.snapshot())["seq"] == 5
+
+
+def test_a_log_that_went_back_is_followed_not_served_from_the_cache(monkeypatch):
+    log = FakeLog(monkeypatch, seq=9)
+    hub = Hub()
+    hub.last_seq = 9
+    asyncio.run(hub.snapshot())
+    log.seq = 0  # the database was emptied or restored
+    snapshot = asyncio.run(hub.snapshot())
+    assert snapshot["seq"] == 0 and snapshot["read"] == 2
+    assert hub.last_seq == 0  # new events (seq 1, 2, ...) are not dropped as seen
