@@ -100,9 +100,24 @@ def _record(
     *,
     entries: Iterable[QueueEntry],
     global_position: int | None = None,
+    same_length: bool = False,
 ) -> QueueEvent:
-    """Append the one event for this change and publish it after commit."""
+    """Append the one event for this change and publish it after commit.
+
+    `same_length`: the change keeps every entry active (a claim, a move), so the queue's
+    length is the previous event's; counting the active entries is the costliest
+    statement under the lock on a long queue (~2 ms at 10,000, ~8 ms at 100,000).
+    """
     entries = list(entries)
+    queue_length = None
+    if same_length:
+        queue_length = (
+            QueueEvent.objects.filter(seq=state.last_seq)
+            .values_list("queue_length", flat=True)
+            .first()
+        )
+    if queue_length is None:  # no previous event (or pruned): count
+        queue_length = selectors.active_entry_count()
     state.last_seq += 1
     state.save(update_fields=["last_seq", "updated_at"])
     owners = {entry.owner_id for entry in entries}
@@ -112,7 +127,7 @@ def _record(
         entry=entries[0] if len(entries) == 1 else None,
         affected_user_id=owners.pop() if len(owners) == 1 else None,
         global_position=global_position,
-        queue_length=selectors.active_entry_count(),
+        queue_length=queue_length,
         paused=state.paused,
         payload=[entry_payload(entry, selectors.entry_position(entry)) for entry in entries],
     )
@@ -246,7 +261,13 @@ def move(*, entry_id: UUID | str, position: Position) -> QueueEntry:
                 key = _key_for_position(entry, position)
             entry.order_key = key
             entry.save(update_fields=["order_key", "updated_at"])
-        _record(state, UpdateType.POSITION_UPDATED, entries=[entry], global_position=position)
+        _record(
+            state,
+            UpdateType.POSITION_UPDATED,
+            entries=[entry],
+            global_position=position,
+            same_length=True,
+        )
     return entry
 
 
@@ -385,7 +406,13 @@ def claim_next(*, worker: str = "") -> QueueEntry | None:
         entry.next_attempt_at = None
         entry.stage, entry.progress = "", 0.0
         entry.save(update_fields=CLAIM_FIELDS)
-        _record(state, UpdateType.TASK_STARTED, entries=[entry], global_position=former_position)
+        _record(
+            state,
+            UpdateType.TASK_STARTED,
+            entries=[entry],
+            global_position=former_position,
+            same_length=True,
+        )
     return entry
 
 

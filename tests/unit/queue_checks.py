@@ -76,6 +76,9 @@ def assert_snapshot_matches_rows(
             status__in=ACTIVE_STATUSES
         ).values_list("id", "status", "owner_id")
     }
+    newest = QueueEvent.objects.order_by("-seq").first()
+    if newest is not None:  # events carry the queue's length too (some without a count)
+        assert newest.queue_length == len(active)
     for user in users:
         snapshot = snapshots[user.pk]
         viewer = Viewer.of(user)
