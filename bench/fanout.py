@@ -283,7 +283,7 @@ def fan_out_series(
         connect = clients.connect(socket_targets(server, have, size - have, tokens))
         have = size
         open_now = clients.open_sockets()
-        time.sleep(1.0)  # let connection set-up work drain before measuring
+        time.sleep(0.5)  # let connection set-up work drain before measuring
         rss = server.rss()
         latencies, fractions = [], []
         for _ in range(2):  # warm-up, not counted

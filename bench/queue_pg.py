@@ -1,8 +1,9 @@
 """Scenario 4: the queue on PostgreSQL. Enqueues a second, claims under contention,
 the snapshot of every position, one move.
 
-Claimers are separate processes (python -m bench.queue_pg claimer COUNT START_AT), each
-with its own connection, started together at START_AT (time.time()) so they contend.
+Claimers are separate processes (python -m bench.queue_pg claimer COUNT), each with its
+own connection; each says "ready" once warm and starts on "go", all together, so they
+contend.
 Each claim is the real services.claim_next(): queue lock, SKIP LOCKED, event, publish.
 """
 
@@ -28,7 +29,7 @@ def _timed(function: Any, repeat: int) -> list[float]:
     return values
 
 
-def claimer(count: int, start_at: float) -> None:
+def claimer(count: int) -> None:
     import django
 
     django.setup()
@@ -38,7 +39,8 @@ def claimer(count: int, start_at: float) -> None:
 
     connection.ensure_connection()
     services.claim_next(worker="warm-up")  # imports, connection, the publisher's loop
-    time.sleep(max(0.0, start_at - time.time()))
+    print("ready", flush=True)
+    sys.stdin.readline()  # "go"
     values = []
     for _ in range(count):
         started = time.perf_counter()
@@ -49,10 +51,10 @@ def claimer(count: int, start_at: float) -> None:
 
 
 def claims(env: dict[str, str], claimers: int, per_claimer: int) -> list[float]:
-    start_at = time.time() + 3.0 + claimers * 0.25  # time for every process to start
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "bench.queue_pg", "claimer", str(per_claimer), str(start_at)],
+            [sys.executable, "-m", "bench.queue_pg", "claimer", str(per_claimer)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=ROOT,
             env=env,
@@ -60,6 +62,15 @@ def claims(env: dict[str, str], claimers: int, per_claimer: int) -> list[float]:
         )
         for _ in range(claimers)
     ]
+    for proc in procs:  # a barrier: every claimer is warm before any starts
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"a claimer did not start: {line!r}")
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     values: list[float] = []
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
@@ -158,4 +169,4 @@ def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str
 
 if __name__ == "__main__":
     if sys.argv[1] == "claimer":
-        claimer(int(sys.argv[2]), float(sys.argv[3]))
+        claimer(int(sys.argv[2]))

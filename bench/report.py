@@ -205,6 +205,16 @@ def write_report(results: dict[str, Any]) -> None:
             _, measured, met = verdicts[index]
             cells.append(f"{measured} {'met' if met else '**missed**'}")
         out.append(f"| {name} | " + " | ".join(cells) + " |")
+    seconds = [run.get("seconds", 0.0) for run in results["runs"]]
+    total = sum(seconds) + info.get("setup_seconds", 0.0)
+    out += [
+        "",
+        f"`make bench` in at most 10 minutes: {total / 60:.1f} minutes "
+        f"({' + '.join(f'{s:.0f}' for s in seconds)} s for the runs, "
+        f"{info.get('setup_seconds', 0.0):.0f} s set-up) "
+        + ("met" if total <= 600 else "**missed**")
+        + ".",
+    ]
     out += [
         "",
         "## 1. Fan-out: one queue event to N sockets",
