@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from uuid import UUID
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 
 from queue_app import services
 from queue_app.accounts import fathom_api_key_for, fathom_client_for
@@ -45,6 +48,52 @@ class TransferCancelled(Exception):
     """The entry was cancelled or taken back while we worked on it: stop quietly."""
 
 
+class LeaseKeeper:
+    """Renews a running entry's lease every QUEUE_HEARTBEAT_SECONDS from a thread of its own.
+
+    A transfer waiting on Fathom (a slow answer, a download that stalls) reports no
+    progress, and its lease must not run out while its worker lives: the reaper would
+    hand the entry to a second worker. A dead worker's keeper dies with it, so its lease
+    runs out. A live worker cannot keep an entry forever either: every network call has
+    a timeout and the task a hard time limit. `lost` turns True once the entry was
+    cancelled or taken back; Progress.report then stops the transfer.
+    """
+
+    def __init__(self, *, entry_id: UUID | str, worker: str) -> None:
+        self.entry_id = entry_id
+        self.worker = worker
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(settings.QUEUE_HEARTBEAT_SECONDS):
+                try:
+                    alive = services.heartbeat(entry_id=self.entry_id, worker=self.worker)
+                except DatabaseError:
+                    logger.warning("entry %s: could not renew the lease", self.entry_id)
+                    continue  # the next tick tries again, well inside the lease
+                if not alive:
+                    self.lost = True
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+
 @dataclass
 class Progress:
     """Reports stage and fraction: renews the lease, stores and publishes progress.
@@ -56,11 +105,14 @@ class Progress:
     entry_id: UUID
     owner_id: int
     worker: str
+    lease: LeaseKeeper | None = None
     stage: str = ""
     fraction: float = 0.0
     _stored_at: float = float("-inf")
 
     def report(self, stage: str, fraction: float, *, force: bool = False) -> None:
+        if self.lease is not None and self.lease.lost:
+            raise TransferCancelled()
         changed_stage = stage != self.stage
         self.stage, self.fraction = stage, min(max(fraction, 0.0), 1.0)
         now = time.monotonic()
@@ -114,11 +166,14 @@ def _description(entry: QueueEntry) -> str:
 def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
     """Move one begun entry's recording to the uploader; returns the share URL."""
     entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry_id)
-    progress = Progress(entry_id=entry.id, owner_id=entry.owner_id, worker=worker)
-    progress.report(STAGE_REQUESTING, 0.0, force=True)
     try:
-        with _fathom_client(entry) as client:
-            return _move(client, entry, progress)
+        with LeaseKeeper(entry_id=entry.id, worker=worker) as lease:
+            progress = Progress(
+                entry_id=entry.id, owner_id=entry.owner_id, worker=worker, lease=lease
+            )
+            progress.report(STAGE_REQUESTING, 0.0, force=True)
+            with _fathom_client(entry) as client:
+                return _move(client, entry, progress)
     except FathomError as exc:
         raise TransferFailed(
             exc.reason, transient=exc.transient, retry_after=exc.retry_after
