@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
+from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 
 from queue_app import crypto
@@ -217,6 +219,16 @@ def fathom_account_set_webhook_secret(*, user: Any, secret: str) -> FathomAccoun
         account.webhook_secret_encrypted = crypto.encrypt(secret)
         account.save(update_fields=["webhook_secret_encrypted", "updated_at"])
     return account
+
+
+def fathom_webhook_settings(*, user: Any, absolute_uri: Callable[[str], str]) -> dict[str, Any]:
+    """Where Fathom should send the user's webhook (`absolute_uri` makes the path a URL,
+    e.g. request.build_absolute_uri), and whether its signing secret is stored."""
+    account = fathom_account_of(user)
+    if account is None:
+        raise FathomNotConnected("Connect your Fathom account first.")
+    path = reverse("fathom-webhook") + f"?account={account.webhook_token}"
+    return {"url": absolute_uri(path), "secret_set": bool(account.webhook_secret_encrypted)}
 
 
 def fathom_account_disconnect(*, user: Any) -> bool:

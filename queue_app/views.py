@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from queue_app import selectors
+from queue_app import accounts, selectors
 from queue_app.models import QueueEntry
 
 # The monitor's throughput, failures and mean wait cover this window.
@@ -39,12 +39,6 @@ def _client_config(request: HttpRequest) -> dict[str, Any]:
     }
 
 
-def _fathom_status(user: Any) -> dict[str, Any]:
-    from queue_app.accounts import fathom_account_status
-
-    return fathom_account_status(user)
-
-
 @login_required
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
@@ -62,13 +56,21 @@ def home(request: HttpRequest) -> HttpResponse:
         for row in page["meetings"]
     ]
     latest = {str(row["meeting"].pk): row["entry"] for row in page["meetings"] if row["entry"]}
+    fathom = accounts.fathom_account_status(request.user)
     return render(
         request,
         "queue_app/meetings.html",
         {
             "nav": "meetings",
             "meetings": meetings,
-            "fathom": _fathom_status(request.user),
+            "fathom": fathom,
+            "webhook": (
+                accounts.fathom_webhook_settings(
+                    user=request.user, absolute_uri=request.build_absolute_uri
+                )
+                if fathom["connected"]
+                else None
+            ),
             "snapshot": page["snapshot"],
             "latest_entries": latest,
             "config": _client_config(request),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -189,14 +188,9 @@ class FathomCredentialView(AccountApiView):
 
 
 def _webhook_settings(request: Request) -> dict[str, Any]:
-    account = accounts.fathom_account_of(request.user)
-    if account is None:
-        raise accounts.FathomNotConnected("Connect your Fathom account first.")
-    path = reverse("fathom-webhook") + f"?account={account.webhook_token}"
-    return {
-        "url": request.build_absolute_uri(path),
-        "secret_set": bool(account.webhook_secret_encrypted),
-    }
+    return accounts.fathom_webhook_settings(
+        user=request.user, absolute_uri=request.build_absolute_uri
+    )
 
 
 @method_decorator(sensitive_post_parameters("secret"), name="dispatch")

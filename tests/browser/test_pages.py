@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
+import time
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
+from queue_app import accounts
 from queue_app.models import FathomAccount, Meeting
+from queue_app.webhooks import sign
+from tests.accounts.fakes import meeting_json
 from tests.browser.conftest import PASSWORD, PHONE, screenshot, sign_in
+from tests.webhooks.conftest import SECRET as WEBHOOK_SECRET
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,3 +96,62 @@ def test_connect_fathom_sync_and_auto_queue(live_server_url, sandbox, new_page, 
     expect(page.locator("#auto-queue-status")).to_contain_text("Saved: new meetings wait")
     assert FathomAccount.objects.get(user=alice).auto_queue is False
     screenshot(page, "meetings-connected")
+
+
+def test_webhook_address_secret_and_disconnect(
+    live_server_url, sandbox, connect_fathom, new_page, make_user
+):
+    alice = make_user("alice")
+    connect_fathom(alice, "sandbox-key-alice")
+    page = new_page()
+    sign_in(page, live_server_url, "alice")
+
+    page.get_by_text("Let Fathom announce new meetings (webhook)").click()
+    status = page.locator("#webhook-status")
+    expect(status).to_contain_text("No signing secret yet")
+    url = page.get_by_label("In Fathom, add a webhook").input_value()
+    assert url.startswith(f"{live_server_url}/webhooks/fathom?account=")
+
+    secret_field = page.get_by_label("Paste the signing secret")
+    secret_field.fill("not-a-signing-secret")
+    page.get_by_role("button", name="Save the secret").click()
+    expect(page.locator("#webhook-secret-form [role=alert]")).to_contain_text("whsec_")
+    assert not FathomAccount.objects.get(user=alice).webhook_secret_encrypted
+
+    secret_field.fill(WEBHOOK_SECRET)
+    page.get_by_role("button", name="Save the secret").click()
+    expect(status).to_contain_text("Saved: Fathom's deliveries are accepted")
+    assert WEBHOOK_SECRET not in page.content()
+
+    # The address the page gave works: a delivery signed with the saved secret imports.
+    body = json.dumps(meeting_json(4321, title="Webhook-imported review")).encode()
+    timestamp = int(time.time())
+    signature = sign(
+        secret=accounts.decode_webhook_secret(WEBHOOK_SECRET),
+        webhook_id="msg_page_test",
+        timestamp=timestamp,
+        body=body,
+    )
+    answer = httpx.post(
+        url,
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "webhook-id": "msg_page_test",
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+        },
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert Meeting.objects.filter(owner=alice, recording_id=4321).exists()
+
+    meetings_before = Meeting.objects.filter(owner=alice).count()
+    page.get_by_text("Disconnect Fathom", exact=True).first.click()  # the summary
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Disconnect Fathom").click()
+    expect(page.locator("#fathom-status")).to_contain_text("Not connected")
+    assert not FathomAccount.objects.filter(user=alice).exists()
+    assert Meeting.objects.filter(owner=alice).count() == meetings_before
+    answer = httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code in (401, 404)  # the address is dead once disconnected

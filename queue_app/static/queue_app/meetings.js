@@ -213,6 +213,49 @@
     }
   });
 
+  const secretForm = document.getElementById("webhook-secret-form");
+  secretForm?.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = secretForm.querySelector("input[name=secret]");
+    const error = secretForm.querySelector(".form-error");
+    const submit = secretForm.querySelector("button[type=submit]");
+    const status = document.getElementById("webhook-status");
+    error.hidden = true;
+    if (!input.value.trim()) {
+      error.textContent = "Paste the signing secret from Fathom first.";
+      error.hidden = false;
+      input.focus();
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const answer = await F.api("PUT", "/api/credentials/fathom/webhook", { secret: input.value.trim() });
+      input.value = "";
+      if (answer && answer.secret_set) status.textContent = "Saved: Fathom's deliveries are accepted now.";
+    } catch (failure) {
+      error.textContent = failure.message;
+      error.hidden = false;
+      input.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  const disconnect = document.getElementById("disconnect");
+  disconnect?.addEventListener("click", async () => {
+    const status = document.getElementById("disconnect-status");
+    if (!window.confirm("Disconnect your Fathom account from fathomloom?")) return;
+    disconnect.disabled = true;
+    status.textContent = "Disconnecting…";
+    try {
+      await F.api("DELETE", "/api/credentials/fathom");
+      window.location.reload();
+    } catch (failure) {
+      status.textContent = `Not disconnected: ${failure.message}`;
+      disconnect.disabled = false;
+    }
+  });
+
   const sync = document.getElementById("sync");
   sync?.addEventListener("click", async () => {
     const status = document.getElementById("sync-status");
