@@ -31,6 +31,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4008
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_SERVICE_RESTART = 1012
 MAX_FRAME_BYTES = 64 * 1024
 # A resume that misses more events than this gets a fresh snapshot instead: cheaper to
 # send and to apply.
@@ -169,9 +170,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
             if hub.last_seq is not None and newest < hub.last_seq:
                 # Registered before that read, so the hub cannot be ahead of the log
                 # unless the log went back (a restored or emptied database).
-                hub.log_went_back(newest)
+                hub.log_went_back(newest, keep=self)
         if events is None:
-            snapshot = snapshot_for_viewer(await get_hub().snapshot(), self.viewer)
+            snapshot = snapshot_for_viewer(await get_hub().snapshot(self), self.viewer)
             if last_seq is not None:
                 snapshot["reset"] = True
             self.last_seq = snapshot["seq"]
@@ -221,6 +222,15 @@ class QueueConsumer(AsyncWebsocketConsumer):
             return None
         self.closing = True
         return self.close(code=CLOSE_UNAUTHENTICATED)
+
+    def reset(self) -> Awaitable[None] | None:
+        """The event log went back (a restored database): this client's state is from the
+        old log. Closing makes it resume, and a resume past the log's end gets a fresh
+        snapshot with reset: true."""
+        if self.closing:
+            return None
+        self.closing = True
+        return self.close(code=CLOSE_SERVICE_RESTART)
 
     def _write(self, text: str, frame: bytes) -> Awaitable[None] | None:
         transport = self.transport

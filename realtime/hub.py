@@ -67,6 +67,10 @@ class Subscriber(Protocol):
         """The user's access was revoked: close if opened with `credential` (or any)."""
         ...
 
+    def reset(self) -> Awaitable[None] | None:
+        """The event log went back: close, so the client resumes and gets a fresh snapshot."""
+        ...
+
 
 def websocket_frame(text: str) -> bytes:
     """`text` as one unmasked, final WebSocket text frame (RFC 6455 5.2), as servers send."""
@@ -123,7 +127,7 @@ class Hub:
         self.by_viewer.setdefault(subscriber.viewer, set()).add(subscriber)
         return self.last_seq or 0
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self, requester: Subscriber | None = None) -> dict[str, Any]:
         """The whole queue, unredacted, at or after every event this hub has delivered.
 
         So a socket registered before it asks misses nothing between the snapshot and
@@ -150,7 +154,7 @@ class Hub:
         build = self._snapshot_build = loop.create_task(self._read_snapshot())
         snapshot = await asyncio.shield(build)
         if snapshot["seq"] < at_least:
-            self.log_went_back(snapshot["seq"])
+            self.log_went_back(snapshot["seq"], keep=requester)
         return snapshot
 
     async def _read_snapshot(self) -> dict[str, Any]:
@@ -158,14 +162,27 @@ class Hub:
         self._snapshot, self._snapshot_at = snapshot, asyncio.get_running_loop().time()
         return snapshot
 
-    def log_went_back(self, seq: int) -> None:
+    def log_went_back(self, seq: int, keep: Subscriber | None = None) -> None:
         """The log restarted below our position (the database was restored or flushed):
-        follow it, or the hub would drop every new event as already delivered."""
+        follow it, or the hub would drop every new event as already delivered.
+
+        Its sockets hold state from the old log, and would drop the new log's events as
+        seen too: close them all (but `keep`, the socket reading the new log right now)
+        so that their clients resume and get a fresh snapshot.
+        """
         logger.warning(
-            "event log is at seq %s, behind the hub's %s; following it", seq, self.last_seq
+            "event log is at seq %s, behind the hub's %s; following it and closing %s sockets",
+            seq,
+            self.last_seq,
+            len(self.subscribers) - (keep in self.subscribers),
         )
         self.last_seq = seq
         self._snapshot = None
+        stale = self.subscribers - {keep}
+        for subscriber in stale:
+            self.unregister(subscriber)
+        if stale:
+            asyncio.get_running_loop().create_task(_each(stale, lambda s: s.reset()))
 
     def unregister(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)

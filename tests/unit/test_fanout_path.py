@@ -32,6 +32,9 @@ class FakeSocket:
         if credential in (None, self.credential):
             self.closed = True
 
+    def reset(self) -> None:
+        self.closed = True
+
 
 def hub_with(sockets: list[FakeSocket]) -> Hub:
     hub = Hub()
@@ -258,3 +261,20 @@ def test_a_log_that_went_back_is_followed_not_served_from_the_cache(monkeypatch)
     snapshot = asyncio.run(hub.snapshot())
     assert snapshot["seq"] == 0 and snapshot["read"] == 2
     assert hub.last_seq == 0  # new events (seq 1, 2, ...) are not dropped as seen
+
+
+def test_sockets_holding_the_old_log_are_closed_when_it_goes_back(monkeypatch):
+    log = FakeLog(monkeypatch, seq=9)
+    old_a, old_b, connecting = (FakeSocket(Viewer(user_id=n)) for n in (5, 6, 7))
+    hub = hub_with([old_a, old_b, connecting])
+    hub.last_seq = 9
+    log.seq = 2  # restored
+
+    async def run() -> dict:
+        snapshot = await hub.snapshot(connecting)
+        await asyncio.sleep(0)  # the closes run as a task
+        return snapshot
+
+    assert asyncio.run(run())["seq"] == 2
+    assert (old_a.closed, old_b.closed, connecting.closed) == (True, True, False)
+    assert hub.subscribers == {connecting}  # the old ones get no new-log events either
