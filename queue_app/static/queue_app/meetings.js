@@ -161,36 +161,49 @@
 
   // --- the Fathom account ----------------------------------------------------------------
 
-  document.querySelectorAll(".fathom-key-form").forEach((form) => {
-    form.addEventListener("submit", async (event) => {
+  /* A form with one secret field: checks it is filled, sends it with `save(value)`, shows
+   * the server's refusal by the field. `busyLabel` replaces the button's text meanwhile. */
+  function secretForm(form, { field, missing, busyLabel, save }) {
+    form?.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const input = form.querySelector("input[name=api_key]");
+      const input = form.querySelector(`input[name=${field}]`);
       const error = form.querySelector(".form-error");
       const submit = form.querySelector("button[type=submit]");
+      const label = submit.textContent;
+      const fail = (text) => {
+        error.textContent = text;
+        error.hidden = false;
+        input.focus();
+      };
       error.hidden = true;
-      if (!input.value.trim()) {
-        error.textContent = "Paste your Fathom API key first.";
-        error.hidden = false;
-        input.focus();
-        return;
-      }
+      if (!input.value.trim()) return fail(missing);
       submit.disabled = true;
-      submit.dataset.label = submit.textContent;
-      submit.textContent = "Checking the key with Fathom…";
+      if (busyLabel) submit.textContent = busyLabel;
       try {
-        await F.api("POST", "/api/credentials/fathom", { api_key: input.value.trim() });
+        await save(input.value.trim());
         input.value = "";
-        // The page shows the connection (the key's last four only) as the server has it.
-        window.location.reload();
       } catch (failure) {
-        error.textContent = failure.message;
-        error.hidden = false;
-        input.focus();
+        fail(failure.message);
+      } finally {
         submit.disabled = false;
-        submit.textContent = submit.dataset.label;
+        submit.textContent = label;
       }
     });
-  });
+  }
+
+  document.querySelectorAll(".fathom-key-form").forEach((form) =>
+    secretForm(form, {
+      field: "api_key",
+      missing: "Paste your Fathom API key first.",
+      busyLabel: "Checking the key with Fathom…",
+      save: async (apiKey) => {
+        await F.api("POST", "/api/credentials/fathom", { api_key: apiKey });
+        // The page shows the connection (the key's last four only) as the server has it.
+        window.location.reload();
+        await new Promise(() => {}); // stay busy until the page goes
+      },
+    }),
+  );
 
   const autoQueue = document.getElementById("auto-queue");
   autoQueue?.addEventListener("change", async () => {
@@ -213,32 +226,15 @@
     }
   });
 
-  const secretForm = document.getElementById("webhook-secret-form");
-  secretForm?.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const input = secretForm.querySelector("input[name=secret]");
-    const error = secretForm.querySelector(".form-error");
-    const submit = secretForm.querySelector("button[type=submit]");
-    const status = document.getElementById("webhook-status");
-    error.hidden = true;
-    if (!input.value.trim()) {
-      error.textContent = "Paste the signing secret from Fathom first.";
-      error.hidden = false;
-      input.focus();
-      return;
-    }
-    submit.disabled = true;
-    try {
-      const answer = await F.api("PUT", "/api/credentials/fathom/webhook", { secret: input.value.trim() });
-      input.value = "";
-      if (answer && answer.secret_set) status.textContent = "Saved: Fathom's deliveries are accepted now.";
-    } catch (failure) {
-      error.textContent = failure.message;
-      error.hidden = false;
-      input.focus();
-    } finally {
-      submit.disabled = false;
-    }
+  secretForm(document.getElementById("webhook-secret-form"), {
+    field: "secret",
+    missing: "Paste the signing secret from Fathom first.",
+    save: async (secret) => {
+      const answer = await F.api("PUT", "/api/credentials/fathom/webhook", { secret });
+      if (answer && answer.secret_set) {
+        document.getElementById("webhook-status").textContent = "Saved: Fathom's deliveries are accepted now.";
+      }
+    },
   });
 
   const disconnect = document.getElementById("disconnect");
