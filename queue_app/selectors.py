@@ -32,6 +32,7 @@ from realtime.events import (
     event_for_viewer,
     event_message,
     isoformat,
+    snapshot_for_viewer,
 )
 
 # Transfer times averaged for ETAs; the default stands in until one has completed.
@@ -193,11 +194,6 @@ def queue_snapshot() -> dict[str, Any]:
         "queue": entries,
         "timestamp": isoformat(timezone.now()),
     }
-
-
-def snapshot_for_viewer(snapshot: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
-    """A full snapshot redacted for one viewer (a new dict; the full one is unchanged)."""
-    return {**snapshot, "queue": [entry_for_viewer(entry, viewer) for entry in snapshot["queue"]]}
 
 
 def queue_snapshot_for(user: Any) -> dict[str, Any]:

@@ -96,7 +96,8 @@ class LeaseKeeper:
 
 @dataclass
 class Progress:
-    """Reports stage and fraction: renews the lease, stores and publishes progress.
+    """Reports stage and fraction: stores and publishes progress, and stops the transfer
+    once its LeaseKeeper found the entry cancelled or taken back.
 
     The database write and the lease renewal happen at most every few seconds; the
     live ProgressUpdate is coalesced to 5 a second by publish_progress.

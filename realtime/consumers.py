@@ -20,9 +20,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from queue_app.selectors import snapshot_for_viewer
 from realtime.auth import query_params
-from realtime.events import Viewer, event_for_viewer
+from realtime.events import Viewer, event_for_viewer, snapshot_for_viewer
 from realtime.hub import get_hub
 
 logger = logging.getLogger(__name__)
@@ -165,12 +164,10 @@ class QueueConsumer(AsyncWebsocketConsumer):
         self.ready = False  # the hub's deliveries wait in self.pending until we are done
         events = None
         if last_seq is not None:
-            newest, events = await database_sync_to_async(_events_to_replay)(last_seq)
             hub = get_hub()
-            if hub.last_seq is not None and newest < hub.last_seq:
-                # Registered before that read, so the hub cannot be ahead of the log
-                # unless the log went back (a restored or emptied database).
-                hub.log_went_back(newest, keep=self)
+            delivered = hub.last_seq
+            newest, events = await database_sync_to_async(_events_to_replay)(last_seq)
+            hub.follow_log(newest, delivered_before_read=delivered, keep=self)
         if events is None:
             snapshot = snapshot_for_viewer(await get_hub().snapshot(self), self.viewer)
             if last_seq is not None:

@@ -114,6 +114,11 @@ def event_for_viewer(message: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
     }
 
 
+def snapshot_for_viewer(snapshot: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
+    """A full QueueSnapshot redacted for one viewer (a new dict; the full one is unchanged)."""
+    return {**snapshot, "queue": [entry_for_viewer(entry, viewer) for entry in snapshot["queue"]]}
+
+
 def publish(event: QueueEvent) -> None:
     """Send a committed event to every socket. Called from transaction.on_commit only."""
     from realtime.publisher import publish_to_group

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
@@ -104,6 +104,10 @@ class Hub:
         # The same sockets by viewer: an event's copy is chosen once per viewer, not once
         # per socket (a user with three tabs, staff's sockets, anonymous sockets).
         self.by_viewer: dict[Viewer, set[Subscriber]] = {}
+        # Who a ProgressUpdate or a revocation is for, without a pass over every viewer:
+        # the viewers of each signed-in user (str of the id, as in messages), and staff's.
+        self.viewers_of_user: dict[str, set[Viewer]] = {}
+        self.staff_viewers: set[Viewer] = set()
         self.last_seq: int | None = None
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
@@ -113,19 +117,28 @@ class Hub:
         self._snapshot_at = 0.0
         self._snapshot_build: asyncio.Task | None = None
 
-    async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> int:
+    async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> None:
         """Add a socket once the hub is subscribed; raises TimeoutError if it cannot be.
 
-        A socket reads its snapshot only after this returns, so every event newer than
-        the snapshot reaches it: either in its pending buffer or from the log. Returns
-        the hub's seq, which that snapshot's seq cannot be below (see log_went_back).
+        A socket reads its snapshot (Hub.snapshot) only after this returns, so every
+        event newer than the snapshot reaches it: in its pending buffer or from the log.
         """
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="queue-hub")
         await asyncio.wait_for(self._ready.wait(), timeout)
+        self.add(subscriber)
+
+    def add(self, subscriber: Subscriber) -> None:
+        """Start delivering to `subscriber` (register() waits for the hub first)."""
         self.subscribers.add(subscriber)
-        self.by_viewer.setdefault(subscriber.viewer, set()).add(subscriber)
-        return self.last_seq or 0
+        viewer = subscriber.viewer
+        if viewer not in self.by_viewer:
+            self.by_viewer[viewer] = set()
+            if viewer.user_id is not None:
+                self.viewers_of_user.setdefault(str(viewer.user_id), set()).add(viewer)
+            if viewer.is_staff:
+                self.staff_viewers.add(viewer)
+        self.by_viewer[viewer].add(subscriber)
 
     async def snapshot(self, requester: Subscriber | None = None) -> dict[str, Any]:
         """The whole queue, unredacted, at or after every event this hub has delivered.
@@ -153,14 +166,22 @@ class Hub:
             # That read began before events this hub has delivered since: read again.
         build = self._snapshot_build = loop.create_task(self._read_snapshot())
         snapshot = await asyncio.shield(build)
-        if snapshot["seq"] < at_least:
-            self.log_went_back(snapshot["seq"], keep=requester)
+        self.follow_log(snapshot["seq"], delivered_before_read=at_least, keep=requester)
         return snapshot
 
     async def _read_snapshot(self) -> dict[str, Any]:
         snapshot = await database_sync_to_async(_queue_snapshot)()
         self._snapshot, self._snapshot_at = snapshot, asyncio.get_running_loop().time()
         return snapshot
+
+    def follow_log(
+        self, newest: int, *, delivered_before_read: int | None, keep: Subscriber | None = None
+    ) -> None:
+        """`newest` is the log's seq, read after this hub had delivered up to
+        `delivered_before_read`. Below that, the log went back; above it is normal (the
+        hub may also have moved on during the read, which proves nothing)."""
+        if delivered_before_read is not None and newest < delivered_before_read:
+            self.log_went_back(newest, keep=keep)
 
     def log_went_back(self, seq: int, keep: Subscriber | None = None) -> None:
         """The log restarted below our position (the database was restored or flushed):
@@ -186,11 +207,20 @@ class Hub:
 
     def unregister(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
-        same_viewer = self.by_viewer.get(subscriber.viewer)
-        if same_viewer is not None:
-            same_viewer.discard(subscriber)
-            if not same_viewer:
-                del self.by_viewer[subscriber.viewer]
+        viewer = subscriber.viewer
+        same_viewer = self.by_viewer.get(viewer)
+        if same_viewer is None:
+            return
+        same_viewer.discard(subscriber)
+        if same_viewer:
+            return
+        del self.by_viewer[viewer]
+        self.staff_viewers.discard(viewer)
+        same_user = self.viewers_of_user.get(str(viewer.user_id))
+        if same_user is not None:
+            same_user.discard(viewer)
+            if not same_user:
+                del self.viewers_of_user[str(viewer.user_id)]
 
     async def _run(self) -> None:
         layer = get_channel_layer()
@@ -248,10 +278,10 @@ class Hub:
             if not self._ready.is_set() or not self.subscribers:
                 continue
             try:
-                async with self._lock:
+                async with self._lock:  # no delivery moves last_seq during the read
+                    delivered = self.last_seq
                     current = await database_sync_to_async(_current_seq)()
-                    if self.last_seq is not None and current < self.last_seq:
-                        self.log_went_back(current)
+                    self.follow_log(current, delivered_before_read=delivered)
                     await self._catch_up(None)
             except Exception:
                 logger.warning("queue hub could not read the event log", exc_info=True)
@@ -294,27 +324,24 @@ class Hub:
 
     async def send_progress(self, update: dict[str, Any]) -> None:
         """A ProgressUpdate to the sockets of the entry's owner and of staff."""
-        owner = update.get("owner_id")
-        copy: tuple[str, bytes] | None = None
-        for viewer, subscribers in list(self.by_viewer.items()):
-            if not viewer.sees_in_full(owner):
-                continue
-            if copy is None:
-                text = json.dumps(update)
-                copy = (text, websocket_frame(text))
-            await _each(subscribers, lambda s, c=copy: s.deliver_update(*c))
+        viewers = self.viewers_of_user.get(str(update.get("owner_id")), set()) | self.staff_viewers
+        if not viewers:
+            return
+        text = json.dumps(update)
+        frame = websocket_frame(text)
+        for viewer in viewers:
+            await _each(self.by_viewer.get(viewer, ()), lambda s: s.deliver_update(text, frame))
 
     async def revoke(self, user_id: str | None, credential: str | None) -> None:
         """Close the user's sockets opened with `credential`, or all of them when None."""
-        for viewer, subscribers in list(self.by_viewer.items()):
-            if user_id is not None and str(viewer.user_id) == str(user_id):
-                await _each(subscribers, lambda s: s.revoke(credential))
+        for viewer in list(self.viewers_of_user.get(str(user_id), ())):
+            await _each(self.by_viewer.get(viewer, ()), lambda s: s.revoke(credential))
 
 
 HUB_GROUPS = (QUEUE_GROUP, USER_MESSAGES_GROUP)
 
 
-async def _each(subscribers: set[Subscriber], call: Any) -> None:
+async def _each(subscribers: Iterable[Subscriber], call: Any) -> None:
     for subscriber in list(subscribers):  # a call may unregister its socket
         try:
             waiting = call(subscriber)

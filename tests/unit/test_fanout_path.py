@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 
@@ -39,8 +40,7 @@ class FakeSocket:
 def hub_with(sockets: list[FakeSocket]) -> Hub:
     hub = Hub()
     for sock in sockets:
-        hub.subscribers.add(sock)
-        hub.by_viewer.setdefault(sock.viewer, set()).add(sock)
+        hub.add(sock)
     return hub
 
 
@@ -129,6 +129,7 @@ def test_unregister_forgets_the_viewer_with_its_last_socket():
     assert hub.by_viewer == {Viewer(user_id=5): {b}}
     hub.unregister(b)
     assert hub.by_viewer == {} and hub.subscribers == set()
+    assert hub.viewers_of_user == {} and hub.staff_viewers == set()
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
@@ -242,14 +243,32 @@ def test_a_snapshot_is_read_again_once_the_log_moves_on_or_it_is_old(monkeypatch
     assert asyncio.run(hub.snapshot())["read"] == 3  # progress and ETAs age
 
 
-def test_a_snapshot_is_never_older_than_what_the_hub_delivered(monkeypatch):
+def test_a_read_begun_before_the_hub_moved_on_is_not_shared_with_later_sockets(monkeypatch):
     log = FakeLog(monkeypatch, seq=4)
+    gate = threading.Event()
+    read = log.read
+
+    def slow_read() -> dict:
+        seq = log.seq  # what the read sees when it begins
+        gate.wait(5)
+        return {**read(), "seq": seq}
+
+    monkeypatch.setattr(hub_module, "_queue_snapshot", slow_read)
     hub = Hub()
     hub.last_seq = 4
-    asyncio.run(hub.snapshot())
-    hub.last_seq = 5  # delivered, and the log not yet read: the cached seq 4 will not do
-    log.seq = 5
-    assert asyncio.run(hub.snapshot())["seq"] == 5
+
+    async def run() -> tuple[dict, dict]:
+        early = asyncio.create_task(hub.snapshot())
+        await asyncio.sleep(0.1)  # its read has begun, at seq 4
+        hub.last_seq = log.seq = 5  # event 5 committed and delivered meanwhile
+        late = asyncio.create_task(hub.snapshot())  # registered after event 5 went out
+        await asyncio.sleep(0.1)
+        gate.set()
+        return await early, await late
+
+    early, late = asyncio.run(run())
+    assert early["seq"] == 4  # enough for the socket that asked before event 5
+    assert late["seq"] == 5 and log.reads == 2  # the later one would have missed event 5
 
 
 def test_a_log_that_went_back_is_followed_not_served_from_the_cache(monkeypatch):
@@ -278,3 +297,36 @@ def test_sockets_holding_the_old_log_are_closed_when_it_goes_back(monkeypatch):
     assert asyncio.run(run())["seq"] == 2
     assert (old_a.closed, old_b.closed, connecting.closed) == (True, True, False)
     assert hub.subscribers == {connecting}  # the old ones get no new-log events either
+
+
+def test_a_resume_read_while_the_hub_moves_on_closes_nothing(monkeypatch):
+    """The hub delivering event 10 during a resume's read of the log (newest 9) is normal,
+    not a log that went back: no socket is closed."""
+    other = FakeSocket(Viewer(user_id=6))
+    consumer = consumers.QueueConsumer()
+    consumer.viewer = Viewer(user_id=5)
+    consumer.pending, consumer.last_seq, consumer.closing = [], 0, False
+    sent: list[str] = []
+
+    async def send(text_data: str | None = None, **_: object) -> None:
+        sent.append(text_data)
+
+    consumer.send = send
+
+    async def run() -> None:
+        hub = hub_module.get_hub()
+        hub.last_seq = 9
+        hub.add(other)
+        hub.add(consumer)
+
+        def replay(last_seq: int) -> tuple[int, list]:
+            hub.last_seq = 10  # delivered while this read ran
+            return 9, []
+
+        monkeypatch.setattr(consumers, "_events_to_replay", replay)
+        await consumer._start_stream(9)
+        await asyncio.sleep(0)
+        assert hub.last_seq == 10 and not other.closed and other in hub.subscribers
+
+    asyncio.run(run())
+    assert consumer.ready and sent == []
