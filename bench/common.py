@@ -8,14 +8,12 @@ import platform
 import resource
 import socket
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from devtools import processes
+from devtools.processes import DAPHNE_APP, LoggedProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("VAR_DIR", ROOT / "var"))
@@ -29,12 +27,6 @@ def raise_open_files(wanted: int = 65536) -> int:
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -55,53 +47,11 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-class Process:
+class Process(LoggedProcess):
     """A child process whose output goes to var/bench-logs/NAME.log."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.log_path = LOG_DIR / f"{name}.log"
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.output: list[str] = []
-        self.popen = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def _pump(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            if len(self.output) < 2000:
-                self.output.append(line)
-            self._log.write(line)
-            self._log.flush()
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._log.close()
-
-
-def wait_for_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
+        super().__init__(name, args, env, log_dir=LOG_DIR, cwd=ROOT, keep_lines=2000)
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -116,20 +66,9 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
 
 
 def start_daphne(
-    env: dict[str, str], name: str, app: str = "fathomloom.asgi:application"
-) -> tuple[Process, int]:
-    port = free_port()
-    process = Process(
-        name,
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
-        env,
-    )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz")
-    except RuntimeError:
-        process.stop()
-        raise
-    return process, port
+    env: dict[str, str], name: str, app: str = DAPHNE_APP
+) -> tuple[LoggedProcess, int]:
+    return processes.start_daphne(env, name, log_dir=LOG_DIR, cwd=ROOT, app=app, keep_lines=2000)
 
 
 def cpu_model() -> str:

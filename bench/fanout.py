@@ -25,7 +25,8 @@ from typing import Any
 
 import psutil
 
-from bench.common import ROOT, Process, free_port, start_daphne, summary, wait_for_port
+from bench.common import ROOT, Process, start_daphne, summary, wait_for_port
+from devtools.processes import free_port
 
 BARE_CHANNEL = "bench:bare"
 CLIENT_PROCESSES = 2

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +20,12 @@ import httpx
 import pytest
 from django.db import connection
 
+from devtools import processes
+from devtools.processes import LoggedProcess
 from fathom_sandbox.testing import SandboxProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = Path(os.environ.get("VAR_DIR", ROOT / "var")) / "test-logs"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def database_url(settings_dict: dict) -> str:
@@ -45,61 +38,6 @@ def database_url(settings_dict: dict) -> str:
     host = settings_dict.get("HOST") or "127.0.0.1"
     port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
     return f"postgres://{auth}{host}{port}/{settings_dict['NAME']}"
-
-
-class Process:
-    """A child process whose output goes to var/test-logs/NAME.log and can be waited on."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.log_path = LOG_DIR / f"{name}.log"
-        self.output: list[str] = []
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(
-            args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.output.append(line)
-            self._log.write(line)
-            self._log.flush()
-
-    def wait_for_output(self, pattern: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        regex = re.compile(pattern)
-        while time.monotonic() < deadline:
-            if any(regex.search(line) for line in list(self.output)):
-                return
-            if self.popen.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not print {pattern!r}; see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._log.close()
-
-
-def wait_for_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
 # What the processes the tests start run with: the sandbox for Fathom, and timings
@@ -172,29 +110,16 @@ def connect_fathom(sandbox):
     return connect
 
 
-def start_daphne(env: dict[str, str], name: str = "daphne") -> tuple[Process, str]:
-    port = free_port()
-    process = Process(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "fathomloom.asgi:application",
-        ],
-        env,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{base_url}/healthz")
-    except RuntimeError:
-        process.stop()
-        raise
-    return process, base_url
+class Process(LoggedProcess):
+    """A child process whose output goes to var/test-logs/NAME.log and can be waited on."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        super().__init__(name, args, env, log_dir=LOG_DIR, cwd=ROOT)
+
+
+def start_daphne(env: dict[str, str], name: str = "daphne") -> tuple[LoggedProcess, str]:
+    process, port = processes.start_daphne(env, name, log_dir=LOG_DIR, cwd=ROOT)
+    return process, f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from devtools.processes import LoggedProcess, free_port, start_daphne
 from tests.conftest import PASSWORD
-from tests.processes import ROOT, Process, free_port, wait_for_http
+from tests.processes import LOG_DIR, ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -112,20 +112,19 @@ class Daphne:
         self.name = name
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.process: Process | None = None
+        self.process: LoggedProcess | None = None
         self.starts = 0
 
     def start(self) -> Daphne:
         self.starts += 1
-        args = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-        self.process = Process(
-            f"{self.name}-{self.starts}", [*args, "fathomloom.asgi:application"], self.env
+        self.process, _ = start_daphne(
+            self.env,
+            f"{self.name}-{self.starts}",
+            log_dir=LOG_DIR,
+            cwd=ROOT,
+            port=self.port,
+            timeout=60,
         )
-        try:
-            wait_for_http(f"{self.base_url}/healthz", timeout=60)
-        except RuntimeError:
-            self.process.stop()
-            raise
         return self
 
     def stop(self) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.processes import free_port, start_daphne
+from devtools.processes import free_port
+from tests.processes import start_daphne
 
 pytestmark = pytest.mark.integration
 

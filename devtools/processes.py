@@ -1,0 +1,125 @@
+"""Child processes for the tests and the benchmarks: started with their output in a log
+file, waited on, and stopped without leaving anything behind."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+DAPHNE_APP = "fathomloom.asgi:application"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30) -> None:
+    """Wait until `url` answers below 500; RuntimeError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+class LoggedProcess:
+    """A child process whose output goes to LOG_DIR/NAME.log and can be waited on.
+
+    `keep_lines` bounds the output kept in memory (a busy server logs a lot).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        *,
+        log_dir: Path,
+        cwd: Path,
+        keep_lines: int | None = None,
+    ) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.output: list[str] = []
+        self._keep_lines = keep_lines
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            if self._keep_lines is None or len(self.output) < self._keep_lines:
+                self.output.append(line)
+            self._log.write(line)
+            self._log.flush()
+
+    def wait_for_output(self, pattern: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            if any(regex.search(line) for line in list(self.output)):
+                return
+            if self.popen.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not print {pattern!r}; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log.close()
+
+
+def start_daphne(
+    env: dict[str, str],
+    name: str,
+    *,
+    log_dir: Path,
+    cwd: Path,
+    port: int | None = None,
+    app: str = DAPHNE_APP,
+    timeout: float = 30,
+    keep_lines: int | None = None,
+) -> tuple[LoggedProcess, int]:
+    """daphne serving `app` on 127.0.0.1 (a free port unless given), once /healthz answers."""
+    port = port or free_port()
+    process = LoggedProcess(
+        name,
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        env,
+        log_dir=log_dir,
+        cwd=cwd,
+        keep_lines=keep_lines,
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=timeout)
+    except RuntimeError:
+        process.stop()
+        raise
+    return process, port
