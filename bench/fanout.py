@@ -5,7 +5,7 @@ Servers under test, each started fresh:
 - "seed":   bench/seed_asgi.py on daphne, baseline (b);
 - "ours":   fathomloom.asgi on one or two daphne processes (the hub; core or PubSub layer).
 Events come from this process (a publisher separate from daphne and the clients): for
-"ours" and "seed" a real services.move() on the bench database, timed from the commit
+"ours" and "seed" a real line.entry_move() on the bench database, timed from the commit
 (an on_commit hook registered before the service's own publish hook); for "bare" a Redis
 PUBLISH of an event of the same size. Sockets live in separate client processes
 (bench/wsclient.py).
@@ -196,11 +196,11 @@ class Publisher:
         ]
 
     def move(self, entry_ids: list[str]) -> tuple[int, float]:
-        """One services.move(); (seq, monotonic time of its commit)."""
+        """One line.entry_move(); (seq, monotonic time of its commit)."""
         from django.db import transaction
 
-        from queue_app import services
         from queue_app.models import QueueState
+        from queue_app.services import line
 
         committed: list[float] = []
         entry_id = self.random.choice(entry_ids)
@@ -208,7 +208,7 @@ class Publisher:
         with transaction.atomic():
             # Runs right after COMMIT, before the service's own hook publishes the event.
             transaction.on_commit(lambda: committed.append(time.monotonic()))
-            services.move(entry_id=entry_id, position=position)
+            line.entry_move(entry_id=entry_id, position=position)
         seq = QueueState.objects.values_list("last_seq", flat=True).get(pk=1)
         return seq, committed[0]
 
@@ -378,7 +378,7 @@ def scenario_end_to_end(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Scenario 2: `sockets` sockets, 5 moves a second and progress of the running entries."""
-    from realtime.events import publish_progress
+    from queue_app.broadcast import publish_progress
 
     redis_flush()
     publisher = Publisher(env["REDIS_URL"], seed=11)

@@ -4,7 +4,7 @@ the snapshot of every position, one move.
 Claimers are separate processes (python -m bench.queue_pg claimer COUNT), each with its
 own connection; each says "ready" once warm and starts on "go", all together, so they
 contend.
-Each claim is the real services.claim_next(): queue lock, SKIP LOCKED, event, publish.
+Each claim is the real transfers.transfer_claim_next(): queue lock, SKIP LOCKED, event, publish.
 """
 
 from __future__ import annotations
@@ -35,16 +35,16 @@ def claimer(count: int) -> None:
     django.setup()
     from django.db import connection
 
-    from queue_app import services
+    from queue_app.services import transfers
 
     connection.ensure_connection()
-    services.claim_next(worker="warm-up")  # imports, connection, the publisher's loop
+    transfers.transfer_claim_next(worker="warm-up")  # imports, connection, the publisher's loop
     print("ready", flush=True)
     sys.stdin.readline()  # "go"
     values = []
     for _ in range(count):
         started = time.perf_counter()
-        entry = services.claim_next(worker=f"bench-{os.getpid()}")
+        entry = transfers.transfer_claim_next(worker=f"bench-{os.getpid()}")
         values.append((time.perf_counter() - started) * 1000)
         assert entry is not None, "nothing to claim: the bench queue ran dry"
     print(json.dumps(values), flush=True)
@@ -106,20 +106,21 @@ def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str
     from django.db import close_old_connections
 
     from bench.setup_data import add_entries, reset_queue
-    from queue_app import selectors, services
+    from queue_app import selectors
     from queue_app.models import Meeting
+    from queue_app.services import line
 
     result: dict[str, Any] = {}
     reset_queue()
 
-    # Enqueues a second: one process, one services.enqueue() after another.
+    # Enqueues a second: one process, one line.entry_enqueue() after another.
     add_entries(owners, 400, status="cancelled")
     meetings = list(Meeting.objects.all()[:400])
     started = time.perf_counter()
     enqueue_ms = []
     for meeting in meetings:
         t = time.perf_counter()
-        services.enqueue(meeting=meeting)
+        line.entry_enqueue(meeting=meeting)
         enqueue_ms.append((time.perf_counter() - t) * 1000)
     elapsed = time.perf_counter() - started
     result["enqueue"] = {
@@ -146,7 +147,7 @@ def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str
         ids = [str(pk) for pk in selectors.queued_entries().values_list("id", flat=True)]
         rng = random.Random(3)
         move_values = _timed(
-            lambda ids=ids, rng=rng: services.move(
+            lambda ids=ids, rng=rng: line.entry_move(
                 entry_id=rng.choice(ids), position=rng.randint(1, 10_000)
             ),
             20,

@@ -222,7 +222,7 @@ def write_report(results: dict[str, Any]) -> None:
         "Time from the event's commit (ours, seed: an on_commit hook registered before the",
         "service's publish; bare: just before its Redis PUBLISH) until the last socket has",
         "it, over 20 events after 2 warm-up events, sockets spread over 2 client processes.",
-        "The event is a real `services.move()` in the bench process, a publisher process",
+        "The event is a real `line.entry_move()` in the bench process, a publisher process",
         "separate from daphne and the clients (a Celery worker adds task pick-up jitter of",
         "its own and calls the same publish path). Queue: 20 waiting.",
         "",
@@ -247,7 +247,7 @@ def write_report(results: dict[str, Any]) -> None:
         )
     out += [
         "",
-        "Five `services.move()` a second, and a ProgressUpdate five times a second for",
+        "Five `line.entry_move()` a second, and a ProgressUpdate five times a second for",
         "each of 20 running transfers (the most the throttle lets through), from commit to",
         "receipt on every socket; one socket in a hundred is staff's.",
         "",
@@ -288,7 +288,8 @@ def write_report(results: dict[str, Any]) -> None:
     out += [
         "",
         "Claimers are separate processes, each with its own connection, started together;",
-        "each claim is `services.claim_next()` (queue lock, SKIP LOCKED, event, publish).",
+        "each claim is `transfers.transfer_claim_next()` (queue lock, SKIP LOCKED, event,"
+        " publish).",
         "Positions: `selectors.entry_positions()` (the window function), 20 times each.",
         "",
         "## 5. Bytes per event per client at a queue length of 1,000",

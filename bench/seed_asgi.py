@@ -30,8 +30,8 @@ SEED_GROUP = "bench-seed-queue"
 
 def whole_queue(seq: int) -> dict:
     """The seed's QueueUpdate: every active entry, for everyone ("seq" first for clients)."""
+    from queue_app.events import PUBLIC_ENTRY_FIELDS
     from queue_app.selectors import active_entries
-    from realtime.events import PUBLIC_ENTRY_FIELDS
 
     queue = [
         {**{field: entry[field] for field in PUBLIC_ENTRY_FIELDS}, "mine": False}

@@ -12,3 +12,9 @@ urlpatterns = [
     path("", include("realtime.urls")),
     path("", include("queue_app.urls")),
 ]
+
+# JSON (the API's one error shape) under /api/ and /webhooks/, Django's pages elsewhere.
+handler400 = "queue_app.api.errors.bad_request"
+handler403 = "queue_app.api.errors.permission_denied"
+handler404 = "queue_app.api.errors.page_not_found"
+handler500 = "queue_app.api.errors.server_error"

@@ -15,49 +15,21 @@ from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
 
 from queue_app import crypto
+from queue_app.errors import (
+    AccountError,
+    FathomBadResponse,
+    FathomKeyRejected,
+    FathomNotConnected,
+    FathomUnreachable,
+    InvalidWebhookSecret,
+)
 from queue_app.integrations.fathom import FathomClient, FathomError
-from queue_app.integrations.ratelimit import RateLimiter
+from queue_app.integrations.fathom.ratelimit import RateLimiter
 from queue_app.models import FathomAccount
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
-
-
-class AccountError(Exception):
-    """A request about a Fathom account that cannot be carried out; `code` reaches clients."""
-
-    code = "account_error"
-
-
-class FathomNotConnected(AccountError):
-    code = "fathom_not_connected"
-
-
-class FathomKeyRejected(AccountError):
-    """Fathom refused the API key (401 or 403)."""
-
-    code = "fathom_key_rejected"
-
-
-class FathomUnreachable(AccountError):
-    """Fathom did not answer usefully (timeout, 5xx, 429); trying later can help."""
-
-    code = "fathom_unavailable"
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class FathomBadResponse(AccountError):
-    """Fathom answered, but with an error or data we cannot read; retrying will not help."""
-
-    code = "fathom_bad_response"
-
-
-class InvalidWebhookSecret(AccountError):
-    code = "invalid_webhook_secret"
 
 
 # --- errors from Fathom ------------------------------------------------------------------
@@ -101,6 +73,13 @@ def fathom_client_for(api_key: str) -> FathomClient:
 def fathom_account_of(user: Any) -> FathomAccount | None:
     """The user's Fathom account, or None if they have not connected one."""
     return FathomAccount.objects.filter(user_id=_user_id(user)).first()
+
+
+def fathom_account_by_webhook_token(token: str) -> FathomAccount | None:
+    """The account a webhook URL names (`?account=<token>`), with its user; None if none."""
+    if not token:
+        return None
+    return FathomAccount.objects.filter(webhook_token=token).select_related("user").first()
 
 
 def fathom_account_status(user: Any) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from queue_app import selectors, services
+from queue_app import errors, selectors
 from queue_app.models import (
     ACTIVE_STATUSES,
     EntryStatus,
@@ -33,6 +33,7 @@ from queue_app.models import (
     QueueEntry,
     QueueEvent,
 )
+from queue_app.services import line
 
 # The error column shows this much; the detail view shows all of it.
 ERROR_PREVIEW_CHARS = 80
@@ -109,7 +110,7 @@ def _apply_to_each(
     for entry in entries:
         try:
             service(entry)
-        except services.QueueError as exc:
+        except errors.QueueError as exc:
             failures.append(f"“{entry.meeting}” ({entry.owner.get_username()}): {exc}")
         else:
             succeeded += 1
@@ -136,7 +137,7 @@ def cancel_entries(
         modeladmin,
         request,
         _in_line_order(queryset),
-        service=lambda entry: services.cancel(entry_id=entry.pk),
+        service=lambda entry: line.entry_cancel(entry_id=entry.pk),
         done="Cancelled",
         failed="cancel",
     )
@@ -150,7 +151,7 @@ def retry_entries(
         modeladmin,
         request,
         _in_line_order(queryset),
-        service=lambda entry: services.retry(entry_id=entry.pk),
+        service=lambda entry: line.entry_retry(entry_id=entry.pk),
         done="Retried",
         failed="retry",
     )
@@ -165,7 +166,7 @@ def move_to_top(
         modeladmin,
         request,
         reversed(_in_line_order(queryset)),
-        service=lambda entry: services.move(entry_id=entry.pk, position="top"),
+        service=lambda entry: line.entry_move(entry_id=entry.pk, position="top"),
         done="Moved to the top:",
         failed="move",
     )
@@ -180,7 +181,7 @@ def move_to_bottom(
         modeladmin,
         request,
         _in_line_order(queryset),
-        service=lambda entry: services.move(entry_id=entry.pk, position="bottom"),
+        service=lambda entry: line.entry_move(entry_id=entry.pk, position="bottom"),
         done="Moved to the bottom:",
         failed="move",
     )
@@ -208,7 +209,7 @@ def move_to_position(
         modeladmin,
         request,
         entries,
-        service=lambda entry: services.move(entry_id=entry.pk, position=position),
+        service=lambda entry: line.entry_move(entry_id=entry.pk, position=position),
         done=f"Moved to position {position}:",
         failed="move",
     )
@@ -391,7 +392,7 @@ class QueueEntryAdmin(admin.ModelAdmin):
     def pause_view(self, request: HttpRequest) -> HttpResponse:
         if refused := self._queue_control(request):
             return refused
-        if services.pause():
+        if line.queue_pause():
             self.message_user(
                 request,
                 "Paused the queue: no new transfers start; running ones finish.",
@@ -404,7 +405,7 @@ class QueueEntryAdmin(admin.ModelAdmin):
     def resume_view(self, request: HttpRequest) -> HttpResponse:
         if refused := self._queue_control(request):
             return refused
-        if services.resume():
+        if line.queue_resume():
             self.message_user(request, "Resumed the queue.", messages.SUCCESS)
         else:
             self.message_user(request, "The queue was not paused.", messages.INFO)
@@ -415,7 +416,7 @@ class QueueEntryAdmin(admin.ModelAdmin):
         if not self.has_operate_permission(request):
             raise PermissionDenied
         if request.method == "POST":
-            cleared = services.clear()
+            cleared = line.queue_clear()
             if cleared:
                 self.message_user(
                     request,

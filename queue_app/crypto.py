@@ -9,9 +9,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-
-class CredentialDecryptError(Exception):
-    """A stored secret that none of the configured keys decrypts."""
+# An AccountError (503 `credential_unreadable`); defined with the other errors.
+from queue_app.errors import CredentialDecryptError
 
 
 def _fernet() -> MultiFernet:
@@ -41,10 +40,8 @@ def decrypt(token: str) -> str:
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken:
-        raise CredentialDecryptError(
-            "A stored credential cannot be decrypted with any key in "
-            "CREDENTIAL_ENCRYPTION_KEYS: the key it was encrypted with has been removed."
-        ) from None
+        # The default message: it is shown to the credential's owner (and logged).
+        raise CredentialDecryptError() from None
 
 
 def rotate(token: str) -> str:
@@ -52,6 +49,4 @@ def rotate(token: str) -> str:
     try:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken:
-        raise CredentialDecryptError(
-            "A stored credential cannot be decrypted with any key in CREDENTIAL_ENCRYPTION_KEYS."
-        ) from None
+        raise CredentialDecryptError() from None

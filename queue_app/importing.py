@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from queue_app import accounts
+from queue_app import accounts, errors
 from queue_app.integrations.fathom import FathomError, FathomMeeting
-from queue_app.models import Meeting
+from queue_app.models import FathomAccount, Meeting, QueueEntry, WebhookDelivery
+from queue_app.services import line
 
 if TYPE_CHECKING:
     from queue_app.integrations.fathom import FathomClient
@@ -26,6 +28,9 @@ logger = logging.getLogger(__name__)
 # a URL too long to store whole is left out (a cut URL would point somewhere else).
 TITLE_LENGTH = Meeting._meta.get_field("title").max_length
 URL_LENGTH = Meeting._meta.get_field("url").max_length
+# Seen webhook-ids are kept this long. Retries carry the same id with a fresh timestamp;
+# Standard Webhooks senders (Svix's schedule) retry for about 28 hours, so a week covers them.
+DELIVERY_RETENTION = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -124,3 +129,69 @@ def meetings_sync(*, user: Any, client: FathomClient | None = None) -> SyncResul
         result.unchanged,
     )
     return result
+
+
+# --- webhook deliveries ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryImport:
+    """What a webhook delivery did: nothing (seen before), or the meeting imported
+    (`created` if new to us) and, with auto-queue on, `queued`."""
+
+    duplicate: bool
+    created: bool = False
+    queued: bool = False
+
+
+def webhook_delivery_import(
+    *, account: FathomAccount, webhook_id: str, meeting: FathomMeeting
+) -> DeliveryImport:
+    """Import the meeting a verified delivery announces, once per `webhook-id`.
+
+    One transaction: the delivery's id, the meeting and (with the account's auto-queue
+    on) its queue entry are stored together or not at all.
+    """
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                WebhookDelivery.objects.create(account=account, webhook_id=webhook_id)
+        except IntegrityError:
+            logger.info("Fathom webhook %s for account %s seen before", webhook_id, account.pk)
+            return DeliveryImport(duplicate=True)
+        row, created = meeting_upsert(owner=account.user, meeting=meeting)
+        queued = _auto_queue(account, row)
+    logger.info(
+        "Fathom webhook %s: recording %s of user %s %s%s",
+        webhook_id,
+        meeting.recording_id,
+        account.user_id,
+        "imported" if created else "updated",
+        ", queued" if queued else "",
+    )
+    # An indexed delete of the few rows that aged out since the last delivery.
+    deliveries_prune()
+    return DeliveryImport(duplicate=False, created=created, queued=queued)
+
+
+def _auto_queue(account: FathomAccount, meeting: Meeting) -> bool:
+    """Queue the meeting if its owner asked for it and it was never queued before.
+
+    Never-queued, not merely not-in-line: a second announcement of a meeting already
+    transferred (a new webhook-id, or one pruned) must not transfer it again.
+    """
+    if not account.auto_queue or QueueEntry.objects.filter(meeting=meeting).exists():
+        return False
+    try:
+        line.entry_enqueue(meeting=meeting)
+    except errors.AlreadyQueued:  # queued by its owner a moment ago: as good
+        return False
+    return True
+
+
+def deliveries_prune(*, older_than: timedelta = DELIVERY_RETENTION) -> int:
+    """Forget webhook-ids seen before `older_than` ago. Returns how many were forgotten."""
+    deleted, _ = WebhookDelivery.objects.filter(
+        received_at__lt=timezone.now() - older_than
+    ).delete()
+    return deleted

@@ -11,12 +11,24 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from queue_app.events import (
+    ENTRY_COLUMNS,
+    Viewer,
+    entry_for_viewer,
+    entry_payload,
+    entry_row,
+    event_for_viewer,
+    event_message,
+    isoformat,
+    snapshot_for_viewer,
+    snapshot_message,
+    username_column,
+)
 from queue_app.models import (
     ACTIVE_STATUSES,
     EntryStatus,
@@ -25,15 +37,6 @@ from queue_app.models import (
     QueueEvent,
     QueueState,
 )
-from realtime.events import (
-    Viewer,
-    entry_for_viewer,
-    entry_payload,
-    event_for_viewer,
-    event_message,
-    isoformat,
-    snapshot_for_viewer,
-)
 
 # Transfer times averaged for ETAs; the default stands in until one has completed.
 ETA_SAMPLE_SIZE = 20
@@ -41,8 +44,14 @@ DEFAULT_TRANSFER_SECONDS = 60.0
 
 
 def queue_state() -> QueueState:
-    state, _ = QueueState.objects.get_or_create(pk=1)
-    return state
+    """The queue's state row; an unsaved default while none exists (a data migration
+    creates it, but a test database flush removes it and the first service call makes it)."""
+    return QueueState.objects.filter(pk=1).first() or QueueState(pk=1)
+
+
+def current_seq() -> int:
+    """The seq of the newest event: what a snapshot read now would include."""
+    return QueueState.objects.filter(pk=1).values_list("last_seq", flat=True).first() or 0
 
 
 def queued_entries():
@@ -100,73 +109,20 @@ def eta_seconds(
     return math.ceil(rounds * mean + mean)
 
 
-# The columns entry_payload reads, fetched as values rather than three model instances a
-# row: every socket reads a snapshot on connect, and at 70 entries building it this way
-# takes ~3 ms instead of ~10 ms (the DB thread serialises connects: ~40 a second before).
-# tests/unit/test_fanout_path.py checks the result equals entry_payload's.
-_ENTRY_COLUMNS = (
-    "id",
-    "status",
-    "meeting_id",
-    "meeting__recording_id",
-    "meeting__title",
-    "meeting__meeting_title",
-    "owner_id",
-    "attempts",
-    "max_attempts",
-    "last_error",
-    "stage",
-    "progress",
-    "result_url",
-    "worker",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "next_attempt_at",
-)
-
-
-def _payload_of_row(row: dict[str, Any], username: str, position: int | None) -> dict[str, Any]:
-    """entry_payload() of a values() row: the same keys, values and order."""
-    title = row["meeting__title"] or row["meeting__meeting_title"]
-    return {
-        "id": str(row["id"]),
-        "position": position,
-        "status": row["status"],
-        "meeting_id": row["meeting_id"],
-        "recording_id": row["meeting__recording_id"],
-        "title": title or f"Recording {row['meeting__recording_id']}",
-        "owner_id": str(row["owner_id"]),
-        "owner": username,
-        "attempts": row["attempts"],
-        "max_attempts": row["max_attempts"],
-        "last_error": row["last_error"],
-        "stage": row["stage"],
-        "progress": row["progress"],
-        "result_url": row["result_url"],
-        "worker": row["worker"],
-        "created_at": isoformat(row["created_at"]),
-        "started_at": isoformat(row["started_at"]),
-        "finished_at": isoformat(row["finished_at"]),
-        "next_attempt_at": isoformat(row["next_attempt_at"]),
-    }
-
-
 def active_entries() -> list[dict[str, Any]]:
     """Every active entry in full, running ones first, then the line in order."""
     positions = entry_positions()
-    username_column = "owner__" + get_user_model().USERNAME_FIELD
     rows = (
         QueueEntry.objects.filter(status__in=ACTIVE_STATUSES)
         .order_by("order_key", "created_at")
-        .values(*_ENTRY_COLUMNS, username_column)
+        .values(*ENTRY_COLUMNS, username_column())
     )
     mean = average_transfer_seconds()
     concurrency = settings.QUEUE_CONCURRENCY
     result = []
     for row in rows:
         position = positions.get(row["id"])
-        payload = _payload_of_row(row, str(row[username_column]), position)
+        payload = entry_payload(row, position)
         payload["eta_seconds"] = eta_seconds(
             position=position,
             status=row["status"],
@@ -186,14 +142,12 @@ def queue_snapshot() -> dict[str, Any]:
         # Locking the state row waits out any writer, so entries and seq agree.
         state = QueueState.objects.select_for_update().filter(pk=1).first()
         entries = active_entries()
-    return {
-        "type": "QueueSnapshot",
-        "seq": state.last_seq if state else 0,
-        "paused": state.paused if state else False,
-        "queue_length": len(entries),
-        "queue": entries,
-        "timestamp": isoformat(timezone.now()),
-    }
+    return snapshot_message(
+        seq=state.last_seq if state else 0,
+        paused=state.paused if state else False,
+        entries=entries,
+        now=timezone.now(),
+    )
 
 
 def queue_snapshot_for(user: Any) -> dict[str, Any]:
@@ -235,7 +189,7 @@ def entry_visible_to(*, user: Any, entry_id: UUID | str) -> QueueEntry | None:
 def entry_detail_for(*, user: Any, entry: QueueEntry) -> dict[str, Any]:
     """One entry as `user` sees it (redacted unless owner or staff), with position and ETA."""
     position = entry_position(entry)
-    payload = entry_payload(entry, position)
+    payload = entry_payload(entry_row(entry), position)
     payload["eta_seconds"] = eta_seconds(
         position=position,
         status=entry.status,
@@ -297,7 +251,9 @@ def meetings_with_latest_entry(*, user: Any) -> list[dict[str, Any]]:
             {
                 "meeting": meeting,
                 "entry": (
-                    entry_for_viewer(entry_payload(entry, positions.get(entry.id)), viewer)
+                    entry_for_viewer(
+                        entry_payload(entry_row(entry), positions.get(entry.id)), viewer
+                    )
                     if entry is not None
                     else None
                 ),

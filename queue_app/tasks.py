@@ -9,39 +9,31 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 
 from celery import shared_task
-from django.conf import settings
 from django.core.mail import send_mail
 
-from queue_app import services
 from queue_app.models import EntryStatus, QueueEntry
+from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
+from queue_app.services import line, transfers
+from queue_app.services.changes import DISPATCH_TASK
+from queue_app.transfer import TransferCancelled, TransferFailed, run_transfer
 
 logger = logging.getLogger(__name__)
+
+UNEXPECTED = Failure("An unexpected error stopped the transfer.", transient=True)
 
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def retry_delay(attempts: int, retry_after: float | None = None) -> float:
-    """Exponential backoff with jitter; never sooner than the server asked (Retry-After)."""
-    ceiling = min(
-        settings.QUEUE_RETRY_MAX_SECONDS,
-        settings.QUEUE_RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0),
-    )
-    # "Equal jitter": half fixed, half random, so retries spread out but still back off.
-    delay = ceiling / 2 + random.uniform(0, ceiling / 2)
-    return max(delay, retry_after or 0.0)
-
-
-@shared_task(ignore_result=True)
+@shared_task(name=DISPATCH_TASK, ignore_result=True)
 def dispatch() -> int:
     """Hand out work: claim entries from the head of the line while slots are free."""
     started = 0
-    while (entry := services.claim_next()) is not None:
+    while (entry := transfers.transfer_claim_next()) is not None:
         transfer.delay(str(entry.id))
         started += 1
     return started
@@ -58,10 +50,8 @@ def dispatch() -> int:
 )
 def transfer(entry_id: str) -> None:
     """Move one meeting from Fathom to the uploader, or schedule its retry, or fail it."""
-    from queue_app.transfer import TransferCancelled, TransferFailed, run_transfer
-
     worker = worker_name()
-    if not services.begin(entry_id=entry_id, worker=worker):
+    if not transfers.transfer_begin(entry_id=entry_id, worker=worker):
         logger.info("entry %s is not ours to run; skipping", entry_id)
         return
     try:
@@ -69,33 +59,25 @@ def transfer(entry_id: str) -> None:
     except TransferCancelled:
         logger.info("entry %s was cancelled or taken back; stopped", entry_id)
         return
-    except TransferFailed as failure:
-        _after_failure(entry_id, worker, failure.reason, failure.transient, failure.retry_after)
-        return
+    except TransferFailed as stopped:
+        failure = stopped.failure
     except Exception:
         # A bug or an unforeseen error: retry (up to max_attempts) rather than lose the entry.
         logger.exception("entry %s: unexpected error during transfer", entry_id)
-        _after_failure(entry_id, worker, "An unexpected error stopped the transfer.", True, None)
-        return
-    services.complete(entry_id=entry_id, worker=worker, result_url=share_url)
-
-
-def _after_failure(
-    entry_id: str, worker: str, reason: str, transient: bool, retry_after: float | None
-) -> None:
-    entry = QueueEntry.objects.filter(pk=entry_id).only("attempts").first()
-    if entry is None:
-        return
-    if transient:
-        delay = retry_delay(entry.attempts, retry_after)
-        services.schedule_retry(entry_id=entry_id, worker=worker, error=reason, delay_seconds=delay)
-        # The dispatcher picks the entry up again once its wait is over.
-        dispatch.apply_async(countdown=delay + 0.05)
+        failure = UNEXPECTED
     else:
-        services.fail(entry_id=entry_id, worker=worker, error=reason)
-    entry = QueueEntry.objects.select_related("owner", "meeting").get(pk=entry_id)
-    if entry.status == EntryStatus.FAILED:
-        notify_failure.delay(str(entry.id))
+        transfers.transfer_complete(entry_id=entry_id, worker=worker, result_url=share_url)
+        return
+    decision = transfers.transfer_retry_or_fail(entry_id=entry_id, worker=worker, failure=failure)
+    _follow_up(entry_id, decision)
+
+
+def _follow_up(entry_id: str, decision: Decision | None) -> None:
+    """After a failed attempt: wake the dispatcher when the wait is over, or tell the owner."""
+    if isinstance(decision, Retry):
+        dispatch.apply_async(countdown=decision.delay_seconds + 0.05)
+    elif isinstance(decision, GiveUp):
+        notify_failure.delay(entry_id)
 
 
 @shared_task(ignore_result=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
@@ -118,9 +100,9 @@ def notify_failure(entry_id: str) -> None:
 
 @shared_task(ignore_result=True)
 def requeue_expired() -> int:
-    return services.requeue_expired()
+    return len(transfers.transfers_requeue_expired())
 
 
 @shared_task(ignore_result=True)
 def prune_events() -> int:
-    return services.prune_events()
+    return line.events_prune()

@@ -19,13 +19,14 @@ from uuid import UUID
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from queue_app import services
 from queue_app.accounts import fathom_api_key_for, fathom_client_for
+from queue_app.broadcast import publish_progress
 from queue_app.crypto import CredentialDecryptError
 from queue_app.integrations.fathom import FathomClient, FathomError
 from queue_app.integrations.uploaders import UploadError, get_uploader
 from queue_app.models import QueueEntry
-from realtime.events import publish_progress
+from queue_app.retry_policy import Failure
+from queue_app.services import transfers
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +40,7 @@ class TransferFailed(Exception):
 
     def __init__(self, reason: str, *, transient: bool, retry_after: float | None = None):
         super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
-        self.retry_after = retry_after
+        self.failure = Failure(reason, transient=transient, retry_after=retry_after)
 
 
 class TransferCancelled(Exception):
@@ -83,7 +82,7 @@ class LeaseKeeper:
         try:
             while not self._stop.wait(settings.QUEUE_HEARTBEAT_SECONDS):
                 try:
-                    alive = services.heartbeat(entry_id=self.entry_id, worker=self.worker)
+                    alive = transfers.transfer_heartbeat(entry_id=self.entry_id, worker=self.worker)
                 except DatabaseError:
                     logger.warning("entry %s: could not renew the lease", self.entry_id)
                     continue  # the next tick tries again, well inside the lease
@@ -123,7 +122,7 @@ class Progress:
             or now - self._stored_at >= min(settings.QUEUE_HEARTBEAT_SECONDS, 2.0)
         ):
             self._stored_at = now
-            alive = services.heartbeat(
+            alive = transfers.transfer_store_progress(
                 entry_id=self.entry_id, worker=self.worker, stage=stage, progress=self.fraction
             )
             if not alive:
@@ -174,7 +173,7 @@ def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
             )
             progress.report(STAGE_REQUESTING, 0.0, force=True)
             with _fathom_client(entry) as client:
-                return _move(client, entry, progress)
+                return _download_and_upload(client, entry, progress)
     except FathomError as exc:
         raise TransferFailed(
             exc.reason, transient=exc.transient, retry_after=exc.retry_after
@@ -183,7 +182,7 @@ def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
         raise TransferFailed(exc.reason, transient=exc.transient) from exc
 
 
-def _move(client: FathomClient, entry: QueueEntry, progress: Progress) -> str:
+def _download_and_upload(client: FathomClient, entry: QueueEntry, progress: Progress) -> str:
     recording_id = entry.meeting.recording_id
     download_id = client.request_download(recording_id)
     ready = client.wait_for_download(

@@ -1,5 +1,6 @@
-"""Fathom's webhook: Standard Webhooks signature checks, and the receiver that imports
-(and, with auto-queue on, queues) the meeting a delivery announces.
+"""Fathom's webhook: Standard Webhooks signature checks, and the endpoint that verifies a
+delivery and hands it to queue_app.importing (which stores it, imports the meeting and,
+with auto-queue on, queues it).
 
 A delivery names its account in the URL (`/webhooks/fathom?account=<webhook_token>`) and
 is verified with that account's own secret; see docs/credentials.md.
@@ -13,48 +14,34 @@ import hmac
 import json
 import logging
 import time
-from datetime import timedelta
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, transaction
 from django.http import HttpRequest, JsonResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from queue_app import services
-from queue_app.accounts import webhook_secret_of
+from queue_app.accounts import fathom_account_by_webhook_token, webhook_secret_of
+from queue_app.api.errors import error_response
 from queue_app.crypto import CredentialDecryptError
-from queue_app.importing import meeting_upsert
+from queue_app.errors import (
+    DeliveryTooLarge,
+    InvalidSignature,
+    MalformedBody,
+    MalformedHeaders,
+    MethodNotAllowed,
+    MissingHeaders,
+    StaleTimestamp,
+    WebhookVerificationError,
+)
+from queue_app.importing import webhook_delivery_import
 from queue_app.integrations.fathom import FathomError, parse_meeting
-from queue_app.models import FathomAccount, Meeting, QueueEntry, WebhookDelivery
+from queue_app.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
 # Standard Webhooks' tolerance: a delivery signed more than this far from our clock is
 # refused, so a captured delivery cannot be replayed later (its id may be pruned by then).
 TOLERANCE_SECONDS = 5 * 60
-# Seen webhook-ids are kept this long. Retries carry the same id with a fresh timestamp;
-# Standard Webhooks senders (Svix's schedule) retry for about 28 hours, so a week covers them.
-DELIVERY_RETENTION = timedelta(days=7)
 MAX_WEBHOOK_ID_LENGTH = WebhookDelivery._meta.get_field("webhook_id").max_length
-
-
-class WebhookVerificationError(Exception):
-    """A delivery that is not provably from the account's sender; `code` is sent back."""
-
-    code = "invalid_signature"
-
-
-class MissingHeaders(WebhookVerificationError):
-    code = "missing_headers"
-
-
-class StaleTimestamp(WebhookVerificationError):
-    code = "stale_timestamp"
-
-
-class InvalidSignature(WebhookVerificationError):
-    code = "invalid_signature"
 
 
 def sign(*, secret: bytes, webhook_id: str, timestamp: str | int, body: bytes) -> str:
@@ -100,50 +87,19 @@ def verify(
         raise InvalidSignature("No signature in webhook-signature matches this delivery.")
 
 
-def _error(status: int, code: str, detail: str) -> JsonResponse:
-    return JsonResponse({"code": code, "detail": detail}, status=status)
-
-
-def _auto_queue(account: FathomAccount, meeting: Meeting) -> bool:
-    """Queue the meeting if its owner asked for it and it was never queued before.
-
-    Never-queued, not merely not-in-line: a second announcement of a meeting already
-    transferred (a new webhook-id, or one pruned) must not transfer it again.
-    """
-    if not account.auto_queue or QueueEntry.objects.filter(meeting=meeting).exists():
-        return False
-    try:
-        services.enqueue(meeting=meeting)
-    except services.AlreadyQueued:  # queued by its owner a moment ago: as good
-        return False
-    return True
-
-
-def prune_deliveries(*, older_than: timedelta = DELIVERY_RETENTION) -> int:
-    """Forget webhook-ids seen before `older_than` ago. Returns how many were forgotten."""
-    deleted, _ = WebhookDelivery.objects.filter(
-        received_at__lt=timezone.now() - older_than
-    ).delete()
-    return deleted
-
-
 @csrf_exempt  # Fathom cannot send a CSRF token; the signature authenticates instead.
 def fathom_webhook(request: HttpRequest) -> JsonResponse:
     """POST /webhooks/fathom?account=<token>: one Fathom delivery."""
     if request.method != "POST":
-        response = _error(405, "method_not_allowed", "Only POST is accepted.")
+        response = error_response(MethodNotAllowed("Only POST is accepted."))
         response["Allow"] = "POST"
         return response
     try:
         body = request.body
     except RequestDataTooBig:
-        return _error(413, "too_large", "The delivery is larger than this service accepts.")
+        return error_response(DeliveryTooLarge())
     webhook_id = request.headers.get("webhook-id", "")
-    account = (
-        FathomAccount.objects.filter(webhook_token=request.GET.get("account", ""))
-        .select_related("user")
-        .first()
-    )
+    account = fathom_account_by_webhook_token(request.GET.get("account", ""))
     try:
         secret = webhook_secret_of(account) if account is not None else None
     except CredentialDecryptError:
@@ -152,7 +108,7 @@ def fathom_webhook(request: HttpRequest) -> JsonResponse:
     if secret is None:
         # The same answer as a bad signature: the URL alone must not tell which
         # accounts exist or have a webhook set up.
-        return _error(401, "invalid_signature", "Unknown account, or no webhook secret set.")
+        return error_response(InvalidSignature("Unknown account, or no webhook secret set."))
     try:
         verify(
             secret=secret,
@@ -163,32 +119,20 @@ def fathom_webhook(request: HttpRequest) -> JsonResponse:
         )
     except WebhookVerificationError as exc:
         logger.warning("Fathom webhook for account %s refused: %s", account.pk, exc.code)
-        return _error(401, exc.code, str(exc))
+        return error_response(exc)
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
-        return _error(400, "malformed_headers", "webhook-id is too long.")
+        return error_response(MalformedHeaders("webhook-id is too long."))
     try:
         fathom_meeting = parse_meeting(json.loads(body))
     except (ValueError, FathomError) as exc:  # JSONDecodeError and UnicodeDecodeError too
         detail = exc.reason if isinstance(exc, FathomError) else "The body is not JSON."
-        return _error(400, "malformed_body", detail)
+        return error_response(MalformedBody(detail))
 
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                WebhookDelivery.objects.create(account=account, webhook_id=webhook_id)
-        except IntegrityError:
-            logger.info("Fathom webhook %s for account %s seen before", webhook_id, account.pk)
-            return JsonResponse({"status": "duplicate"})
-        meeting, created = meeting_upsert(owner=account.user, meeting=fathom_meeting)
-        queued = _auto_queue(account, meeting)
-    logger.info(
-        "Fathom webhook %s: recording %s of user %s %s%s",
-        webhook_id,
-        fathom_meeting.recording_id,
-        account.user_id,
-        "imported" if created else "updated",
-        ", queued" if queued else "",
+    outcome = webhook_delivery_import(
+        account=account, webhook_id=webhook_id, meeting=fathom_meeting
     )
-    # An indexed delete of the few rows that aged out since the last delivery.
-    prune_deliveries()
-    return JsonResponse({"status": "imported", "created": created, "queued": queued})
+    if outcome.duplicate:
+        return JsonResponse({"status": "duplicate"})
+    return JsonResponse(
+        {"status": "imported", "created": outcome.created, "queued": outcome.queued}
+    )

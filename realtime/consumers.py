@@ -8,10 +8,8 @@ viewer's audience, `deliver_update()` with ProgressUpdates for its owner and sta
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import socket
 from collections.abc import Awaitable
 from typing import Any
 
@@ -20,9 +18,11 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from realtime import queue_feed
 from realtime.auth import query_params
-from realtime.events import Viewer, event_for_viewer, snapshot_for_viewer
+from realtime.daphne_io import SocketWriter
 from realtime.hub import get_hub
+from realtime.queue_feed import Viewer, event_for_viewer, snapshot_for_viewer
 
 logger = logging.getLogger(__name__)
 
@@ -46,65 +46,12 @@ SLOW_ABORT_SECONDS = 2.0
 HANDLERS_WITHOUT_DB_HOUSEKEEPING = frozenset({"websocket_receive"})
 
 
-def _server_send(send: Any) -> Any:
-    """The ASGI server's own send, under Channels' session middleware wrapper.
-
-    InstanceSessionWrapper.send only acts on HTTP responses; hub deliveries skip it.
-    """
-    while hasattr(getattr(send, "__self__", None), "real_send"):
-        send = send.__self__.real_send
-    return send
-
-
-def _protocol_of(send: Any) -> Any:
-    """daphne's WebSocketProtocol for this socket, or None under another server.
-
-    daphne's ASGI send is functools.partial(server.handle_reply, protocol).
-    """
-    args = getattr(send, "args", None)
-    protocol = args[0] if args else None
-    return protocol if hasattr(protocol, "transport") else None
-
-
-def _backlog_bytes(transport: Any) -> int:
-    """Bytes written to the socket but not yet sent. Twisted buffers them without limit."""
-    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
-    return buffered + getattr(transport, "_tempDataLen", 0)
-
-
-def _raw_socket_of(transport: Any) -> socket.socket | None:
-    """The OS socket under a plain-TCP Twisted transport (not TLS, not a test double)."""
-    if transport is None:
-        return None
-    from twisted.internet import tcp
-
-    if isinstance(transport, tcp.Connection) and isinstance(
-        getattr(transport, "socket", None), socket.socket
-    ):
-        return transport.socket
-    return None
-
-
-def _events_to_replay(last_seq: int) -> tuple[int, list[dict[str, Any]] | None]:
-    """The log's newest seq, and the events after `last_seq`; None instead of the events
-    when the log no longer holds them all (or there are too many): then the client gets
-    a fresh snapshot instead."""
-    from queue_app.selectors import events_after, queue_state
-
-    newest = queue_state().last_seq
-    if last_seq == newest:
-        return newest, []
-    if 0 < newest - last_seq <= MAX_REPLAY_EVENTS:
-        events = events_after(seq=last_seq, limit=MAX_REPLAY_EVENTS)
-        if events and events[0]["seq"] == last_seq + 1:  # not pruned
-            return newest, events
-    return newest, None
-
-
 class QueueConsumer(AsyncWebsocketConsumer):
     # No channel layer by this alias: no channel, receive loop or queue per socket.
     # Everything from other processes arrives through the hub.
     channel_layer_alias = "none"
+    # Set once the hub delivers to this socket; a refused socket never registers.
+    registered = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         name = get_handler_name(message)
@@ -122,30 +69,22 @@ class QueueConsumer(AsyncWebsocketConsumer):
         params = query_params(self.scope)
         authenticated = user is not None and user.is_authenticated
         if not authenticated and not settings.REALTIME_PUBLIC_FEED:
-            # Accept first: a close before accept is a bare HTTP 403 and loses the code.
-            await self.accept()
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self._refuse(CLOSE_UNAUTHENTICATED)
             return
         if "user_id" in params and (not authenticated or params["user_id"] != str(user.pk)):
-            await self.accept()
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self._refuse(CLOSE_FORBIDDEN)
             return
         self.viewer = Viewer.of(user)
         await self.accept()
-        self.server_send = _server_send(self.base_send)
-        self.protocol = _protocol_of(self.server_send)
-        self.transport = getattr(self.protocol, "transport", None)
-        self.raw_socket = _raw_socket_of(self.transport)
+        self.writer = SocketWriter.from_send(self.base_send, sndbuf=settings.REALTIME_SOCKET_SNDBUF)
         self.max_backlog = settings.REALTIME_MAX_BACKLOG_BYTES
-        if settings.REALTIME_SOCKET_SNDBUF and hasattr(self.transport, "getHandle"):
-            self.transport.getHandle().setsockopt(
-                socket.SOL_SOCKET, socket.SO_SNDBUF, settings.REALTIME_SOCKET_SNDBUF
-            )
         try:
             await get_hub().register(self)
         except TimeoutError:
+            self.closing = True
             await self.close(code=CLOSE_TRY_AGAIN_LATER)
             return
+        self.registered = True
         last_seq = None
         if "last_seq" in params:
             last_seq = self._parse_seq(params["last_seq"])
@@ -153,9 +92,16 @@ class QueueConsumer(AsyncWebsocketConsumer):
                 await self._error("invalid_last_seq", "last_seq must be a whole number >= 0.")
         await self._start_stream(last_seq)
 
+    async def _refuse(self, code: int) -> None:
+        # Accept first: a close before accept is a bare HTTP 403 and loses the code.
+        self.closing = True  # and ignore anything the client sends meanwhile
+        await self.accept()
+        await self.close(code=code)
+
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        get_hub().unregister(self)
+        if self.registered:  # not a refused socket, nor one the hub could not take
+            get_hub().unregister(self)
 
     # --- the event stream ------------------------------------------------------------------
 
@@ -166,7 +112,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
         if last_seq is not None:
             hub = get_hub()
             delivered = hub.last_seq
-            newest, events = await database_sync_to_async(_events_to_replay)(last_seq)
+            newest, events = await database_sync_to_async(queue_feed.events_to_replay)(
+                last_seq, MAX_REPLAY_EVENTS
+            )
             hub.follow_log(newest, delivered_before_read=delivered, keep=self)
         if events is None:
             snapshot = snapshot_for_viewer(await get_hub().snapshot(self), self.viewer)
@@ -190,9 +138,10 @@ class QueueConsumer(AsyncWebsocketConsumer):
         """Called by the hub with this viewer's copy of event `seq`, as text and as a frame.
 
         A plain method, not a coroutine, and no ASGI send: under daphne the prebuilt frame
-        goes straight to the socket. Through daphne's send (handle_reply, autobahn's
-        sendMessage, Twisted's write buffer and two epoll changes) a message cost ~110 us
-        of CPU at 1,000 sockets; this way ~30 us (docs/benchmarks.md).
+        goes straight to the socket (realtime.daphne_io). Through daphne's send
+        (handle_reply, autobahn's sendMessage, Twisted's write buffer and two epoll
+        changes) a message cost ~110 us of CPU at 1,000 sockets; this way ~30 us
+        (docs/benchmarks.md).
         """
         if self.closing:
             return None
@@ -204,14 +153,24 @@ class QueueConsumer(AsyncWebsocketConsumer):
         if seq <= self.last_seq:
             return None
         self.last_seq = seq
-        return self._write(text, frame)
+        # Inline here and in deliver_update(): a helper would be one more call per
+        # socket-message.
+        writer = self.writer
+        backlog = writer.backlog()
+        if backlog > self.max_backlog:
+            return self._close_too_slow()
+        return writer.write(text, frame, backlog)
 
     def deliver_update(self, text: str, frame: bytes) -> Awaitable[None] | None:
         """A ProgressUpdate for this viewer. Dropped while the snapshot or a replay is
         being sent: progress is ephemeral, and the snapshot holds the latest stored."""
         if self.closing or not self.ready:
             return None
-        return self._write(text, frame)
+        writer = self.writer
+        backlog = writer.backlog()
+        if backlog > self.max_backlog:
+            return self._close_too_slow()
+        return writer.write(text, frame, backlog)
 
     def revoke(self, credential: str | None) -> Awaitable[None] | None:
         """The user's access ended: close if this socket used `credential` (or any)."""
@@ -229,29 +188,6 @@ class QueueConsumer(AsyncWebsocketConsumer):
         self.closing = True
         return self.close(code=CLOSE_SERVICE_RESTART)
 
-    def _write(self, text: str, frame: bytes) -> Awaitable[None] | None:
-        transport = self.transport
-        if transport is None:  # another ASGI server: its own send
-            return self.server_send({"type": "websocket.send", "text": text})
-        backlog = _backlog_bytes(transport)
-        if backlog > self.max_backlog:
-            return self._close_too_slow()
-        if self.protocol.state != self.protocol.STATE_OPEN or transport.disconnecting:
-            return None  # closing: autobahn sends nothing after its close frame either
-        sent = 0
-        if backlog == 0 and self.raw_socket is not None:
-            # Nothing is queued in Twisted, so writing to the socket first keeps the order;
-            # what the kernel does not take goes to Twisted's buffer, as asyncio does.
-            try:
-                sent = self.raw_socket.send(frame)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError:
-                return None  # the connection is gone; Twisted notices on its next read
-        if sent < len(frame):
-            transport.write(frame[sent:] if sent else frame)
-        return None
-
     async def _close_too_slow(self) -> None:
         self.closing = True
         get_hub().unregister(self)
@@ -259,10 +195,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_TOO_SLOW)
         # A client that does not read will not read the close frame either: drop the
         # connection, and with it the buffered bytes, shortly after.
-        if self.transport is not None and hasattr(self.transport, "abortConnection"):
-            asyncio.get_running_loop().call_later(
-                SLOW_ABORT_SECONDS, self.transport.abortConnection
-            )
+        self.writer.abort_later(SLOW_ABORT_SECONDS)
 
     # --- messages from the client ----------------------------------------------------------
 

@@ -32,7 +32,15 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime.events import QUEUE_GROUP, USER_MESSAGES_GROUP, Viewer, event_for_viewer
+from realtime import queue_feed
+from realtime.publisher import HUB_GROUPS
+from realtime.queue_feed import (
+    Viewer,
+    audience_key,
+    event_for_viewer,
+    owners_in,
+    redacted_audience_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +91,6 @@ def websocket_frame(text: str) -> bytes:
     else:
         header = bytes((0x81, 127)) + length.to_bytes(8, "big")
     return header + payload
-
-
-def audience_key(message: dict[str, Any], viewer: Viewer) -> tuple:
-    """What distinguishes one viewer's copy of an event from another's."""
-    user = str(viewer.user_id) if viewer.user_id is not None else None
-    entries = tuple(
-        (viewer.sees_in_full(entry.get("owner_id")), user == entry.get("owner_id"))
-        for entry in message["queue"]
-    )
-    affected = message.get("affected_user_id")
-    return entries, bool(affected and viewer.sees_in_full(affected))
 
 
 class Hub:
@@ -155,7 +152,7 @@ class Hub:
         if (
             cached is not None
             and loop.time() - self._snapshot_at < SNAPSHOT_MAX_AGE_SECONDS
-            and cached["seq"] == at_least == await database_sync_to_async(_current_seq)()
+            and cached["seq"] == at_least == await database_sync_to_async(queue_feed.current_seq)()
         ):
             return cached
         build = self._snapshot_build
@@ -170,7 +167,7 @@ class Hub:
         return snapshot
 
     async def _read_snapshot(self) -> dict[str, Any]:
-        snapshot = await database_sync_to_async(_queue_snapshot)()
+        snapshot = await database_sync_to_async(queue_feed.queue_snapshot)()
         self._snapshot, self._snapshot_at = snapshot, asyncio.get_running_loop().time()
         return snapshot
 
@@ -250,7 +247,7 @@ class Hub:
         async with self._lock:
             if self.last_seq is None:
                 # Subscribed first, then read: whatever commits after this read arrives.
-                self.last_seq = await database_sync_to_async(_current_seq)()
+                self.last_seq = await database_sync_to_async(queue_feed.current_seq)()
             else:
                 await self._catch_up(None)  # what was published while we were away
         self._ready.set()
@@ -280,7 +277,7 @@ class Hub:
             try:
                 async with self._lock:  # no delivery moves last_seq during the read
                     delivered = self.last_seq
-                    current = await database_sync_to_async(_current_seq)()
+                    current = await database_sync_to_async(queue_feed.current_seq)()
                     self.follow_log(current, delivered_before_read=delivered)
                     await self._catch_up(None)
             except Exception:
@@ -298,7 +295,7 @@ class Hub:
         """Deliver logged events after last_seq (and before `until`, when given)."""
         if self.last_seq is None:
             return
-        missing = await database_sync_to_async(_events_between)(self.last_seq, until)
+        missing = await database_sync_to_async(queue_feed.events_between)(self.last_seq, until)
         for message in missing:
             await self.fan_out(message)
 
@@ -306,9 +303,8 @@ class Hub:
         seq = self.last_seq = message["seq"]
         # Who may see more than the redacted copy: staff, and the owners of the entries in
         # the event (audience_key tells them apart). Everyone else shares one copy.
-        owners = {entry.get("owner_id") for entry in message["queue"]}
-        owners.add(message.get("affected_user_id"))
-        redacted_key = (tuple((False, False) for _ in message["queue"]), False)
+        owners = owners_in(message)
+        redacted_key = redacted_audience_key(message)
         encoded: dict[tuple, tuple[str, bytes]] = {}
         for viewer, subscribers in list(self.by_viewer.items()):
             if viewer.is_staff or (viewer.user_id is not None and str(viewer.user_id) in owners):
@@ -338,9 +334,6 @@ class Hub:
             await _each(self.by_viewer.get(viewer, ()), lambda s: s.revoke(credential))
 
 
-HUB_GROUPS = (QUEUE_GROUP, USER_MESSAGES_GROUP)
-
-
 async def _each(subscribers: Iterable[Subscriber], call: Any) -> None:
     for subscriber in list(subscribers):  # a call may unregister its socket
         try:
@@ -349,24 +342,6 @@ async def _each(subscribers: Iterable[Subscriber], call: Any) -> None:
                 await waiting
         except Exception:  # one broken socket must not stop the others
             logger.exception("delivering to a socket failed")
-
-
-def _queue_snapshot() -> dict[str, Any]:
-    from queue_app.selectors import queue_snapshot
-
-    return queue_snapshot()
-
-
-def _current_seq() -> int:
-    from queue_app.selectors import queue_state
-
-    return queue_state().last_seq
-
-
-def _events_between(after: int, before: int | None) -> list[dict[str, Any]]:
-    from queue_app.selectors import events_after
-
-    return events_after(seq=after, before=before, limit=10_000)
 
 
 _hubs: dict[int, Hub] = {}

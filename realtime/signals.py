@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from realtime.events import revoke_access
+from realtime.publisher import revoke_access
 from realtime.tickets import fingerprint
 
 

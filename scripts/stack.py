@@ -7,6 +7,13 @@
     python scripts/stack.py bench [ARGS]  Redis (if none answers), PostgreSQL at DATABASE_URL
                                           (default: the fathomloom_bench database), then
                                           python -m bench.run ARGS (bench/README.md)
+    python scripts/stack.py keys          only the development keys (below), then exit
+
+The development keys: unless SECRET_KEY / CREDENTIAL_ENCRYPTION_KEYS are set, `run` (with
+DEBUG on) and `bench` pass every process the keys kept in VAR_DIR/dev-secret-key and
+VAR_DIR/dev-credential-key, made here the first time. The settings only read those files
+(with DEBUG on, for manage.py run by hand); `test` needs neither, since the test settings
+(fathomloom/settings/test.py) bring fixed keys.
 
 A private redis-server is started only when nothing answers at REDIS_URL; it is stopped
 again on exit, so Ctrl-C leaves no process behind.
@@ -14,7 +21,9 @@ again on exit, so Ctrl-C leaves no process behind.
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -36,6 +45,9 @@ TEST_REDIS_DB = os.environ.get("TEST_REDIS_DB", "15")
 # The benchmarks flush their Redis database between scenarios: one of their own.
 BENCH_REDIS_DB = os.environ.get("BENCH_REDIS_DB", "14")
 BENCH_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/fathomloom_bench"
+# The development keys' files, as fathomloom/settings/devkeys.py names them.
+DEV_SECRET_KEY_FILE = "dev-secret-key"
+DEV_CREDENTIAL_KEY_FILE = "dev-credential-key"
 
 
 def say(message: str) -> None:
@@ -69,6 +81,44 @@ def redis_answers(url: str) -> bool:
         return bool(client.ping())
     except Exception:
         return False
+
+
+def dev_key(name: str, make) -> str:
+    """The key kept in VAR/name, made by `make()` (mode 600) if there is none yet."""
+    path = VAR / name
+    VAR.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: two stacks starting at once must not each write a different key, or what
+        # one encrypts the other could never decrypt.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as file:
+            file.write(make())
+    for _ in range(100):  # another process may have created it and still be writing
+        key = path.read_text().strip()
+        if key:
+            return key
+        time.sleep(0.01)
+    die(f"{path} is empty; delete it to have a new key made.")
+    return ""
+
+
+def use_dev_keys(env: dict[str, str]) -> None:
+    """SECRET_KEY and CREDENTIAL_ENCRYPTION_KEYS from VAR's development keys, unless set."""
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = dev_key(DEV_SECRET_KEY_FILE, lambda: secrets.token_urlsafe(50))
+    if not env.get("CREDENTIAL_ENCRYPTION_KEYS", "").strip():
+        # A Fernet key: 32 random bytes, url-safe base64 (what Fernet.generate_key makes).
+        env["CREDENTIAL_ENCRYPTION_KEYS"] = dev_key(
+            DEV_CREDENTIAL_KEY_FILE, lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()
+        )
+
+
+def is_on(value: str | None) -> bool:
+    """As the settings read a boolean (fathomloom/settings/env.py)."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def with_db(url: str, db: str) -> str:
@@ -245,6 +295,9 @@ def announce(port: int, env: dict[str, str], procs: subprocess.Popen[bytes]) -> 
 def run(env: dict[str, str], sandbox: Sandbox) -> int:
     port = int(env.get("PORT", "8000"))
     env.setdefault("DEBUG", "1")
+    if is_on(env["DEBUG"]):
+        # With DEBUG off, SECRET_KEY must come from the user (the settings refuse to start).
+        use_dev_keys(env)
     env.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{port}")
     seed = [str(BIN / "python"), str(ROOT / "manage.py"), "seed_demo"]
     if not env.get("FATHOM_API_BASE_URL"):
@@ -279,7 +332,7 @@ def run(env: dict[str, str], sandbox: Sandbox) -> int:
 
 
 def test(env: dict[str, str], args: list[str]) -> int:
-    env.setdefault("SECRET_KEY", "insecure-test-only-key")
+    # No keys here: fathomloom/settings/test.py has fixed ones for every test process.
     env["REDIS_URL"] = with_db(env["REDIS_URL"], TEST_REDIS_DB)
     env.setdefault("CHANNEL_LAYER_PREFIX", "fathomloom-test")
     return subprocess.run(
@@ -288,7 +341,7 @@ def test(env: dict[str, str], args: list[str]) -> int:
 
 
 def bench(env: dict[str, str], args: list[str]) -> int:
-    env.setdefault("SECRET_KEY", "insecure-bench-only-key")
+    use_dev_keys(env)
     env["REDIS_URL"] = with_db(env["REDIS_URL"], BENCH_REDIS_DB)
     return subprocess.run(
         [str(BIN / "python"), "-m", "bench.run", *args], env=env, cwd=ROOT
@@ -296,11 +349,15 @@ def bench(env: dict[str, str], args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"run", "test", "bench"}:
+    if not argv or argv[0] not in {"run", "test", "bench", "keys"}:
         print(__doc__)
         return 2
     env = dict(os.environ)
     VAR.mkdir(parents=True, exist_ok=True)
+    if argv[0] == "keys":
+        use_dev_keys({})
+        say(f"development keys: {VAR / DEV_SECRET_KEY_FILE}, {VAR / DEV_CREDENTIAL_KEY_FILE}")
+        return 0
     private = PrivateRedis()
     sandbox = Sandbox()
     # SIGTERM (from a supervisor or `kill`) stops the stack the same way Ctrl-C does.

@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: users and meetings."""
+"""Fixtures shared by every test: users, meetings, signed-in API clients, a clean cache,
+the Fathom sandbox. Plain helpers (PASSWORD, clear_cache...) are in tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -6,32 +7,17 @@ import itertools
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient
 
 from queue_app.models import Meeting
+from tests.helpers import PASSWORD, clear_cache
 
 # The real processes (daphne, Celery worker, Fathom sandbox), one set for the session.
 pytest_plugins = ["tests.processes"]
 
-PASSWORD = "test-password-not-secret"
 BROWSER_TESTS = Path(__file__).parent / "browser"
 _recording_ids = itertools.count(10_000)
-
-
-def clear_cache() -> None:
-    """Delete this project's cache keys and Fathom rate-limit buckets only. cache.clear()
-    would FLUSHDB the Redis database that the tests' broker and channel layer share."""
-    cache = settings.CACHES["default"]
-    for url, pattern in [
-        (cache["LOCATION"], f"{cache['KEY_PREFIX']}:*"),
-        (settings.REDIS_URL, "fathomloom:fathom-ratelimit:*"),
-    ]:
-        client = redis.Redis.from_url(url)
-        keys = list(client.scan_iter(pattern))
-        if keys:
-            client.delete(*keys)
 
 
 @pytest.hookimpl(trylast=True)
@@ -82,3 +68,34 @@ def make_meeting(db):
         )
 
     return make
+
+
+@pytest.fixture
+def client_for(db):
+    """client_for(user) -> an APIClient signed in (by session) as that user."""
+
+    def make(user) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def fresh_cache():
+    """Throttle counters (in the cache) and Fathom rate-limit buckets (in Redis) outlive a
+    test: cleared before and after it. A directory's conftest makes it autouse."""
+    clear_cache()
+    yield
+    clear_cache()
+
+
+@pytest.fixture(scope="session")
+def sandbox_process():
+    """The local Fathom sandbox with its default limits, a real HTTP server in its own
+    process, one for the session (reset it before use: its control API)."""
+    from fathom_sandbox.testing import SandboxProcess
+
+    with SandboxProcess() as process:
+        yield process

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 from devtools import processes
@@ -68,7 +69,9 @@ def process_env(django_db_setup, django_db_blocker, fathom_sandbox) -> dict[str,
     env = dict(os.environ)
     env.update(
         DATABASE_URL=url,
-        DJANGO_SETTINGS_MODULE="fathomloom.settings",
+        # The test settings (fathomloom.settings.test), as here: the same fixed SECRET_KEY
+        # and CREDENTIAL_ENCRYPTION_KEYS, so the processes decrypt what the tests stored.
+        DJANGO_SETTINGS_MODULE=django_settings.SETTINGS_MODULE,
         PYTHONUNBUFFERED="1",
         FATHOM_API_BASE_URL=fathom_sandbox.base_url,
         MEDIA_ROOT=str(LOG_DIR.parent / "test-media"),
@@ -77,7 +80,6 @@ def process_env(django_db_setup, django_db_blocker, fathom_sandbox) -> dict[str,
         EMAIL_FILE_PATH=str(LOG_DIR.parent / "test-mail"),
         **FAST_TIMINGS,
     )
-    env.setdefault("SECRET_KEY", "insecure-test-only-key")
     return env
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import serializers, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,19 +17,11 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from queue_app import accounts, importing
-from queue_app.api.errors import exception_handler
 from queue_app.api.serializers import ErrorSerializer
 from queue_app.api.views import ApiView, errors
-from queue_app.crypto import CredentialDecryptError
 
-# HTTP status of each account error; the code is the exception's.
-ACCOUNT_ERROR_STATUS: dict[type[accounts.AccountError], int] = {
-    accounts.FathomNotConnected: status.HTTP_400_BAD_REQUEST,
-    accounts.FathomKeyRejected: status.HTTP_400_BAD_REQUEST,
-    accounts.InvalidWebhookSecret: status.HTTP_400_BAD_REQUEST,
-    accounts.FathomBadResponse: status.HTTP_502_BAD_GATEWAY,
-    accounts.FathomUnreachable: status.HTTP_503_SERVICE_UNAVAILABLE,
-}
+# The account errors' statuses and codes are theirs (queue_app/errors.py); these only
+# describe them in the schema.
 FATHOM_ERRORS = {
     502: OpenApiResponse(ErrorSerializer, description="`fathom_bad_response`."),
     503: OpenApiResponse(ErrorSerializer, description="`fathom_unavailable` (see `Retry-After`)."),
@@ -80,39 +72,12 @@ class SyncResultSerializer(serializers.Serializer):
     unchanged = serializers.IntegerField()
 
 
-# --- errors --------------------------------------------------------------------------------
-
-
-def account_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """The API's handler, plus the account errors' statuses (and Retry-After)."""
-    retry_after = None
-    if isinstance(exc, CredentialDecryptError):
-        # A server-side key problem, but one the user can fix by connecting again.
-        exc = exceptions.APIException(
-            "Your stored Fathom key cannot be read; connect your Fathom account again.",
-            code="credential_unreadable",
-        )
-        exc.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    elif isinstance(exc, accounts.AccountError):
-        code, retry_after = exc.code, getattr(exc, "retry_after", None)
-        exc_status = next(
-            (ACCOUNT_ERROR_STATUS[cls] for cls in type(exc).__mro__ if cls in ACCOUNT_ERROR_STATUS),
-            status.HTTP_400_BAD_REQUEST,
-        )
-        exc = exceptions.APIException(str(exc), code=code)
-        exc.status_code = exc_status
-    response = exception_handler(exc, context)
-    if response is not None and retry_after is not None:
-        response["Retry-After"] = str(max(1, round(retry_after)))
-    return response
+# --- base view, throttles ------------------------------------------------------------------
 
 
 class AccountApiView(ApiView):
     # JSON only: the browsable API would render a form that could echo a submitted key.
     renderer_classes = [JSONRenderer]
-
-    def get_exception_handler(self) -> Any:
-        return account_exception_handler
 
 
 class FathomCallThrottle(SimpleRateThrottle):

@@ -1,7 +1,18 @@
-"""The API's one error shape, `{"code": ..., "detail": ...}`, made by one exception handler.
+"""The API's one error shape, `{"code": ..., "detail": ...}` (plus `fields` for bad input).
 
-DRF's own errors (validation, auth, permission, 404, throttling) and the queue services'
-QueueError codes all pass through `exception_handler`, so clients branch on `code` alone.
+`error_response` is the only code that builds it, from an ApplicationError (queue_app/errors.py)
+whose `status` and `code` it sends as they are. Everything else here only picks the error:
+
+- `exception_handler` (REST_FRAMEWORK["EXCEPTION_HANDLER"], so every DRF view): the
+  application's errors, DRF's own (validation, auth, permission, 404, 405, throttling),
+  Django's Http404 and PermissionDenied; a database or Redis that cannot be reached is 503
+  `unavailable`. Anything else is a bug: it is left to Django, which logs it with its
+  traceback and answers with `server_error` below.
+- `bad_request`, `permission_denied`, `page_not_found`, `server_error`: the root URLconf's
+  handler400/403/404/500, JSON under /api/ and /webhooks/ (unknown paths, errors outside a
+  DRF view), Django's own pages elsewhere. With DEBUG on, Django shows its debug pages for
+  404 and 500 instead, as it does for every path.
+- Fathom's webhook view answers its refusals with `error_response` directly.
 """
 
 from __future__ import annotations
@@ -9,45 +20,49 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
-from rest_framework import exceptions, status
-from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.log import log_response
+from django.views import defaults
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rest_framework import exceptions
+from rest_framework.views import set_rollback
 
-from queue_app.services import (
-    AlreadyQueued,
-    EntryNotFound,
-    InvalidPosition,
-    InvalidState,
-    QueueError,
+from queue_app.errors import (
+    ApplicationError,
+    BadRequest,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServerError,
+    ServiceUnavailable,
 )
 
-# HTTP status for each service error; a QueueError subclass not listed gets its base's.
-QUEUE_ERROR_STATUS: dict[type[QueueError], int] = {
-    AlreadyQueued: status.HTTP_409_CONFLICT,
-    InvalidState: status.HTTP_409_CONFLICT,
-    InvalidPosition: status.HTTP_400_BAD_REQUEST,
-    EntryNotFound: status.HTTP_404_NOT_FOUND,
-    QueueError: status.HTTP_400_BAD_REQUEST,
+# Paths whose every answer is JSON, even when no view answers them.
+JSON_PATH_PREFIXES = ("/api/", "/webhooks/")
+
+# What a view cannot do without, and the errors that say it cannot be reached.
+UNAVAILABLE_SERVICES: dict[str, tuple[type[Exception], ...]] = {
+    "the database": (DatabaseOperationalError, DatabaseInterfaceError),
+    "Redis": (RedisConnectionError, RedisTimeoutError),
 }
 
 
-class InvalidCredentials(exceptions.APIException):
-    """Wrong username or password at POST /api/auth/token."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "invalid_credentials"
-    default_detail = "Unable to log in with the provided username and password."
-
-
-def queue_error_to_api(exc: QueueError) -> exceptions.APIException:
-    """The APIException carrying a service error's status, code and message."""
-    for cls in type(exc).__mro__:
-        if cls in QUEUE_ERROR_STATUS:
-            error = exceptions.APIException(detail=str(exc) or exc.code, code=exc.code)
-            error.status_code = QUEUE_ERROR_STATUS[cls]
-            return error
-    raise AssertionError("QueueError is in QUEUE_ERROR_STATUS")  # pragma: no cover
+def error_response(
+    error: ApplicationError, *, headers: dict[str, str] | None = None
+) -> JsonResponse:
+    """The answer to `error`: its status, `{"code", "detail"}` (+ `fields`), Retry-After."""
+    body: dict[str, Any] = {"code": error.code, "detail": error.detail}
+    if error.fields is not None:
+        body["fields"] = error.fields
+    response = JsonResponse(
+        body, status=error.status, headers=headers, json_dumps_params={"ensure_ascii": False}
+    )
+    if error.retry_after is not None:
+        response["Retry-After"] = str(max(1, round(error.retry_after)))
+    return response
 
 
 def _flatten(detail: Any, prefix: str = "") -> list[str]:
@@ -64,31 +79,123 @@ def _flatten(detail: Any, prefix: str = "") -> list[str]:
     return [f"{field}: {detail}" if field else str(detail)]
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Render every API error as `{"code", "detail"}` (plus `fields` for bad input).
-
-    Anything else (a bug) returns None, so Django logs it and answers 500.
-    """
-    if isinstance(exc, QueueError):
-        exc = queue_error_to_api(exc)
-    elif isinstance(exc, Http404):
+def application_error(exc: Exception) -> ApplicationError | None:
+    """The ApplicationError a view's exception is answered with; None for a bug."""
+    if isinstance(exc, ApplicationError):
+        return exc
+    if isinstance(exc, Http404):
         # A generic message: "No Meeting matches the given query" would hint at what exists.
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
-    # DRF's handler sets Retry-After and WWW-Authenticate and rolls back an
-    # ATOMIC_REQUESTS transaction; keep all of that and replace only the body.
-    response = drf_exception_handler(exc, context)
-    if response is None or not isinstance(exc, exceptions.APIException):
-        return response
+        return NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return Forbidden()
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        response.data = {
-            "code": "invalid",
-            "detail": "; ".join(_flatten(exc.detail)) or "Invalid input.",
-            "fields": fields,
-        }
+        return InvalidInput("; ".join(_flatten(exc.detail)), fields=fields)
+    if isinstance(exc, exceptions.APIException):
+        code = getattr(exc.detail, "code", None) or exc.default_code
+        return ApplicationError(
+            str(exc.detail),
+            code=str(code),
+            status=exc.status_code,
+            retry_after=getattr(exc, "wait", None),  # Throttled's
+        )
+    return None
+
+
+def unavailable_service(exc: Exception) -> str | None:
+    """Which service `exc` says cannot be reached ("the database", "Redis"), if any."""
+    for service, errors in UNAVAILABLE_SERVICES.items():
+        if isinstance(exc, errors):
+            return service
+    return None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
+    """DRF's EXCEPTION_HANDLER: the answer to an exception raised in an API view.
+
+    Returns None for a bug, so that Django logs it with its traceback and answers 500
+    (`server_error`, from the handler500 below).
+    """
+    request = context.get("request")
+    service = unavailable_service(exc)
+    if service is not None:
+        set_rollback()
+        response = error_response(ServiceUnavailable())
+        # One WARNING line, no traceback: the outage is not a bug here. Only the exception's
+        # class: a driver's message may name hosts and users. Marks the response as logged,
+        # so Django does not log it again at ERROR.
+        log_response(
+            "%s %s: %s is unavailable (%s)",
+            getattr(request, "method", "-"),
+            getattr(request, "path", "-"),
+            service,
+            f"{type(exc).__module__}.{type(exc).__qualname__}",
+            response=response,
+            request=getattr(request, "_request", request),
+            level="warning",
+        )
         return response
-    code = getattr(exc.detail, "code", None) or exc.default_code
-    response.data = {"code": str(code), "detail": str(exc.detail)}
-    return response
+    error = application_error(exc)
+    if error is None:
+        return None
+    # Roll back an ATOMIC_REQUESTS transaction, as DRF's own handler does.
+    set_rollback()
+    # DRF puts the scheme to authenticate with on its 401s (NotAuthenticated and the like).
+    auth_header = getattr(exc, "auth_header", None)
+    headers = {"WWW-Authenticate": auth_header} if auth_header else None
+    return error_response(error, headers=headers)
+
+
+# --- the root URLconf's error handlers ----------------------------------------------------
+
+
+def _json_path(request: HttpRequest) -> bool:
+    return request.path_info.startswith(JSON_PATH_PREFIXES)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _json_path(request):
+        return error_response(BadRequest())
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _json_path(request):
+        return error_response(Forbidden())
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _json_path(request):
+        # Also for an unknown path, such as /api/queue/: API paths have no trailing slash.
+        return error_response(NotFound())
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _json_path(request):
+        return error_response(ServerError())
+    return defaults.server_error(request)
+
+
+class JsonErrorsMiddleware:
+    """JSON under /api/ and /webhooks/ with DEBUG on too.
+
+    With DEBUG on, Django answers an unknown path and an unhandled exception with its
+    HTML debug pages instead of handler404 and handler500 (having logged the exception
+    as usual). API clients get the documented shape either way; elsewhere the debug
+    pages stay.
+    """
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code not in (404, 500) or not _json_path(request):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if response.status_code == 404:
+            return page_not_found(request, Http404())
+        return server_error(request)

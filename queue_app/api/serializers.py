@@ -10,7 +10,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from queue_app.models import ACTIVE_STATUSES, EntryStatus, UpdateType
+from queue_app import events
+from queue_app.models import ACTIVE_STATUSES
 
 # Ids are PostgreSQL bigints; anything larger cannot name a row, so it is bad input.
 MAX_BIGINT = 2**63 - 1
@@ -91,43 +92,6 @@ class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
 
 
-class EntrySerializer(serializers.Serializer):
-    """An entry. Others' entries carry only id, position, status and `mine: false`."""
-
-    id = serializers.UUIDField()
-    position = serializers.IntegerField(
-        allow_null=True, help_text="1 is the front; null if not queued."
-    )
-    status = serializers.ChoiceField(choices=EntryStatus.choices)
-    mine = serializers.BooleanField()
-    meeting_id = serializers.IntegerField(required=False)
-    recording_id = serializers.IntegerField(required=False)
-    title = serializers.CharField(required=False)
-    owner_id = serializers.CharField(required=False)
-    owner = serializers.CharField(required=False)
-    attempts = serializers.IntegerField(required=False)
-    max_attempts = serializers.IntegerField(required=False)
-    last_error = serializers.CharField(required=False)
-    stage = serializers.CharField(required=False)
-    progress = serializers.FloatField(required=False)
-    result_url = serializers.CharField(required=False)
-    worker = serializers.CharField(required=False)
-    created_at = serializers.DateTimeField(required=False)
-    started_at = serializers.DateTimeField(required=False, allow_null=True)
-    finished_at = serializers.DateTimeField(required=False, allow_null=True)
-    next_attempt_at = serializers.DateTimeField(required=False, allow_null=True)
-    eta_seconds = serializers.IntegerField(required=False, allow_null=True)
-
-
-class QueueSnapshotSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    seq = serializers.IntegerField(help_text="The last event this snapshot includes.")
-    paused = serializers.BooleanField()
-    queue_length = serializers.IntegerField()
-    queue = EntrySerializer(many=True)
-    timestamp = serializers.DateTimeField()
-
-
 class ClearResultSerializer(serializers.Serializer):
     cancelled = serializers.IntegerField(help_text="How many waiting entries were cancelled.")
 
@@ -160,19 +124,26 @@ class MeetingPageSerializer(serializers.Serializer):
     results = MeetingSerializer(many=True)
 
 
-class EventSerializer(serializers.Serializer):
-    type = serializers.CharField()
-    update_type = serializers.ChoiceField(choices=UpdateType.choices)
-    seq = serializers.IntegerField()
-    queue = EntrySerializer(many=True)
-    affected_user_id = serializers.CharField(allow_null=True)
-    global_position = serializers.IntegerField(allow_null=True)
-    queue_length = serializers.IntegerField()
-    paused = serializers.BooleanField()
-    timestamp = serializers.DateTimeField()
-
-
-class EventsPageSerializer(serializers.Serializer):
-    results = EventSerializer(many=True)
-    after = serializers.IntegerField(help_text="Pass as `after` to get the events after these.")
-    next = serializers.URLField(allow_null=True, help_text="The next page, or null if none yet.")
+# The wire format's own schemas (queue_app.events), so the API documents entries, snapshots
+# and events exactly as the WebSocket does: one definition, not a second serializer.
+ENTRY_SCHEMA = events.ENTRY_SCHEMA
+QUEUE_SNAPSHOT_SCHEMA = events.inline_entry_schema(events.SCHEMAS["QueueSnapshot"])
+EVENTS_PAGE_SCHEMA = {
+    "type": "object",
+    "required": ["results", "after", "next"],
+    "properties": {
+        "results": {
+            "type": "array",
+            "items": events.inline_entry_schema(events.SCHEMAS["QueueUpdate"]),
+        },
+        "after": {
+            "type": "integer",
+            "description": "Pass as `after` to get the events after these.",
+        },
+        "next": {
+            "type": ["string", "null"],
+            "format": "uri",
+            "description": "The next page, or null if none yet.",
+        },
+    },
+}

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from rest_framework.authtoken.models import Token
 
-from queue_app.api.errors import InvalidCredentials
+from queue_app.errors import InvalidCredentials
 
 
 def token_obtain(*, request: Any, username: str, password: str) -> Token:

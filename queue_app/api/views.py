@@ -21,11 +21,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from queue_app import selectors, services
+from queue_app import selectors
 from queue_app.api import serializers as s
-from queue_app.api.errors import exception_handler
 from queue_app.api.tokens import token_obtain, token_revoke
 from queue_app.models import QueueEntry
+from queue_app.services import line
 
 ERRORS = {
     400: OpenApiResponse(s.ErrorSerializer, description="Bad input (`invalid`, ...)."),
@@ -42,17 +42,16 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 class ApiView(APIView):
-    """Base of every API view: one error shape, and 401 (not 403) when not signed in."""
+    """Base of the API's views: 401 (not 403) when not signed in.
+
+    Errors get the API's one shape from REST_FRAMEWORK["EXCEPTION_HANDLER"]
+    (queue_app/api/errors.py), as every DRF view does; no view overrides it.
+    """
 
     # DRF answers 401 only if the first authenticator names a WWW-Authenticate scheme;
     # session auth has none, so with it first an anonymous caller would get 403.
     authentication_classes = [TokenAuthentication, SessionAuthentication]
     permission_classes = [IsAuthenticated]
-
-    def get_exception_handler(self) -> Any:
-        # Here rather than in REST_FRAMEWORK, so the error shape travels with these views;
-        # the setting would also cover other DRF views (realtime's /api/ws-ticket).
-        return exception_handler
 
 
 def entry_or_404(request: Request, entry_id: str) -> QueueEntry:
@@ -145,7 +144,7 @@ class TokenView(ApiView):
 class QueueView(ApiView):
     @extend_schema(
         operation_id="queue_snapshot",
-        responses={200: s.QueueSnapshotSerializer, **errors(401)},
+        responses={200: s.QUEUE_SNAPSHOT_SCHEMA, **errors(401)},
         description="The active queue; others' entries carry only id, position and status.",
     )
     def get(self, request: Request) -> Response:
@@ -154,7 +153,7 @@ class QueueView(ApiView):
     @extend_schema(
         operation_id="queue_enqueue",
         request=s.EnqueueInputSerializer,
-        responses={201: s.EntrySerializer, **errors(400, 401, 404, 409)},
+        responses={201: s.ENTRY_SCHEMA, **errors(400, 401, 404, 409)},
         description="Put one of your meetings at the back of the line.",
     )
     def post(self, request: Request) -> Response:
@@ -165,7 +164,7 @@ class QueueView(ApiView):
         )
         if meeting is None:
             raise NotFound()
-        entry = services.enqueue(meeting=meeting)
+        entry = line.entry_enqueue(meeting=meeting)
         return entry_response(request, entry, status.HTTP_201_CREATED)
 
 
@@ -173,12 +172,12 @@ class EntryView(ApiView):
     @extend_schema(
         operation_id="queue_entry_cancel",
         parameters=[ENTRY_ID],
-        responses={200: s.EntrySerializer, **errors(401, 404, 409)},
+        responses={200: s.ENTRY_SCHEMA, **errors(401, 404, 409)},
         description="Cancel an entry (its owner or staff).",
     )
     def delete(self, request: Request, entry_id: str) -> Response:
         entry = entry_or_404(request, entry_id)
-        return entry_response(request, services.cancel(entry_id=entry.pk))
+        return entry_response(request, line.entry_cancel(entry_id=entry.pk))
 
 
 class EntryRetryView(ApiView):
@@ -186,12 +185,12 @@ class EntryRetryView(ApiView):
         operation_id="queue_entry_retry",
         parameters=[ENTRY_ID],
         request=None,
-        responses={200: s.EntrySerializer, **errors(401, 404, 409)},
+        responses={200: s.ENTRY_SCHEMA, **errors(401, 404, 409)},
         description="Put a failed or cancelled entry back at the end of the line.",
     )
     def post(self, request: Request, entry_id: str) -> Response:
         entry = entry_or_404(request, entry_id)
-        return entry_response(request, services.retry(entry_id=entry.pk))
+        return entry_response(request, line.entry_retry(entry_id=entry.pk))
 
 
 class EntryMoveView(ApiView):
@@ -201,14 +200,14 @@ class EntryMoveView(ApiView):
         operation_id="queue_entry_move",
         parameters=[ENTRY_ID],
         request=s.MoveInputSerializer,
-        responses={200: s.EntrySerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.ENTRY_SCHEMA, **errors(400, 401, 403, 404, 409)},
         description="Move a queued entry (staff only). Position 1 is the front.",
     )
     def post(self, request: Request, entry_id: str) -> Response:
         entry = entry_or_404(request, entry_id)
         data = s.MoveInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        moved = services.move(entry_id=entry.pk, position=data.validated_data["position"])
+        moved = line.entry_move(entry_id=entry.pk, position=data.validated_data["position"])
         return entry_response(request, moved)
 
 
@@ -222,7 +221,7 @@ class QueueClearView(ApiView):
         description="Cancel every waiting entry (staff only); running transfers go on.",
     )
     def post(self, request: Request) -> Response:
-        return Response({"cancelled": services.clear()})
+        return Response({"cancelled": line.queue_clear()})
 
 
 class QueuePauseView(ApiView):
@@ -235,7 +234,7 @@ class QueuePauseView(ApiView):
         description="Stop handing out work (staff only); running transfers finish.",
     )
     def post(self, request: Request) -> Response:
-        return Response({"paused": True, "changed": services.pause()})
+        return Response({"paused": True, "changed": line.queue_pause()})
 
 
 class QueueResumeView(ApiView):
@@ -248,7 +247,7 @@ class QueueResumeView(ApiView):
         description="Start handing out work again (staff only).",
     )
     def post(self, request: Request) -> Response:
-        return Response({"paused": False, "changed": services.resume()})
+        return Response({"paused": False, "changed": line.queue_resume()})
 
 
 # --- meetings and events ------------------------------------------------------------------
@@ -281,7 +280,7 @@ class EventsView(ApiView):
     @extend_schema(
         operation_id="events_list",
         parameters=[s.EventsQuerySerializer],
-        responses={200: s.EventsPageSerializer, **errors(400, 401)},
+        responses={200: s.EVENTS_PAGE_SCHEMA, **errors(400, 401)},
         description=(
             "Queue events with seq > `after`, oldest first, redacted for you. Every seq is "
             "listed, so a jump between `after` and the first one means events were pruned: "

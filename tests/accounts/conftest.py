@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from queue_app import accounts
 from tests.accounts.fakes import FakeFathom
-from tests.conftest import clear_cache
 
 # Shaped like a real key, and long and odd enough that finding it anywhere is no accident.
 ALICE_KEY = "fk_live_4Qz9pLr7Xw2mVn8KtY3sJd6HbG1cAe5F"
@@ -15,23 +13,8 @@ BOB_KEY = "fk_live_Bob0000aaaa1111bbbb2222cccc3333"
 
 
 @pytest.fixture(autouse=True)
-def _clean_cache_and_fast_hashing(settings):
-    # Throttle counters live in the cache and the Fathom rate-limit buckets in Redis;
-    # both outlive a test.
-    clear_cache()
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    yield
-    clear_cache()
-
-
-@pytest.fixture
-def client_for(db):
-    def make(user) -> APIClient:
-        client = APIClient()
-        client.force_login(user)
-        return client
-
-    return make
+def _fresh_cache(fresh_cache):
+    """Throttle counters and Fathom rate-limit buckets cleared around each test."""
 
 
 @pytest.fixture
@@ -58,15 +41,6 @@ def fathom(monkeypatch):
 
 
 SANDBOX_ALICE_KEY = "sandbox-key-alice"  # 12 meetings, 1001..1012: three default pages of 5
-
-
-@pytest.fixture(scope="session")
-def sandbox_process():
-    """The local Fathom sandbox, a real HTTP server in its own process."""
-    from fathom_sandbox.testing import SandboxProcess
-
-    with SandboxProcess() as process:
-        yield process
 
 
 @pytest.fixture

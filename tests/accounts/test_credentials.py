@@ -9,7 +9,7 @@ from queue_app import accounts, crypto
 from queue_app.integrations.fathom import FathomError, FathomUnavailable
 from queue_app.models import FathomAccount
 from tests.accounts.conftest import ALICE_KEY, SANDBOX_ALICE_KEY, meeting_list_requests
-from tests.api.helpers import assert_error
+from tests.helpers import assert_error
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from queue_app.integrations.fathom import FathomUnavailable, parse_meeting
 from queue_app.models import Meeting, QueueEntry
 from tests.accounts.conftest import ALICE_KEY, SANDBOX_ALICE_KEY, meeting_list_requests
 from tests.accounts.fakes import FakeFathom, meeting_json
-from tests.api.helpers import assert_error
+from tests.helpers import assert_error
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,10 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from queue_app import services
+from queue_app import broadcast
 from queue_app.models import EntryStatus, QueueEntry, QueueEvent, QueueState
+from queue_app.services import line, transfers
+from tests.queue_helpers import fail_transfer, wait_to_retry
 
 WORKER = "test-worker"
 CHANGELIST = "admin:queue_app_queueentry_changelist"
@@ -24,15 +26,13 @@ def _quiet_queue(settings):
     # No Celery messages from services, and room for every running entry the tests make.
     settings.QUEUE_DISPATCH_ON_COMMIT = False
     settings.QUEUE_CONCURRENCY = 50
-    # The default hasher spends ~0.5 s a user on purpose; these tests make two or three each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
 def published(monkeypatch) -> list[int]:
     """The seq of every event services published after commit, in order."""
     sent: list[int] = []
-    monkeypatch.setattr(services, "publish", lambda event: sent.append(event.seq))
+    monkeypatch.setattr(broadcast, "publish_event", lambda event: sent.append(event.seq))
     return sent
 
 
@@ -48,20 +48,22 @@ def make_entry(make_meeting) -> Callable[..., QueueEntry]:
     """An entry of `owner` in `status`, brought there through services like a real one."""
 
     def make(owner, title: str | None = None, status: str = EntryStatus.QUEUED) -> QueueEntry:
-        entry = services.enqueue(meeting=make_meeting(owner, title))
+        entry = line.entry_enqueue(meeting=make_meeting(owner, title))
         if status == EntryStatus.QUEUED:
             return entry
         if status == EntryStatus.CANCELLED:
-            return services.cancel(entry_id=entry.pk)
-        services.move(entry_id=entry.pk, position="top")  # so claim_next takes this one
-        claimed = services.claim_next(worker=WORKER)
+            return line.entry_cancel(entry_id=entry.pk)
+        line.entry_move(entry_id=entry.pk, position="top")  # so claim_next takes this one
+        claimed = transfers.transfer_claim_next(worker=WORKER)
         assert claimed is not None and claimed.pk == entry.pk
         if status == EntryStatus.COMPLETED:
-            services.complete(entry_id=entry.pk, worker=WORKER, result_url="https://x.test/v")
+            transfers.transfer_complete(
+                entry_id=entry.pk, worker=WORKER, result_url="https://x.test/v"
+            )
         elif status == EntryStatus.FAILED:
-            services.fail(entry_id=entry.pk, worker=WORKER, error="Fathom answered 404")
+            fail_transfer(entry_id=entry.pk, worker=WORKER, error="Fathom answered 404")
         elif status == EntryStatus.RETRYING:
-            services.schedule_retry(
+            wait_to_retry(
                 entry_id=entry.pk, worker=WORKER, error="Fathom answered 503", delay_seconds=600
             )
         entry.refresh_from_db()

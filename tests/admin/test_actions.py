@@ -6,14 +6,15 @@ from __future__ import annotations
 import pytest
 from django.contrib.admin.models import LogEntry
 
-from queue_app import selectors, services
+from queue_app import selectors
 from queue_app.models import EntryStatus, QueueEntry
+from queue_app.services import line
 from tests.admin.conftest import events_since, last_seq, page_messages
 
 pytestmark = pytest.mark.django_db
 
 
-def line() -> list[str]:
+def queued() -> list[str]:
     """Titles of the queued entries, front first."""
     positions = selectors.entry_positions()
     entries = QueueEntry.objects.filter(pk__in=positions).select_related("meeting")
@@ -35,7 +36,7 @@ def test_cancel_removes_the_entry_and_broadcasts_meeting_removed(
     assert response.status_code == 200
     assert page_messages(response) == [("success", "Cancelled 1 entry.")]
     assert QueueEntry.objects.get(pk=four["B"].pk).status == EntryStatus.CANCELLED
-    assert line() == ["A", "C", "D"]
+    assert queued() == ["A", "C", "D"]
     [event] = events_since(seq)
     assert event.update_type == "meeting_removed"
     assert event.entry_id == four["B"].pk
@@ -125,7 +126,7 @@ def test_move_to_top_puts_the_entry_first_and_broadcasts_position_updated(
 
     assert page_messages(response) == [("success", "Moved to the top: 1 entry.")]
     assert selectors.entry_positions()[four["C"].pk] == 1
-    assert line() == ["C", "A", "B", "D"]
+    assert queued() == ["C", "A", "B", "D"]
     [event] = events_since(seq)
     assert event.update_type == "position_updated"
     assert (event.entry_id, event.global_position) == (four["C"].pk, 1)
@@ -137,13 +138,13 @@ def test_moving_several_keeps_their_order_among_themselves(four, run_action, pub
     seq = last_seq()
 
     run_action("move_to_top", [four["D"], four["C"]])
-    assert line() == ["C", "D", "A", "B"]
+    assert queued() == ["C", "D", "A", "B"]
 
     run_action("move_to_bottom", [four["D"], four["C"]])
-    assert line() == ["A", "B", "C", "D"]
+    assert queued() == ["A", "B", "C", "D"]
 
     run_action("move_to_bottom", [four["A"]])
-    assert line() == ["B", "C", "D", "A"]
+    assert queued() == ["B", "C", "D", "A"]
 
     events = events_since(seq)
     assert [e.update_type for e in events] == ["position_updated"] * 5
@@ -157,7 +158,7 @@ def test_move_to_position_n(four, run_action, published):
     response = run_action("move_to_position", [four["D"]], position="2")
 
     assert page_messages(response) == [("success", "Moved to position 2: 1 entry.")]
-    assert line() == ["A", "D", "B", "C"]
+    assert queued() == ["A", "D", "B", "C"]
     [event] = events_since(seq)
     assert (event.update_type, event.global_position) == ("position_updated", 2)
     assert published == [event.seq]
@@ -184,7 +185,7 @@ def test_move_to_position_refuses_bad_input_and_changes_nothing(
 
     assert response.status_code == 200
     assert page_messages(response) == [("error", message)]
-    assert line() == ["A", "B", "C", "D"]
+    assert queued() == ["A", "B", "C", "D"]
     assert events_since(seq) == []
     assert published == []
 
@@ -200,7 +201,7 @@ def test_retry_of_failed_and_cancelled_entries_requeues_them_at_the_back(
     response = run_action("retry_entries", [failed, cancelled])
 
     assert page_messages(response) == [("success", "Retried 2 entries.")]
-    assert line() == ["Waiting", "Broke", "Dropped"]
+    assert queued() == ["Waiting", "Broke", "Dropped"]
     failed.refresh_from_db()
     assert (failed.status, failed.attempts, failed.last_error) == ("queued", 0, "")
     events = events_since(seq)
@@ -216,7 +217,7 @@ def test_retry_refuses_a_meeting_that_is_already_back_in_the_queue(
     alice, make_entry, run_action, published
 ):
     old = make_entry(alice, "Twice", EntryStatus.CANCELLED)
-    services.enqueue(meeting=old.meeting)
+    line.entry_enqueue(meeting=old.meeting)
     seq = last_seq()
 
     response = run_action("retry_entries", [old])

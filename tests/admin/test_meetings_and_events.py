@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
-from queue_app import services
 from queue_app.models import Meeting
+from queue_app.services import line
 from tests.admin.conftest import result_rows
 
 pytestmark = pytest.mark.django_db
@@ -55,8 +55,8 @@ def test_meetings_cannot_be_added_changed_or_deleted_here(staff_client, alice, m
 
 def test_event_log_lists_newest_first_and_filters_by_update_type(staff_client, alice, make_entry):
     entry = make_entry(alice, "Logged")
-    services.move(entry_id=entry.pk, position="top")
-    services.cancel(entry_id=entry.pk)
+    line.entry_move(entry_id=entry.pk, position="top")
+    line.entry_cancel(entry_id=entry.pk)
 
     rows = result_rows(staff_client.get(reverse(EVENTS)))
     assert [(r["seq"], r["update_type_code"]) for r in rows] == [

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from queue_app import services
 from queue_app.models import EntryStatus, QueueEntry
+from queue_app.services import line
 from tests.admin.conftest import CHANGELIST, readonly_value, result_rows
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def test_changelist_lists_the_line_in_position_order_then_running_then_finished(
     make_entry(bob, "Queued B")
     third = make_entry(alice, "Queued C")
     # Reorder the line, so the list cannot pass by listing entries in creation order.
-    services.move(entry_id=third.pk, position="top")
+    line.entry_move(entry_id=third.pk, position="top")
     make_entry(bob, "Cancelled last", EntryStatus.CANCELLED)
 
     rows = result_rows(staff_client.get(reverse(CHANGELIST)))
@@ -118,7 +118,7 @@ def test_entry_detail_is_read_only_and_shows_the_position(staff_client, alice, m
 
 def test_the_meeting_link_shows_only_that_meetings_entries(staff_client, alice, make_entry):
     entry = make_entry(alice, "Retried one", EntryStatus.CANCELLED)
-    services.retry(entry_id=entry.pk)
+    line.entry_retry(entry_id=entry.pk)
     make_entry(alice, "Another meeting")
 
     rows = result_rows(

@@ -6,8 +6,7 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.api.helpers import assert_error, queue_rows
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD, assert_error, queue_rows
 
 pytestmark = pytest.mark.django_db
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from queue_app import services
-from tests.api.helpers import assert_error
+from queue_app.services import line
+from tests.helpers import assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -17,8 +17,8 @@ def test_meetings_lists_only_mine_with_the_active_entry(client_for, alice, bob, 
     idle = make_meeting(alice, title="Idle one")
     finished = make_meeting(alice, title="Cancelled one")
     make_meeting(bob, title=BOB_TITLE)
-    entry = services.enqueue(meeting=queued)
-    services.cancel(entry_id=services.enqueue(meeting=finished).pk)
+    entry = line.entry_enqueue(meeting=queued)
+    line.entry_cancel(entry_id=line.entry_enqueue(meeting=finished).pk)
 
     response = client_for(alice).get("/api/meetings")
 
@@ -46,11 +46,11 @@ def test_meetings_are_paginated(client_for, alice, make_meeting):
 @pytest.fixture
 def history(alice, bob, make_meeting):
     """Five events: bob's entry added, alice's added, bob's moved, cancelled; queue cleared."""
-    bobs = services.enqueue(meeting=make_meeting(bob, title=BOB_TITLE))
-    alices = services.enqueue(meeting=make_meeting(alice, title="Alice's standup"))
-    services.move(entry_id=bobs.pk, position=2)
-    services.cancel(entry_id=bobs.pk)
-    services.clear()
+    bobs = line.entry_enqueue(meeting=make_meeting(bob, title=BOB_TITLE))
+    alices = line.entry_enqueue(meeting=make_meeting(alice, title="Alice's standup"))
+    line.entry_move(entry_id=bobs.pk, position=2)
+    line.entry_cancel(entry_id=bobs.pk)
+    line.queue_clear()
     return bobs, alices
 
 

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from queue_app import services
-from queue_app.api.serializers import EntrySerializer
 from queue_app.models import EntryStatus, QueueEntry, QueueState
-from tests.api.helpers import assert_error, queue_rows
+from queue_app.services import line
+from tests.helpers import assert_error, queue_rows
+from tests.protocol_schema import assert_valid_message
 
 pytestmark = pytest.mark.django_db
 
@@ -18,12 +18,12 @@ BOB_TITLE = "Bob's confidential board review"
 
 @pytest.fixture
 def bob_entry(bob, make_meeting):
-    return services.enqueue(meeting=make_meeting(bob, title=BOB_TITLE))
+    return line.entry_enqueue(meeting=make_meeting(bob, title=BOB_TITLE))
 
 
 @pytest.fixture
 def alice_entry(alice, make_meeting):
-    return services.enqueue(meeting=make_meeting(alice, title="Alice's standup"))
+    return line.entry_enqueue(meeting=make_meeting(alice, title="Alice's standup"))
 
 
 def entry_url(entry_or_id, action: str = "") -> str:
@@ -80,8 +80,16 @@ def test_enqueue_own_meeting_returns_the_full_entry_and_its_position(
         meeting.pk,
     )
     assert body["eta_seconds"] > 0
-    # Every key is documented in the schema's Entry.
-    assert set(body) <= set(EntrySerializer().fields)
+    # The entry is the wire format's, as docs/protocol.md documents it.
+    snapshot = {
+        "type": "QueueSnapshot",
+        "seq": 1,
+        "paused": False,
+        "queue_length": 1,
+        "queue": [body],
+        "timestamp": "2026-12-02T10:00:00Z",
+    }
+    assert_valid_message(snapshot)
 
 
 def test_someone_elses_meeting_is_not_found_like_a_missing_one(
@@ -190,7 +198,7 @@ def test_alice_cannot_touch_bobs_entry_and_learns_nothing(
 ):
     client = client_for(alice)
     if action == "retry":
-        services.cancel(entry_id=bob_entry.pk)  # retryable, so only ownership stops her
+        line.entry_cancel(entry_id=bob_entry.pk)  # retryable, so only ownership stops her
     before = queue_rows()
 
     theirs = getattr(client, method)(entry_url(bob_entry, action))
@@ -204,7 +212,7 @@ def test_alice_cannot_touch_bobs_entry_and_learns_nothing(
 
 
 def test_owner_retries_a_cancelled_entry_back_to_the_end(client_for, alice, alice_entry, bob_entry):
-    services.cancel(entry_id=alice_entry.pk)
+    line.entry_cancel(entry_id=alice_entry.pk)
     response = client_for(alice).post(entry_url(alice_entry, "retry"))
     assert response.status_code == 200
     body = response.json()
@@ -218,8 +226,8 @@ def test_retrying_a_queued_entry_is_409_and_changes_nothing(client_for, alice, a
 
 
 def test_retrying_when_the_meeting_is_queued_again_is_409(client_for, alice, alice_entry):
-    services.cancel(entry_id=alice_entry.pk)
-    services.enqueue(meeting=alice_entry.meeting)
+    line.entry_cancel(entry_id=alice_entry.pk)
+    line.entry_enqueue(meeting=alice_entry.meeting)
     before = queue_rows()
     assert_error(client_for(alice).post(entry_url(alice_entry, "retry")), 409, "already_queued")
     assert queue_rows() == before
@@ -244,7 +252,7 @@ def test_non_staff_get_403_on_staff_controls_and_nothing_changes(
 ):
     url = entry_url(bob_entry, "move") if action == "move" else f"/api/queue/{action}"
     if action == "resume":
-        services.pause()
+        line.queue_pause()
     before = queue_rows()
     assert_error(client_for(alice).post(url, body, format="json"), 403, "permission_denied")
     assert queue_rows() == before
@@ -257,7 +265,7 @@ def test_non_staff_get_403_on_move_of_their_own_entry(client_for, alice, alice_e
 
 @pytest.fixture
 def three_queued(alice, bob, make_meeting):
-    return [services.enqueue(meeting=make_meeting(owner)) for owner in (alice, bob, alice)]
+    return [line.entry_enqueue(meeting=make_meeting(owner)) for owner in (alice, bob, alice)]
 
 
 def positions(client) -> list[str]:
@@ -327,7 +335,7 @@ def test_move_of_an_unknown_entry_is_404(client_for, staff, three_queued, entry_
 
 
 def test_move_of_a_cancelled_entry_is_409(client_for, staff, three_queued):
-    services.cancel(entry_id=three_queued[0].pk)
+    line.entry_cancel(entry_id=three_queued[0].pk)
     before = queue_rows()
     response = client_for(staff).post(
         entry_url(three_queued[0], "move"), {"position": 1}, format="json"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from devtools.processes import LoggedProcess, free_port, start_daphne
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 from tests.processes import LOG_DIR, ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")

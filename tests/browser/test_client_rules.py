@@ -1,13 +1,15 @@
-"""live.js applies events by the rules of realtime/client_state.py: a viewer's snapshot plus
+"""live.js applies events by the rules of queue_app/client_state.py: a viewer's snapshot plus
 the events they were sent equals a fresh snapshot, for the owner, someone else and staff."""
 
 from __future__ import annotations
 
 import pytest
 
-from queue_app import selectors, services
-from realtime.client_state import comparable
+from queue_app import selectors
+from queue_app.client_state import comparable
+from queue_app.services import line, transfers
 from tests.processes import ROOT
+from tests.queue_helpers import fail_transfer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,31 +26,31 @@ def test_live_js_reproduces_a_fresh_snapshot_for_every_viewer(
 ):
     alice, bob, staff = make_user("alice"), make_user("bob"), make_user("admin", is_staff=True)
     meetings = [make_meeting(owner) for owner in (alice, bob, alice, bob, alice, alice)]
-    first = services.enqueue(meeting=meetings[0])
+    first = line.entry_enqueue(meeting=meetings[0])
     before = {user: selectors.queue_snapshot_for(user) for user in (alice, bob, staff)}
 
     # Every kind of event: joins, a move, a cancel and its retry, a pause, starts, a
     # completion, a failure and its retry, and a clear.
-    entries = [first] + [services.enqueue(meeting=m) for m in meetings[1:]]
-    services.move(entry_id=entries[4].id, position="top")
-    services.cancel(entry_id=entries[2].id)
-    services.retry(entry_id=entries[2].id)
-    services.pause()
-    services.resume()
-    done = services.claim_next(worker="w")
-    services.complete(entry_id=done.id, worker="w", result_url="http://x/share/1")
-    failed = services.claim_next(worker="w")
-    services.fail(entry_id=failed.id, worker="w", error="gone")
-    services.pause()
-    services.clear()
-    services.resume()
+    entries = [first] + [line.entry_enqueue(meeting=m) for m in meetings[1:]]
+    line.entry_move(entry_id=entries[4].id, position="top")
+    line.entry_cancel(entry_id=entries[2].id)
+    line.entry_retry(entry_id=entries[2].id)
+    line.queue_pause()
+    line.queue_resume()
+    done = transfers.transfer_claim_next(worker="w")
+    transfers.transfer_complete(entry_id=done.id, worker="w", result_url="http://x/share/1")
+    failed = transfers.transfer_claim_next(worker="w")
+    fail_transfer(entry_id=failed.id, worker="w", error="gone")
+    line.queue_pause()
+    line.queue_clear()
+    line.queue_resume()
     # End with a line whose places shifted (an entry ahead left it), or stale positions
     # would go unnoticed.
     for meeting in meetings:
         if meeting.pk != failed.meeting_id:
-            services.enqueue(meeting=meeting)
-    services.retry(entry_id=failed.id)
-    services.claim_next(worker="w")  # stays running; the rest move up
+            line.entry_enqueue(meeting=meeting)
+    line.entry_retry(entry_id=failed.id)
+    transfers.transfer_claim_next(worker="w")  # stays running; the rest move up
 
     page = new_page()
     page.set_content("<!doctype html><title>rules</title>")

@@ -11,10 +11,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from queue_app import services
+from queue_app.broadcast import publish_progress
 from queue_app.models import EntryStatus, QueueEntry
-from realtime.events import publish_progress
+from queue_app.services import line, transfers
 from tests.browser.conftest import PHONE, Daphne, screenshot, sign_in
+from tests.queue_helpers import fail_transfer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,13 +48,13 @@ def test_alice_follows_her_transfer_while_bob_sees_the_line_move(
 ):
     alice, bob = make_user("alice"), make_user("bob")
     make_meeting(alice, SECRET_TITLE)
-    bobs_entry = services.enqueue(meeting=make_meeting(bob, "Bob's weekly sync"))
+    bobs_entry = line.entry_enqueue(meeting=make_meeting(bob, "Bob's weekly sync"))
 
     bob_page = new_page()
     sign_in(bob_page, server.base_url, "bob", next_path="/queue")
-    line = bob_page.locator("#line > li")
+    bobs_line = bob_page.locator("#line > li")
     expect(bob_page.locator("#connection")).to_have_attribute("data-state", "live")
-    expect(line).to_have_count(1)
+    expect(bobs_line).to_have_count(1)
 
     alice_page = new_page()
     sign_in(alice_page, server.base_url, "alice")
@@ -68,10 +69,10 @@ def test_alice_follows_her_transfer_while_bob_sees_the_line_move(
     row.get_by_role("button", name=re.compile("^Queue")).click()
     expect(row).to_contain_text("In line: place 2")
     expect(row.get_by_role("button", name=re.compile("^Cancel"))).to_be_visible()
-    expect(line).to_have_count(2)
-    expect(line.nth(1)).to_contain_text("Place 2")
-    expect(line.nth(1)).to_contain_text("Someone else's meeting")
-    expect(line.nth(0)).to_contain_text("Bob's weekly sync")
+    expect(bobs_line).to_have_count(2)
+    expect(bobs_line.nth(1)).to_contain_text("Place 2")
+    expect(bobs_line.nth(1)).to_contain_text("Someone else's meeting")
+    expect(bobs_line.nth(0)).to_contain_text("Bob's weekly sync")
     mine = alice_queue.locator("#line > li.mine")
     expect(mine).to_contain_text(SECRET_TITLE)
     expect(mine).to_contain_text("Place 2")
@@ -79,21 +80,21 @@ def test_alice_follows_her_transfer_while_bob_sees_the_line_move(
     assert_nothing_of_alice(bob_page)
 
     # Bob's transfer starts: the line moves, alice is first, nobody's place is stale.
-    assert services.claim_next(worker=WORKER).id == bobs_entry.id
+    assert transfers.transfer_claim_next(worker=WORKER).id == bobs_entry.id
     expect(row).to_contain_text("In line: place 1")
-    expect(line).to_have_count(1)
-    expect(line.nth(0)).to_contain_text("Place 1")
+    expect(bobs_line).to_have_count(1)
+    expect(bobs_line.nth(0)).to_contain_text("Place 1")
     expect(bob_page.locator("#running > li")).to_contain_text("Bob's weekly sync")
     expect(alice_queue.locator("#running > li")).to_contain_text("Another person's transfer")
-    assert services.complete(entry_id=bobs_entry.id, worker=WORKER, result_url="")
+    assert transfers.transfer_complete(entry_id=bobs_entry.id, worker=WORKER, result_url="")
 
     # Hers starts: a progress bar, moved by ProgressUpdate messages.
-    entry = services.claim_next(worker=WORKER)
+    entry = transfers.transfer_claim_next(worker=WORKER)
     assert entry is not None and entry.meeting.title == SECRET_TITLE
     bar = row.get_by_role("progressbar")
     expect(bar).to_be_visible()
     expect(row).to_contain_text("Transferring now")
-    expect(line).to_have_count(0)
+    expect(bobs_line).to_have_count(0)
     expect(bob_page.locator("#running > li")).to_have_text("Another person's transfer")
     publish_progress(entry_id=entry.id, owner_id=alice.pk, stage="downloading", progress=0.5)
     expect(row).to_contain_text("Downloading from Fathom · 50%")
@@ -108,7 +109,7 @@ def test_alice_follows_her_transfer_while_bob_sees_the_line_move(
 
     # Done: the share link, and a notice on her queue page.
     share_url = f"{server.base_url}/share/test-token"
-    assert services.complete(entry_id=entry.id, worker=WORKER, result_url=share_url)
+    assert transfers.transfer_complete(entry_id=entry.id, worker=WORKER, result_url=share_url)
     link = row.get_by_role("link", name="Open the share link")
     expect(link).to_have_attribute("href", share_url)
     expect(row.get_by_role("progressbar")).to_have_count(0)
@@ -130,7 +131,7 @@ def test_a_failure_is_told_with_its_reason_and_can_be_retried(
 ):
     alice = make_user("alice")
     meeting = make_meeting(alice, "Roadmap review")
-    entry = services.enqueue(meeting=meeting)
+    entry = line.entry_enqueue(meeting=meeting)
 
     page = new_page(viewport=PHONE)
     sign_in(page, server.base_url, "alice")
@@ -138,10 +139,10 @@ def test_a_failure_is_told_with_its_reason_and_can_be_retried(
     expect(row).to_contain_text("In line: place 1")
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
 
-    assert services.claim_next(worker=WORKER).id == entry.id
+    assert transfers.transfer_claim_next(worker=WORKER).id == entry.id
     expect(row.get_by_role("progressbar")).to_be_visible()
     reason = "Fathom says the recording is gone (404)"
-    assert services.fail(entry_id=entry.id, worker=WORKER, error=reason)
+    assert fail_transfer(entry_id=entry.id, worker=WORKER, error=reason)
     expect(row).to_contain_text(f"Failed: {reason}.")
     expect(page.locator("#notices")).to_contain_text(f"“Roadmap review” failed: {reason}.")
     screenshot(page, "meetings-phone")

@@ -7,11 +7,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from queue_app import services
 from queue_app.models import EntryStatus, QueueEntry
 from queue_app.selectors import queue_state
+from queue_app.services import line, transfers
 from tests.browser.conftest import screenshot, sign_in
 from tests.processes import wait_until_idle
+from tests.queue_helpers import fail_transfer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,14 +30,16 @@ def test_staff_pause_and_resume_from_the_monitor(
 
     # History for the monitor, made here (this process asks no worker for work): one failed,
     # one completed, one running on a worker.
-    entry = services.enqueue(meeting=failed_one)
-    services.claim_next(worker="worker-3@host")
-    services.fail(entry_id=entry.id, worker="worker-3@host", error="Fathom refused (403)")
-    entry = services.enqueue(meeting=done_one)
-    services.claim_next(worker="worker-3@host")
-    services.complete(entry_id=entry.id, worker="worker-3@host", result_url="http://x/share/1")
-    services.enqueue(meeting=running_one)
-    services.claim_next(worker="worker-7@host")
+    entry = line.entry_enqueue(meeting=failed_one)
+    transfers.transfer_claim_next(worker="worker-3@host")
+    fail_transfer(entry_id=entry.id, worker="worker-3@host", error="Fathom refused (403)")
+    entry = line.entry_enqueue(meeting=done_one)
+    transfers.transfer_claim_next(worker="worker-3@host")
+    transfers.transfer_complete(
+        entry_id=entry.id, worker="worker-3@host", result_url="http://x/share/1"
+    )
+    line.entry_enqueue(meeting=running_one)
+    transfers.transfer_claim_next(worker="worker-7@host")
 
     monitor = new_page()
     sign_in(monitor, live_server_url, "admin", next_path="/monitor")

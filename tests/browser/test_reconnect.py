@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import expect
 
-from queue_app import services
 from queue_app.selectors import queue_state
+from queue_app.services import line, transfers
 from tests.browser.conftest import Daphne, screenshot, sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,8 +41,8 @@ def test_the_page_reconnects_resumes_and_takes_a_reset_snapshot(
 ):
     alice = make_user("alice")
     first, second, third = (make_meeting(alice, f"Meeting {n}") for n in ("one", "two", "three"))
-    entry_one = services.enqueue(meeting=first)
-    services.enqueue(meeting=second)
+    entry_one = line.entry_enqueue(meeting=first)
+    line.entry_enqueue(meeting=second)
 
     page = new_page()
     sign_in(page, server.base_url, "alice", next_path="/queue")
@@ -55,8 +55,8 @@ def test_the_page_reconnects_resumes_and_takes_a_reset_snapshot(
     expect(connection).to_have_attribute("data-state", "reconnecting")
     expect(connection).to_contain_text("Reconnecting")
     screenshot(page, "queue-reconnecting")
-    services.enqueue(meeting=third)
-    services.cancel(entry_id=entry_one.id)
+    line.entry_enqueue(meeting=third)
+    line.entry_cancel(entry_id=entry_one.id)
 
     # Back on the same port: the page resumes from its last seq and shows the line as it is.
     server.start()
@@ -67,10 +67,10 @@ def test_the_page_reconnects_resumes_and_takes_a_reset_snapshot(
     # Again, but the events it missed are pruned: the server sends a reset snapshot.
     server.stop()
     expect(connection).to_have_attribute("data-state", "reconnecting")
-    running = services.claim_next(worker="browser-test-worker")
+    running = transfers.transfer_claim_next(worker="browser-test-worker")
     assert running is not None and running.meeting_id == second.pk
-    services.retry(entry_id=entry_one.id)
-    assert services.prune_events(older_than=timedelta(0)) > 0
+    line.entry_retry(entry_id=entry_one.id)
+    assert line.events_prune(older_than=timedelta(0)) > 0
     server.start()
     expect(connection).to_have_attribute("data-state", "live", timeout=RECONNECT_TIMEOUT_MS)
     expect(page.locator("#running > li")).to_contain_text("Meeting two")
@@ -79,6 +79,6 @@ def test_the_page_reconnects_resumes_and_takes_a_reset_snapshot(
     assert page.evaluate("window.fathomloomClient.state.seq") == queue_state().last_seq
 
     # And it is live again: the next change shows once, at once.
-    services.cancel(entry_id=entry_one.id)
+    line.entry_cancel(entry_id=entry_one.id)
     expect(page.locator("#line > li")).to_have_count(1)
     assert line_of(page) == ["Place 1 · Meeting three"]

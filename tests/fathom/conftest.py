@@ -17,9 +17,9 @@ BOB_KEY = "sandbox-key-bob"
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess() as process:
-        yield process
+def sandbox(sandbox_process) -> SandboxProcess:
+    """The session's sandbox (tests/conftest.py); `control` resets it for each test."""
+    return sandbox_process
 
 
 @pytest.fixture

@@ -10,7 +10,12 @@ import redis
 from django.conf import settings
 
 from queue_app.integrations.fathom import FathomClient, FathomRateLimited
-from queue_app.integrations.ratelimit import DEFAULT_LIMITS, Limit, RateLimiter, key_fingerprint
+from queue_app.integrations.fathom.ratelimit import (
+    DEFAULT_LIMITS,
+    Limit,
+    RateLimiter,
+    key_fingerprint,
+)
 
 from .conftest import ALICE_KEY
 

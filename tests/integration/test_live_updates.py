@@ -12,11 +12,11 @@ from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from queue_app import services
+from queue_app.broadcast import publish_progress
 from queue_app.models import QueueEvent
+from queue_app.services import line
 from realtime import publisher, tickets
-from realtime.events import publish_progress
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 from tests.integration.wsclient import Socket, open_socket
 from tests.processes import login, start_daphne, ws_url
 
@@ -54,7 +54,7 @@ def test_each_viewer_sees_what_they_may(live_server_url, people, make_meeting):
         for socket in sockets.values():
             assert socket.recv()["type"] == "QueueSnapshot"
 
-        entry = services.enqueue(meeting=secret)
+        entry = line.entry_enqueue(meeting=secret)
         seen = {name: socket.recv_update() for name, socket in sockets.items()}
         assert {m["update_type"] for m in seen.values()} == {"meeting_added"}
         assert len({m["seq"] for m in seen.values()}) == 1, "one seq for everyone"
@@ -71,11 +71,11 @@ def test_each_viewer_sees_what_they_may(live_server_url, people, make_meeting):
         assert seen["bob"]["affected_user_id"] is None
 
         # More of the line moving: bob's own entry, a move, a cancel, a clear.
-        services.enqueue(meeting=bobs)
-        services.move(entry_id=entry.id, position="bottom")
-        services.cancel(entry_id=entry.id)
-        services.retry(entry_id=entry.id)
-        services.clear()
+        line.entry_enqueue(meeting=bobs)
+        line.entry_move(entry_id=entry.id, position="bottom")
+        line.entry_cancel(entry_id=entry.id)
+        line.entry_retry(entry_id=entry.id)
+        line.queue_clear()
         expected = [
             "meeting_added",
             "position_updated",
@@ -140,7 +140,7 @@ def test_resume_replays_exactly_what_was_missed(live_server_url, people, make_me
 
     missed = [make_meeting(alice if i % 2 else bob, f"meeting {i}") for i in range(20)]
     for meeting in missed:
-        services.enqueue(meeting=meeting)
+        line.entry_enqueue(meeting=meeting)
 
     with open_socket(live_server_url, session=session, query=f"?last_seq={last_seq}") as socket:
         replayed = [socket.recv() for _ in range(20)]
@@ -152,7 +152,7 @@ def test_resume_replays_exactly_what_was_missed(live_server_url, people, make_me
                 assert entry["title"] == meeting.title
             else:
                 assert set(entry) == PUBLIC_ENTRY_KEYS
-        services.cancel(entry_id=replayed[0]["queue"][0]["id"])
+        line.entry_cancel(entry_id=replayed[0]["queue"][0]["id"])
         live = socket.recv()
         assert (live["update_type"], live["seq"]) == ("meeting_removed", last_seq + 21)
 
@@ -163,7 +163,7 @@ def test_resume_replays_exactly_what_was_missed(live_server_url, people, make_me
         assert socket.nothing_pending()
 
     # Older than the retention window: a fresh snapshot that says so.
-    assert services.prune_events(older_than=timedelta(0)) == 20
+    assert line.events_prune(older_than=timedelta(0)) == 20
     with open_socket(live_server_url, session=session, query=f"?last_seq={last_seq}") as socket:
         reset = socket.recv()
         assert reset["type"] == "QueueSnapshot" and reset["reset"] is True
@@ -181,13 +181,13 @@ def test_lost_publishes_are_repaired_from_the_log(
         seq = socket.recv()["seq"]
         with monkeypatch.context() as patch:
             patch.setattr(publisher, "publish_to_group", lambda group, message: False)
-            services.enqueue(meeting=first)  # committed, never published
-        services.enqueue(meeting=second)
+            line.entry_enqueue(meeting=first)  # committed, never published
+        line.entry_enqueue(meeting=second)
         assert [socket.recv()["seq"] for _ in range(2)] == [seq + 1, seq + 2]
 
         with monkeypatch.context() as patch:
             patch.setattr(publisher, "publish_to_group", lambda group, message: False)
-            services.enqueue(meeting=third)  # lost, and no later event shows the gap
+            line.entry_enqueue(meeting=third)  # lost, and no later event shows the gap
         started = time.monotonic()
         assert socket.recv(timeout=10)["seq"] == seq + 3
         assert time.monotonic() - started < 6
@@ -202,7 +202,7 @@ def test_several_daphne_processes_share_the_stream(
     two = open_socket(second_server_url, session=login(second_server_url, "bob", PASSWORD))
     with one, two:
         one.recv(), two.recv()
-        services.enqueue(meeting=meeting)
+        line.entry_enqueue(meeting=meeting)
         a, b = one.recv(), two.recv()
         assert a["seq"] == b["seq"] and a["update_type"] == b["update_type"] == "meeting_added"
         assert a["queue"][0]["mine"] is True and set(b["queue"][0]) == PUBLIC_ENTRY_KEYS
@@ -212,7 +212,7 @@ def test_progress_reaches_owner_and_staff_only_and_is_coalesced(
     live_server_url, people, make_meeting
 ):
     alice, _, _ = people
-    entry = services.enqueue(meeting=make_meeting(alice, SECRET_TITLE))
+    entry = line.entry_enqueue(meeting=make_meeting(alice, SECRET_TITLE))
     sockets = {
         name: open_socket(live_server_url, session=login(live_server_url, name, PASSWORD))
         for name in ("alice", "bob", "admin")
@@ -326,7 +326,7 @@ def test_a_client_that_stops_reading_is_dropped_without_delaying_others(
             snapshot_seq = reader.recv()["seq"]
             meetings = [make_meeting(alice, f"{i:04d} " + "x" * 480) for i in range(400)]
             for meeting in meetings:
-                services.enqueue(meeting=meeting)
+                line.entry_enqueue(meeting=meeting)
             # The reader gets every event, however stuck the other socket is.
             seqs = [reader.recv(timeout=10)["seq"] for _ in meetings]
             assert seqs == list(range(snapshot_seq + 1, snapshot_seq + 401))

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from queue_app import services
 from queue_app.models import EntryStatus, QueueEntry, QueueEvent
-from tests.conftest import PASSWORD
+from queue_app.services import line
+from tests.helpers import PASSWORD
 from tests.integration.wsclient import open_socket
 from tests.processes import LOG_DIR, Process, login
 
@@ -99,7 +99,7 @@ def test_meetings_of_two_users_all_arrive_byte_identical(fleet, sandbox, make_us
         for socket in sockets.values():
             socket.recv()
         chosen = [alices[1001], alices[1002], alices[1003], bobs[2001], bobs[2002]]
-        entries = [services.enqueue(meeting=meeting) for meeting in chosen]
+        entries = [line.entry_enqueue(meeting=meeting) for meeting in chosen]
         done = wait_for([e.id for e in entries])
 
         for entry, meeting in zip(entries, chosen, strict=True):
@@ -137,7 +137,7 @@ def test_429_is_honoured_then_the_transfer_completes(fleet, sandbox, make_user, 
     sandbox.control.add_fault(
         "429", match="/recordings/1004/download", method="POST", retry_after=2
     )
-    entry = services.enqueue(meeting=meeting)
+    entry = line.entry_enqueue(meeting=meeting)
     final = wait_for([entry.id])[str(entry.id)]
     assert final.status == EntryStatus.COMPLETED, final.last_error
     assert final.attempts == 2
@@ -161,7 +161,7 @@ def test_two_server_errors_then_success_takes_three_attempts(
     sandbox.control.add_fault(
         "status", match="/recordings/1005/download", method="POST", status=503, times=2
     )
-    entry = services.enqueue(meeting=meeting)
+    entry = line.entry_enqueue(meeting=meeting)
     final = wait_for([entry.id])[str(entry.id)]
     assert (final.status, final.attempts) == (EntryStatus.COMPLETED, 3)
 
@@ -176,7 +176,7 @@ def test_not_found_fails_at_once_with_a_readable_reason_and_an_email(
     )
     mail_dir = LOG_DIR.parent / "test-mail"
     before = set(mail_dir.glob("*")) if mail_dir.exists() else set()
-    entry = services.enqueue(meeting=meeting)
+    entry = line.entry_enqueue(meeting=meeting)
     final = wait_for([entry.id])[str(entry.id)]
     assert (final.status, final.attempts) == (EntryStatus.FAILED, 1)
     assert "1006" in final.last_error and "404" in final.last_error
@@ -193,7 +193,7 @@ def test_a_truncated_download_is_retried_then_completes(fleet, sandbox, make_use
     alice = make_user("alice")
     meeting = connect_fathom(alice, "sandbox-key-alice")[1007]
     sandbox.control.add_fault("truncate", match="/signed/*", bytes=1000)
-    entry = services.enqueue(meeting=meeting)
+    entry = line.entry_enqueue(meeting=meeting)
     final = wait_for([entry.id])[str(entry.id)]
     assert (final.status, final.attempts) == (EntryStatus.COMPLETED, 2)
     assert fetch_share(fleet, final.result_url) == sandbox.control.recording_bytes(1007)
@@ -206,8 +206,11 @@ def test_malformed_answers_fail_the_entry_and_the_worker_carries_on(
     meetings = connect_fathom(alice, "sandbox-key-alice")
     sandbox.control.add_fault("malformed_json", match="/recordings/1008/download", method="POST")
     sandbox.control.add_fault("wrong_types", match="/recordings/1009/downloads/*", method="GET")
-    broken = [services.enqueue(meeting=meetings[1008]), services.enqueue(meeting=meetings[1009])]
-    healthy = services.enqueue(meeting=meetings[1010])
+    broken = [
+        line.entry_enqueue(meeting=meetings[1008]),
+        line.entry_enqueue(meeting=meetings[1009]),
+    ]
+    healthy = line.entry_enqueue(meeting=meetings[1010])
     done = wait_for([e.id for e in [*broken, healthy]])
     for entry in broken:
         final = done[str(entry.id)]
@@ -223,7 +226,7 @@ def test_a_worker_killed_mid_download_is_recovered_once(
     meeting = connect_fathom(alice, "sandbox-key-alice")[1011]
     # The first video request hangs long enough to kill the worker in the middle of it.
     sandbox.control.add_fault("slow", match="/signed/*", seconds=8)
-    entry = services.enqueue(meeting=meeting)
+    entry = line.entry_enqueue(meeting=meeting)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         row = QueueEntry.objects.get(pk=entry.pk)

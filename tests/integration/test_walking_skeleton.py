@@ -10,9 +10,9 @@ from asgiref.sync import sync_to_async
 from django.db import connection
 from websockets.asyncio.client import connect
 
-from queue_app import services
+from queue_app.services import line
 from realtime import publisher
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 from tests.processes import login, ws_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 def enqueue_and_close(meeting) -> None:
     """Enqueue from a worker thread, closing that thread's connection (it outlives the test)."""
     try:
-        services.enqueue(meeting=meeting)
+        line.entry_enqueue(meeting=meeting)
     finally:
         connection.close()
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from queue_app import services
 from queue_app.models import QueueEntry
+from queue_app.services import line, transfers
 from queue_app.transfer import LeaseKeeper, Progress, TransferCancelled
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the keeper's thread has its own connection
@@ -20,29 +20,29 @@ def running(settings, alice, make_meeting) -> QueueEntry:
     settings.QUEUE_DISPATCH_ON_COMMIT = False
     settings.QUEUE_LEASE_SECONDS = 1
     settings.QUEUE_HEARTBEAT_SECONDS = 0.1
-    services.enqueue(meeting=make_meeting(alice))
-    entry = services.claim_next(worker="")
-    assert services.begin(entry_id=entry.id, worker=WORKER)
+    line.entry_enqueue(meeting=make_meeting(alice))
+    entry = transfers.transfer_claim_next(worker="")
+    assert transfers.transfer_begin(entry_id=entry.id, worker=WORKER)
     return entry
 
 
 def test_the_lease_is_renewed_while_the_transfer_waits(running):
     with LeaseKeeper(entry_id=running.id, worker=WORKER) as lease:
         time.sleep(1.5)  # longer than the lease, with no progress at all
-        assert services.requeue_expired() == 0
+        assert len(transfers.transfers_requeue_expired()) == 0
         assert not lease.lost
     assert QueueEntry.objects.get(pk=running.pk).status == "running"
 
 
 def test_without_the_keeper_the_same_wait_loses_the_lease(running):
     time.sleep(1.5)
-    assert services.requeue_expired() == 1
+    assert len(transfers.transfers_requeue_expired()) == 1
     assert QueueEntry.objects.get(pk=running.pk).status == "queued"
 
 
 def test_a_cancelled_entry_stops_the_transfer_at_its_next_report(running):
     with LeaseKeeper(entry_id=running.id, worker=WORKER) as lease:
-        services.cancel(entry_id=running.id)
+        line.entry_cancel(entry_id=running.id)
         deadline = time.monotonic() + 5
         while not lease.lost and time.monotonic() < deadline:
             time.sleep(0.05)

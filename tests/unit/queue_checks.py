@@ -11,9 +11,10 @@ from typing import Any
 from django.conf import settings
 
 from queue_app import selectors
+from queue_app.client_state import apply_event, comparable, state_from_snapshot
+from queue_app.events import PUBLIC_ENTRY_FIELDS, Viewer, event_for_viewer
 from queue_app.models import ACTIVE_STATUSES, EntryStatus, QueueEntry, QueueEvent, QueueState
-from realtime.client_state import apply_event, comparable, state_from_snapshot
-from realtime.events import PUBLIC_ENTRY_FIELDS, Viewer, event_for_viewer
+from tests.protocol_schema import assert_valid_message
 
 
 def table_state() -> tuple[list[dict[str, Any]], tuple[bool, int], int]:
@@ -60,7 +61,11 @@ def assert_invariants() -> None:
 
 
 def snapshots_for(users: list[Any]) -> dict[int, dict[str, Any]]:
-    return {user.pk: selectors.queue_snapshot_for(user) for user in users}
+    """Each viewer's snapshot, checked against the documented schema."""
+    snapshots = {user.pk: selectors.queue_snapshot_for(user) for user in users}
+    for snapshot in snapshots.values():
+        assert_valid_message(snapshot)
+    return snapshots
 
 
 def assert_snapshot_matches_rows(
@@ -108,7 +113,8 @@ class ClientViews:
     def __init__(self, users: list[Any]) -> None:
         self.users = users
         self.states = {
-            user.pk: state_from_snapshot(selectors.queue_snapshot_for(user)) for user in users
+            user.pk: state_from_snapshot(s)
+            for user, s in zip(users, snapshots_for(users).values(), strict=True)
         }
 
     def catch_up(self) -> dict[int, list[dict[str, Any]]]:
@@ -122,6 +128,7 @@ class ClientViews:
                 for message in selectors.events_after(seq=state["seq"])
             ]
             for message in messages:
+                assert_valid_message(message)  # as Zulip's verify_action checks each event
                 state = apply_event(state, message)
             self.states[user.pk] = state
             received[user.pk] = messages

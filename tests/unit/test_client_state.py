@@ -12,15 +12,17 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from queue_app import selectors, services
-from queue_app.models import QueueEntry
-from realtime.client_state import (
+from queue_app import selectors
+from queue_app.client_state import (
     GapError,
     apply_event,
     comparable,
     state_from_snapshot,
 )
-from realtime.events import Viewer, event_for_viewer
+from queue_app.events import Viewer, event_for_viewer
+from queue_app.models import QueueEntry
+from queue_app.services import line, transfers
+from tests.queue_helpers import fail_transfer, wait_to_retry
 from tests.unit.queue_checks import ClientViews, assert_invariants, line_ids
 
 pytestmark = pytest.mark.django_db
@@ -33,11 +35,11 @@ def world(settings, alice, bob, staff, make_meeting) -> SimpleNamespace:
     settings.QUEUE_CONCURRENCY = 3
     w = SimpleNamespace(alice=alice, bob=bob, staff=staff, make_meeting=make_meeting)
     for name, owner in [("a0", alice), ("b0", bob)]:
-        setattr(w, name, services.enqueue(meeting=make_meeting(owner)))
-        services.claim_next(worker=f"worker-{name}")
-    services.schedule_retry(entry_id=w.b0.pk, worker="worker-b0", error="503", delay_seconds=3600)
+        setattr(w, name, line.entry_enqueue(meeting=make_meeting(owner)))
+        transfers.transfer_claim_next(worker=f"worker-{name}")
+    wait_to_retry(entry_id=w.b0.pk, worker="worker-b0", error="503", delay_seconds=3600)
     for name, owner in [("a1", alice), ("b1", bob), ("a2", alice), ("b2", bob)]:
-        setattr(w, name, services.enqueue(meeting=make_meeting(owner)))
+        setattr(w, name, line.entry_enqueue(meeting=make_meeting(owner)))
     assert line_ids() == [str(w.a1.pk), str(w.b1.pk), str(w.a2.pk), str(w.b2.pk)]
     return w
 
@@ -56,72 +58,72 @@ def make_due(entry: QueueEntry) -> None:
 
 
 def _claim_head(w: SimpleNamespace) -> None:
-    assert services.claim_next(worker="w").pk == w.a1.pk
+    assert transfers.transfer_claim_next(worker="w").pk == w.a1.pk
 
 
 def _claim_due_retry(w: SimpleNamespace) -> None:
     make_due(w.b0)
-    assert services.claim_next(worker="w").pk == w.b0.pk
+    assert transfers.transfer_claim_next(worker="w").pk == w.b0.pk
 
 
 def _exhaust_retries(w: SimpleNamespace) -> None:
     QueueEntry.objects.filter(pk=w.a0.pk).update(max_attempts=1)
-    services.schedule_retry(entry_id=w.a0.pk, worker="worker-a0", error="503", delay_seconds=1)
+    wait_to_retry(entry_id=w.a0.pk, worker="worker-a0", error="503", delay_seconds=1)
 
 
 def _claim_due_retry_too(w: SimpleNamespace) -> None:
     make_due(w.b0)
-    services.claim_next(worker="")
+    transfers.transfer_claim_next(worker="")
 
 
 def _requeue_two_expired(w: SimpleNamespace) -> None:
     expire_lease(w.a0)
     expire_lease(w.b0)
-    assert services.requeue_expired() == 2
+    assert len(transfers.transfers_requeue_expired()) == 2
 
 
 def _requeue_out_of_attempts(w: SimpleNamespace) -> None:
     QueueEntry.objects.filter(pk=w.a0.pk).update(max_attempts=1)
     expire_lease(w.a0)
-    assert services.requeue_expired() == 1
+    assert len(transfers.transfers_requeue_expired()) == 1
 
 
 # (name, the update types it must produce, setup that is not under test, the action)
 SCENARIOS: list[tuple[str, list[str], Callable[[Any], None], Callable[[Any], None]]] = [
     ("enqueue", ["meeting_added"], lambda w: None,
-     lambda w: services.enqueue(meeting=w.make_meeting(w.alice))),
+     lambda w: line.entry_enqueue(meeting=w.make_meeting(w.alice))),
     ("cancel queued mid-line", ["meeting_removed"], lambda w: None,
-     lambda w: services.cancel(entry_id=w.b1.pk)),
+     lambda w: line.entry_cancel(entry_id=w.b1.pk)),
     ("cancel running", ["meeting_removed"], lambda w: None,
-     lambda w: services.cancel(entry_id=w.a0.pk)),
+     lambda w: line.entry_cancel(entry_id=w.a0.pk)),
     ("cancel retrying", ["meeting_removed"], lambda w: None,
-     lambda w: services.cancel(entry_id=w.b0.pk)),
+     lambda w: line.entry_cancel(entry_id=w.b0.pk)),
     ("move back to front", ["position_updated"], lambda w: None,
-     lambda w: services.move(entry_id=w.b2.pk, position="top")),
+     lambda w: line.entry_move(entry_id=w.b2.pk, position="top")),
     ("move front to back", ["position_updated"], lambda w: None,
-     lambda w: services.move(entry_id=w.a1.pk, position="bottom")),
+     lambda w: line.entry_move(entry_id=w.a1.pk, position="bottom")),
     ("move into the middle", ["position_updated"], lambda w: None,
-     lambda w: services.move(entry_id=w.a1.pk, position=3)),
+     lambda w: line.entry_move(entry_id=w.a1.pk, position=3)),
     ("move to where it is", ["position_updated"], lambda w: None,
-     lambda w: services.move(entry_id=w.a2.pk, position=3)),
-    ("clear", ["queue_cleared"], lambda w: None, lambda w: services.clear()),
-    ("pause", ["queue_paused"], lambda w: None, lambda w: services.pause()),
-    ("resume", ["queue_resumed"], lambda w: services.pause(), lambda w: services.resume()),
+     lambda w: line.entry_move(entry_id=w.a2.pk, position=3)),
+    ("clear", ["queue_cleared"], lambda w: None, lambda w: line.queue_clear()),
+    ("pause", ["queue_paused"], lambda w: None, lambda w: line.queue_pause()),
+    ("resume", ["queue_resumed"], lambda w: line.queue_pause(), lambda w: line.queue_resume()),
     ("claim the head of the line", ["task_started"], lambda w: None, _claim_head),
     ("claim a retry that is due", ["task_started"], lambda w: None, _claim_due_retry),
     ("complete", ["task_completed"], lambda w: None,
-     lambda w: services.complete(entry_id=w.a0.pk, worker="worker-a0", result_url="https://x.test/1")),
+     lambda w: transfers.transfer_complete(entry_id=w.a0.pk, worker="worker-a0", result_url="https://x.test/1")),
     ("fail", ["task_failed"], lambda w: None,
-     lambda w: services.fail(entry_id=w.a0.pk, worker="worker-a0", error="404")),
+     lambda w: fail_transfer(entry_id=w.a0.pk, worker="worker-a0", error="404")),
     ("schedule a retry", ["task_retried"], lambda w: None,
-     lambda w: services.schedule_retry(entry_id=w.a0.pk, worker="worker-a0", error="503",
+     lambda w: wait_to_retry(entry_id=w.a0.pk, worker="worker-a0", error="503",
                                        delay_seconds=30)),
     ("schedule a retry past max_attempts", ["task_failed"], lambda w: None, _exhaust_retries),
-    ("retry a cancelled entry", ["task_retried"], lambda w: services.cancel(entry_id=w.a1.pk),
-     lambda w: services.retry(entry_id=w.a1.pk)),
+    ("retry a cancelled entry", ["task_retried"], lambda w: line.entry_cancel(entry_id=w.a1.pk),
+     lambda w: line.entry_retry(entry_id=w.a1.pk)),
     ("retry a failed entry", ["task_retried"],
-     lambda w: services.fail(entry_id=w.a0.pk, worker="worker-a0", error="404"),
-     lambda w: services.retry(entry_id=w.a0.pk)),
+     lambda w: fail_transfer(entry_id=w.a0.pk, worker="worker-a0", error="404"),
+     lambda w: line.entry_retry(entry_id=w.a0.pk)),
     ("requeue expired leases", ["task_retried", "task_retried"], _claim_due_retry_too,
      _requeue_two_expired),
     ("requeue an expired lease out of attempts", ["task_failed"], lambda w: None,
@@ -151,7 +153,7 @@ def test_events_bring_every_viewers_snapshot_up_to_date(
 
 def test_other_users_learn_only_that_the_line_moved(world: SimpleNamespace) -> None:
     seq = selectors.queue_snapshot_for(world.bob)["seq"]
-    services.move(entry_id=world.a2.pk, position="top")
+    line.entry_move(entry_id=world.a2.pk, position="top")
     [message] = selectors.events_after(seq=seq)
 
     for_bob = event_for_viewer(message, Viewer.of(world.bob))
@@ -169,8 +171,8 @@ def test_a_client_that_misses_an_event_does_not_match(world: SimpleNamespace) ->
     """The check above can fail: skipping an event, or a stale entry, is noticed."""
     staff = Viewer.of(world.staff)
     before = state_from_snapshot(selectors.queue_snapshot_for(world.staff))
-    services.move(entry_id=world.b2.pk, position="top")
-    services.cancel(entry_id=world.a1.pk)
+    line.entry_move(entry_id=world.b2.pk, position="top")
+    line.entry_cancel(entry_id=world.a1.pk)
     fresh = comparable(selectors.queue_snapshot_for(world.staff))
     first, second = (
         event_for_viewer(message, staff) for message in selectors.events_after(seq=before["seq"])
@@ -186,7 +188,7 @@ def test_a_client_that_misses_an_event_does_not_match(world: SimpleNamespace) ->
 def test_apply_event_leaves_its_input_alone(world: SimpleNamespace) -> None:
     state = state_from_snapshot(selectors.queue_snapshot_for(world.staff))
     copy_before = comparable(state)
-    services.clear()
+    line.queue_clear()
     [message] = selectors.events_after(seq=state["seq"])
     after = apply_event(state, event_for_viewer(message, Viewer.of(world.staff)))
     assert comparable(state) == copy_before
@@ -222,8 +224,8 @@ def test_clients_follow_from_an_empty_database(settings, alice, bob, staff, make
     clients = ClientViews([alice, bob, staff])
     assert {state["seq"] for state in clients.states.values()} == {0}
 
-    services.enqueue(meeting=make_meeting(bob))
-    services.claim_next(worker="w")
+    line.entry_enqueue(meeting=make_meeting(bob))
+    transfers.transfer_claim_next(worker="w")
 
     clients.catch_up()
     clients.assert_match_fresh_snapshots()

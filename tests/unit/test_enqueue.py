@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from queue_app import services
+from queue_app import errors
 from queue_app.models import EntryStatus, QueueEvent, QueueState
+from queue_app.services import line
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,7 @@ def test_enqueue_appends_one_event_and_publishes_after_commit(
     meeting = make_meeting(alice)
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        entry = services.enqueue(meeting=meeting)
+        entry = line.entry_enqueue(meeting=meeting)
     assert sent == [], "nothing is published before the transaction commits"
     for callback in callbacks:
         callback()
@@ -37,8 +38,8 @@ def test_enqueue_appends_one_event_and_publishes_after_commit(
 
 def test_enqueue_twice_is_refused_and_changes_nothing(alice, make_meeting):
     meeting = make_meeting(alice)
-    services.enqueue(meeting=meeting)
-    with pytest.raises(services.AlreadyQueued):
-        services.enqueue(meeting=meeting)
+    line.entry_enqueue(meeting=meeting)
+    with pytest.raises(errors.AlreadyQueued):
+        line.entry_enqueue(meeting=meeting)
     assert QueueEvent.objects.count() == 1
     assert meeting.entries.count() == 1

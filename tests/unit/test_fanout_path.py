@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from realtime import consumers
+from queue_app.events import Viewer, event_for_viewer
+from realtime import consumers, queue_feed
 from realtime import hub as hub_module
-from realtime.events import Viewer, event_for_viewer
 from realtime.hub import Hub, websocket_frame
 
 
@@ -176,11 +176,13 @@ def test_handlers_that_never_touch_the_database_skip_the_housekeeping(monkeypatc
 
 
 @pytest.mark.django_db
-def test_snapshot_entries_equal_entry_payload_of_each_model(django_user_model):
-    """active_entries() builds payloads from values() rows; they must be entry_payload's."""
-    from queue_app import selectors, services
+def test_an_entry_row_of_a_model_is_its_values_row(django_user_model):
+    """Events build entries from loaded models (entry_row), snapshots from values() rows:
+    the one payload builder must get the same row from both."""
+    from queue_app import selectors
+    from queue_app.events import ENTRY_COLUMNS, entry_payload, entry_row, username_column
     from queue_app.models import Meeting, QueueEntry
-    from realtime.events import entry_payload
+    from queue_app.services import line, transfers
 
     owner = django_user_model.objects.create_user(username="payload-owner", password="x")
     titles = [("Named", ""), ("", "Meeting title"), ("", "")]
@@ -188,11 +190,14 @@ def test_snapshot_entries_equal_entry_payload_of_each_model(django_user_model):
         meeting = Meeting.objects.create(
             owner=owner, recording_id=100 + n, title=title, meeting_title=meeting_title
         )
-        services.enqueue(meeting=meeting)
-    services.claim_next(worker="w1")
+        line.entry_enqueue(meeting=meeting)
+    transfers.transfer_claim_next(worker="w1")
+    rows = {row["id"]: row for row in QueueEntry.objects.values(*ENTRY_COLUMNS, username_column())}
+    for entry in QueueEntry.objects.select_related("meeting", "owner"):
+        assert entry_row(entry) == rows[entry.id]
     positions = selectors.entry_positions()
     expected = {
-        str(entry.id): entry_payload(entry, positions.get(entry.id))
+        str(entry.id): entry_payload(entry_row(entry), positions.get(entry.id))
         for entry in QueueEntry.objects.select_related("meeting", "owner")
     }
     got = selectors.active_entries()
@@ -210,8 +215,8 @@ class FakeLog:
     def __init__(self, monkeypatch, seq: int) -> None:
         self.seq = seq
         self.reads = 0
-        monkeypatch.setattr(hub_module, "_current_seq", lambda: self.seq)
-        monkeypatch.setattr(hub_module, "_queue_snapshot", self.read)
+        monkeypatch.setattr(queue_feed, "current_seq", lambda: self.seq)
+        monkeypatch.setattr(queue_feed, "queue_snapshot", self.read)
 
     def read(self) -> dict:
         self.reads += 1
@@ -253,7 +258,7 @@ def test_a_read_begun_before_the_hub_moved_on_is_not_shared_with_later_sockets(m
         gate.wait(5)
         return {**read(), "seq": seq}
 
-    monkeypatch.setattr(hub_module, "_queue_snapshot", slow_read)
+    monkeypatch.setattr(queue_feed, "queue_snapshot", slow_read)
     hub = Hub()
     hub.last_seq = 4
 
@@ -319,11 +324,11 @@ def test_a_resume_read_while_the_hub_moves_on_closes_nothing(monkeypatch):
         hub.add(other)
         hub.add(consumer)
 
-        def replay(last_seq: int) -> tuple[int, list]:
+        def replay(last_seq: int, limit: int) -> tuple[int, list]:
             hub.last_seq = 10  # delivered while this read ran
             return 9, []
 
-        monkeypatch.setattr(consumers, "_events_to_replay", replay)
+        monkeypatch.setattr(queue_feed, "events_to_replay", replay)
         await consumer._start_stream(9)
         await asyncio.sleep(0)
         assert hub.last_seq == 10 and not other.closed and other in hub.subscribers

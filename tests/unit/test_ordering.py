@@ -1,4 +1,4 @@
-"""The line's order: moves, the sparse ordering key and its renumbering, leases and retries."""
+"""The queued's order: moves, the sparse ordering key and its renumbering, leases and retries."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from queue_app import services
+from queue_app import errors
 from queue_app.models import EntryStatus, QueueEntry, QueueEvent
+from queue_app.services import line, transfers
+from tests.queue_helpers import fail_transfer, wait_to_retry
 from tests.unit.queue_checks import assert_invariants, line_ids
 
 pytestmark = pytest.mark.django_db
@@ -23,9 +25,9 @@ def _no_celery(settings) -> None:
 
 
 @pytest.fixture
-def line(alice, bob, make_meeting):
+def queued(alice, bob, make_meeting):
     """Five queued entries, alternating owners; returned front first."""
-    return [services.enqueue(meeting=make_meeting(owner)) for owner in [alice, bob] * 2 + [alice]]
+    return [line.entry_enqueue(meeting=make_meeting(owner)) for owner in [alice, bob] * 2 + [alice]]
 
 
 def entry_updates(queries: CaptureQueriesContext) -> list[str]:
@@ -36,46 +38,46 @@ def entry_updates(queries: CaptureQueriesContext) -> list[str]:
     ]
 
 
-def test_move_puts_the_entry_at_the_position_and_keeps_the_others_in_order(line) -> None:
-    ids = [str(entry.pk) for entry in line]
-    services.move(entry_id=line[4].pk, position=2)
+def test_move_puts_the_entry_at_the_position_and_keeps_the_others_in_order(queued) -> None:
+    ids = [str(entry.pk) for entry in queued]
+    line.entry_move(entry_id=queued[4].pk, position=2)
     assert line_ids() == [ids[0], ids[4], ids[1], ids[2], ids[3]]
-    services.move(entry_id=line[0].pk, position="bottom")
+    line.entry_move(entry_id=queued[0].pk, position="bottom")
     assert line_ids() == [ids[4], ids[1], ids[2], ids[3], ids[0]]
-    services.move(entry_id=line[3].pk, position="top")
+    line.entry_move(entry_id=queued[3].pk, position="top")
     assert line_ids() == [ids[3], ids[4], ids[1], ids[2], ids[0]]
-    services.move(entry_id=line[3].pk, position=4)
+    line.entry_move(entry_id=queued[3].pk, position=4)
     assert line_ids() == [ids[4], ids[1], ids[2], ids[3], ids[0]]
     assert_invariants()
 
 
-def test_a_move_is_one_row_update(line) -> None:
+def test_a_move_is_one_row_update(queued) -> None:
     with CaptureQueriesContext(connection) as queries:
-        services.move(entry_id=line[4].pk, position=2)
+        line.entry_move(entry_id=queued[4].pk, position=2)
     assert len(entry_updates(queries)) == 1
 
 
 @pytest.mark.parametrize("position", [0, -1, 6, 99, "2", "middle", None, 2.0, True])
-def test_a_bad_position_is_refused_and_changes_nothing(line, position) -> None:
+def test_a_bad_position_is_refused_and_changes_nothing(queued, position) -> None:
     before = line_ids()
-    with pytest.raises(services.InvalidPosition):
-        services.move(entry_id=line[0].pk, position=position)
+    with pytest.raises(errors.InvalidPosition):
+        line.entry_move(entry_id=queued[0].pk, position=position)
     assert line_ids() == before
-    assert QueueEvent.objects.count() == len(line)
+    assert QueueEvent.objects.count() == len(queued)
 
 
-def test_only_queued_entries_move(line) -> None:
-    claimed = services.claim_next(worker="w")
-    with pytest.raises(services.InvalidState):
-        services.move(entry_id=claimed.pk, position=1)
-    with pytest.raises(services.EntryNotFound):
-        services.move(entry_id="not-a-uuid", position=1)
+def test_only_queued_entries_move(queued) -> None:
+    claimed = transfers.transfer_claim_next(worker="w")
+    with pytest.raises(errors.InvalidState):
+        line.entry_move(entry_id=claimed.pk, position=1)
+    with pytest.raises(errors.EntryNotFound):
+        line.entry_move(entry_id="not-a-uuid", position=1)
 
 
 def test_moving_into_the_same_gap_again_and_again_renumbers_and_keeps_the_order(
     alice, make_meeting
 ) -> None:
-    entries = [services.enqueue(meeting=make_meeting(alice)) for _ in range(30)]
+    entries = [line.entry_enqueue(meeting=make_meeting(alice)) for _ in range(30)]
     expected = [str(entry.pk) for entry in entries]
     updates_per_move = []
     # Each move takes the back entry to second place, halving the gap after the first.
@@ -83,12 +85,12 @@ def test_moving_into_the_same_gap_again_and_again_renumbers_and_keeps_the_order(
         back = expected.pop()
         expected.insert(1, back)
         with CaptureQueriesContext(connection) as queries:
-            services.move(entry_id=back, position=2)
+            line.entry_move(entry_id=back, position=2)
         updates_per_move.append(len(entry_updates(queries)))
         assert line_ids() == expected
         assert_invariants()
     # The gap of 2**16 halves 16 times before it is used up: then one move renumbers the
-    # whole line (one update per entry) and the moves after it are single updates again.
+    # whole queued (one update per entry) and the moves after it are single updates again.
     renumbering = [i for i, count in enumerate(updates_per_move) if count > 1]
     assert len(renumbering) == 1, updates_per_move
     assert updates_per_move[renumbering[0]] == 1 + len(entries)
@@ -103,81 +105,81 @@ def expire(entry: QueueEntry) -> None:
     )
 
 
-def test_an_expired_lease_goes_back_to_the_front_and_is_claimed_again(line) -> None:
-    first = services.claim_next(worker="")
-    second = services.claim_next(worker="")
-    assert services.begin(entry_id=first.pk, worker="w1")
-    assert services.begin(entry_id=second.pk, worker="w2")
-    assert services.requeue_expired() == 0, "leases still good"
+def test_an_expired_lease_goes_back_to_the_front_and_is_claimed_again(queued) -> None:
+    first = transfers.transfer_claim_next(worker="")
+    second = transfers.transfer_claim_next(worker="")
+    assert transfers.transfer_begin(entry_id=first.pk, worker="w1")
+    assert transfers.transfer_begin(entry_id=second.pk, worker="w2")
+    assert len(transfers.transfers_requeue_expired()) == 0, "leases still good"
     expire(first)
     expire(second)
 
-    assert services.requeue_expired() == 2
-    # Both go before the line, in the order they were claimed in.
-    assert line_ids()[:3] == [str(first.pk), str(second.pk), str(line[2].pk)]
+    assert len(transfers.transfers_requeue_expired()) == 2
+    # Both go before the queued, in the order they were claimed in.
+    assert line_ids()[:3] == [str(first.pk), str(second.pk), str(queued[2].pk)]
     first.refresh_from_db()
     assert (first.status, first.worker, first.attempts) == (EntryStatus.QUEUED, "", 1)
     assert first.last_error == "The worker stopped responding."
     # The old worker is told to stop and cannot finish what is no longer its own.
-    assert not services.heartbeat(entry_id=first.pk, worker="w1")
-    assert not services.complete(entry_id=first.pk, worker="w1")
-    assert services.claim_next(worker="").pk == first.pk
-    assert services.claim_next(worker="").pk == second.pk
+    assert not transfers.transfer_heartbeat(entry_id=first.pk, worker="w1")
+    assert not transfers.transfer_complete(entry_id=first.pk, worker="w1")
+    assert transfers.transfer_claim_next(worker="").pk == first.pk
+    assert transfers.transfer_claim_next(worker="").pk == second.pk
     first.refresh_from_db()
     assert first.attempts == 2
     assert_invariants()
 
 
-def test_an_expired_lease_out_of_attempts_fails(line) -> None:
-    QueueEntry.objects.filter(pk=line[0].pk).update(max_attempts=2)
+def test_an_expired_lease_out_of_attempts_fails(queued) -> None:
+    QueueEntry.objects.filter(pk=queued[0].pk).update(max_attempts=2)
     for attempt in (1, 2):
-        entry = services.claim_next(worker="")
-        assert (entry.pk, entry.attempts) == (line[0].pk, attempt)
+        entry = transfers.transfer_claim_next(worker="")
+        assert (entry.pk, entry.attempts) == (queued[0].pk, attempt)
         expire(entry)
-        assert services.requeue_expired() == 1
+        assert len(transfers.transfers_requeue_expired()) == 1
     entry.refresh_from_db()
     assert entry.status == EntryStatus.FAILED
     assert "gave up after 2 attempts" in entry.last_error
     assert QueueEvent.objects.order_by("-seq").first().update_type == "task_failed"
-    assert services.claim_next(worker="").pk == line[1].pk
+    assert transfers.transfer_claim_next(worker="").pk == queued[1].pk
 
 
-def test_a_scheduled_retry_waits_then_goes_before_the_line(line) -> None:
-    entry = services.claim_next(worker="w")
-    assert services.schedule_retry(entry_id=entry.pk, worker="w", error="503", delay_seconds=60)
+def test_a_scheduled_retry_waits_then_goes_before_the_line(queued) -> None:
+    entry = transfers.transfer_claim_next(worker="w")
+    assert wait_to_retry(entry_id=entry.pk, worker="w", error="503", delay_seconds=60)
     entry.refresh_from_db()
     assert entry.status == EntryStatus.RETRYING
     assert (entry.worker, entry.last_error) == ("", "503")
     assert entry.next_attempt_at > timezone.now() + timedelta(seconds=50)
-    # Still waiting: the line goes on without it.
-    assert services.claim_next(worker="w").pk == line[1].pk
-    services.complete(entry_id=line[1].pk, worker="w")
+    # Still waiting: the queued goes on without it.
+    assert transfers.transfer_claim_next(worker="w").pk == queued[1].pk
+    transfers.transfer_complete(entry_id=queued[1].pk, worker="w")
     QueueEntry.objects.filter(pk=entry.pk).update(next_attempt_at=timezone.now())
-    again = services.claim_next(worker="w")
+    again = transfers.transfer_claim_next(worker="w")
     assert (again.pk, again.attempts) == (entry.pk, 2)
 
 
-def test_schedule_retry_fails_the_entry_after_max_attempts(line) -> None:
-    QueueEntry.objects.filter(pk=line[0].pk).update(max_attempts=3)
+def test_schedule_retry_fails_the_entry_after_max_attempts(queued) -> None:
+    QueueEntry.objects.filter(pk=queued[0].pk).update(max_attempts=3)
     for attempt in (1, 2, 3):
-        entry = services.claim_next(worker="w")
-        assert (entry.pk, entry.attempts) == (line[0].pk, attempt)
-        services.schedule_retry(entry_id=entry.pk, worker="w", error="timeout", delay_seconds=0)
+        entry = transfers.transfer_claim_next(worker="w")
+        assert (entry.pk, entry.attempts) == (queued[0].pk, attempt)
+        wait_to_retry(entry_id=entry.pk, worker="w", error="timeout", delay_seconds=0)
     entry.refresh_from_db()
     assert entry.status == EntryStatus.FAILED
     assert entry.last_error == "timeout (gave up after 3 attempts)"
-    # A manual retry starts over: attempts reset, back of the line.
-    services.retry(entry_id=entry.pk)
+    # A manual retry starts over: attempts reset, back of the queued.
+    line.entry_retry(entry_id=entry.pk)
     entry.refresh_from_db()
     assert (entry.status, entry.attempts, entry.last_error) == (EntryStatus.QUEUED, 0, "")
     assert line_ids()[-1] == str(entry.pk)
 
 
-def test_schedule_retry_by_another_worker_is_refused(line) -> None:
-    entry = services.claim_next(worker="w")
+def test_schedule_retry_by_another_worker_is_refused(queued) -> None:
+    entry = transfers.transfer_claim_next(worker="w")
     events = QueueEvent.objects.count()
-    assert not services.schedule_retry(entry_id=entry.pk, worker="x", error="e", delay_seconds=0)
-    assert not services.fail(entry_id=entry.pk, worker="x", error="e")
+    assert not wait_to_retry(entry_id=entry.pk, worker="x", error="e", delay_seconds=0)
+    assert not fail_transfer(entry_id=entry.pk, worker="x", error="e")
     assert QueueEvent.objects.count() == events
     entry.refresh_from_db()
     assert entry.status == EntryStatus.RUNNING

@@ -11,8 +11,8 @@ from collections import Counter
 import pytest
 from django.db import connection, connections
 
-from queue_app import services
 from queue_app.models import EntryStatus, Meeting, QueueEntry, QueueEvent
+from queue_app.services import line, transfers
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -49,7 +49,7 @@ def test_concurrent_claimers_take_each_entry_once_in_order_within_the_limit(
     meetings = Meeting.objects.bulk_create(
         Meeting(owner=alice, recording_id=i, title=f"m{i}") for i in range(ENTRIES)
     )
-    line = [str(services.enqueue(meeting=meeting).pk) for meeting in meetings]
+    order = [str(line.entry_enqueue(meeting=meeting).pk) for meeting in meetings]
     enqueued_seq = QueueEvent.objects.count()
 
     claimed: list[tuple[str, str]] = []  # (worker, entry id), appended by the claimers
@@ -63,7 +63,7 @@ def test_concurrent_claimers_take_each_entry_once_in_order_within_the_limit(
         try:
             start.wait()
             while not done.is_set():
-                entry = services.claim_next()
+                entry = transfers.transfer_claim_next()
                 if entry is None:
                     if not QueueEntry.objects.filter(status=EntryStatus.QUEUED).exists():
                         return
@@ -71,9 +71,9 @@ def test_concurrent_claimers_take_each_entry_once_in_order_within_the_limit(
                     continue
                 with claimed_lock:
                     claimed.append((name, str(entry.pk)))
-                assert services.begin(entry_id=entry.pk, worker=name)
+                assert transfers.transfer_begin(entry_id=entry.pk, worker=name)
                 time.sleep(HOLD_SECONDS)
-                assert services.complete(entry_id=entry.pk, worker=name, result_url="")
+                assert transfers.transfer_complete(entry_id=entry.pk, worker=name, result_url="")
         except BaseException as exc:
             errors.append(exc)
             done.set()
@@ -106,7 +106,7 @@ def test_concurrent_claimers_take_each_entry_once_in_order_within_the_limit(
     assert not errors, errors
 
     # Each entry claimed exactly once, and all of them completed.
-    assert Counter(entry_id for _, entry_id in claimed) == Counter(line)
+    assert Counter(entry_id for _, entry_id in claimed) == Counter(order)
     assert QueueEntry.objects.filter(status=EntryStatus.COMPLETED).count() == ENTRIES
     assert len({worker for worker, _ in claimed}) > 1, "the claimers did not overlap"
 
@@ -114,7 +114,7 @@ def test_concurrent_claimers_take_each_entry_once_in_order_within_the_limit(
     # The log is contiguous: one event per change, 200 enqueues then 200 starts and ends.
     assert [seq for seq, _, _ in events] == list(range(1, enqueued_seq + 2 * ENTRIES + 1))
     started = [str(entry_id) for _, kind, entry_id in events if kind == "task_started"]
-    assert started == line, "claims did not follow the line"
+    assert started == order, "claims did not follow the line"
 
     # Replay the log: the number running never passes the limit, and reaches it.
     running, most = 0, 0

@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from queue_app import services
+from queue_app import errors
 from queue_app.models import (
     ACTIVE_STATUSES,
     EntryStatus,
@@ -36,6 +36,8 @@ from queue_app.models import (
     QueueEvent,
     QueueState,
 )
+from queue_app.services import line, transfers
+from tests.queue_helpers import fail_transfer, wait_to_retry
 from tests.unit.queue_checks import (
     ClientViews,
     assert_invariants,
@@ -111,7 +113,7 @@ class QueueMachine(RuleBasedStateMachine):
         before = table_state()
         try:
             result = call()
-        except services.QueueError as exc:
+        except errors.QueueError as exc:
             event(f"refused: {exc.code}")
             self.outcomes[f"refused: {exc.code}"] += 1
             assert table_state() == before, "a refused change changed something"
@@ -138,44 +140,44 @@ class QueueMachine(RuleBasedStateMachine):
     def start_with_a_line(self, count: int) -> None:
         """Most runs start with a few entries, so that fewer steps go to building a line."""
         for meeting in self.meetings[:count]:
-            self.change(lambda m=meeting: services.enqueue(meeting=m), self.one_event)
+            self.change(lambda m=meeting: line.entry_enqueue(meeting=m), self.one_event)
 
     @rule(meeting=st.integers(min_value=0, max_value=100))
     def enqueue(self, meeting: int) -> None:
         target = self.meetings[meeting % len(self.meetings)]
         was_active = QueueEntry.objects.filter(meeting=target, status__in=ACTIVE_STATUSES).exists()
-        line = line_ids()
-        entry = self.change(lambda: services.enqueue(meeting=target), self.one_event)
+        waiting = line_ids()
+        entry = self.change(lambda: line.entry_enqueue(meeting=target), self.one_event)
         assert (entry is None) == was_active
         if entry is not None:
-            assert line_ids() == [*line, str(entry.pk)], "a new entry joins at the back"
+            assert line_ids() == [*waiting, str(entry.pk)], "a new entry joins at the back"
 
     @rule(choice=entry_choice)
     def cancel(self, choice: int) -> None:
         entry_id = self.pick(choice, *ACTIVE_STATUSES)
         was_active = QueueEntry.objects.filter(pk=entry_id, status__in=ACTIVE_STATUSES).exists()
-        line = [pk for pk in line_ids() if pk != entry_id]
-        cancelled = self.change(lambda: services.cancel(entry_id=entry_id), self.one_event)
+        waiting = [pk for pk in line_ids() if pk != entry_id]
+        cancelled = self.change(lambda: line.entry_cancel(entry_id=entry_id), self.one_event)
         assert (cancelled is not None) == was_active
-        assert line_ids() == line
+        assert line_ids() == waiting
 
     @rule(choice=entry_choice, position=positions)
     def move(self, choice: int, position: Any) -> None:
         entry_id = self.pick(choice, EntryStatus.QUEUED)
-        line = line_ids()
+        waiting = line_ids()
         moved = self.change(
-            lambda: services.move(entry_id=entry_id, position=position), self.one_event
+            lambda: line.entry_move(entry_id=entry_id, position=position), self.one_event
         )
         valid = (
-            entry_id in line
+            entry_id in waiting
             and (position in ("top", "bottom") or type(position) is int)
-            and (not isinstance(position, int) or 1 <= position <= len(line))
+            and (not isinstance(position, int) or 1 <= position <= len(waiting))
         )
-        assert (moved is not None) == valid, (entry_id in line, position, len(line))
+        assert (moved is not None) == valid, (entry_id in waiting, position, len(waiting))
         if moved is not None:
-            index = {"top": 0, "bottom": len(line) - 1}.get(position, position)
+            index = {"top": 0, "bottom": len(waiting) - 1}.get(position, position)
             index = index - 1 if isinstance(position, int) else index
-            expected = [pk for pk in line if pk != entry_id]
+            expected = [pk for pk in waiting if pk != entry_id]
             expected.insert(index, entry_id)
             assert line_ids() == expected
 
@@ -190,11 +192,11 @@ class QueueMachine(RuleBasedStateMachine):
             .values_list("id", flat=True)
             .first()
         )
-        line = line_ids()
+        waiting = line_ids()
         expected = None
         if not (state and state.paused) and running < CONCURRENCY:
-            expected = str(due) if due else (line[0] if line else None)
-        claimed = self.change(lambda: services.claim_next(worker=worker), self.one_event)
+            expected = str(due) if due else (waiting[0] if waiting else None)
+        claimed = self.change(lambda: transfers.transfer_claim_next(worker=worker), self.one_event)
         # A due retry goes first, else the head of the line; nothing when paused or full.
         assert (str(claimed.pk) if claimed else None) == expected
         if claimed is not None:
@@ -210,8 +212,8 @@ class QueueMachine(RuleBasedStateMachine):
         if entry.worker == "":
             # begin() is a lease update with no event (nothing a client sees changes).
             before = table_state()[2]
-            assert services.begin(entry_id=entry_id, worker=worker or "worker-x")
-            assert not services.begin(entry_id=entry_id, worker="someone-else")
+            assert transfers.transfer_begin(entry_id=entry_id, worker=worker or "worker-x")
+            assert not transfers.transfer_begin(entry_id=entry_id, worker="someone-else")
             assert table_state()[2] == before
             return entry_id, worker or "worker-x"
         return entry_id, entry.worker
@@ -228,10 +230,10 @@ class QueueMachine(RuleBasedStateMachine):
             return
         as_worker = owner if own else f"not-{owner}"
         done = self.change(
-            lambda: services.complete(entry_id=entry_id, worker=as_worker, result_url=""),
+            lambda: transfers.transfer_complete(entry_id=entry_id, worker=as_worker, result_url=""),
             self.one_event,
         )
-        assert done == own
+        assert (done is not None) == own
 
     @precondition(lambda self: self.running)
     @rule(choice=st.integers(min_value=0, max_value=100), worker=workers)
@@ -240,7 +242,7 @@ class QueueMachine(RuleBasedStateMachine):
         if entry_id is None:
             return
         assert self.change(
-            lambda: services.fail(entry_id=entry_id, worker=owner, error="404"), self.one_event
+            lambda: fail_transfer(entry_id=entry_id, worker=owner, error="404"), self.one_event
         )
         assert QueueEntry.objects.get(pk=entry_id).status == EntryStatus.FAILED
 
@@ -256,7 +258,7 @@ class QueueMachine(RuleBasedStateMachine):
             return
         entry = QueueEntry.objects.get(pk=entry_id)
         assert self.change(
-            lambda: services.schedule_retry(
+            lambda: wait_to_retry(
                 entry_id=entry_id, worker=owner, error="503", delay_seconds=delay
             ),
             self.one_event,
@@ -269,8 +271,8 @@ class QueueMachine(RuleBasedStateMachine):
     def retry(self, choice: int) -> None:
         entry_id = self.pick(choice, EntryStatus.FAILED, EntryStatus.CANCELLED)
         entry = QueueEntry.objects.filter(pk=entry_id).first()
-        line = line_ids()
-        retried = self.change(lambda: services.retry(entry_id=entry_id), self.one_event)
+        waiting = line_ids()
+        retried = self.change(lambda: line.entry_retry(entry_id=entry_id), self.one_event)
         allowed = (
             entry is not None
             and entry.status in (EntryStatus.FAILED, EntryStatus.CANCELLED)
@@ -282,7 +284,7 @@ class QueueMachine(RuleBasedStateMachine):
         )
         assert (retried is not None) == allowed
         if retried is not None:
-            assert line_ids() == [*line, entry_id]
+            assert line_ids() == [*waiting, entry_id]
             assert retried.attempts == 0
 
     @rule()
@@ -291,14 +293,14 @@ class QueueMachine(RuleBasedStateMachine):
             status__in=[EntryStatus.QUEUED, EntryStatus.RETRYING]
         ).count()
         running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).count()
-        assert self.change(services.clear, lambda n: 1) == waiting
+        assert self.change(line.queue_clear, lambda n: 1) == waiting
         assert QueueEntry.objects.filter(status__in=ACTIVE_STATUSES).count() == running
 
     @rule(paused=st.booleans())
     def pause_or_resume(self, paused: bool) -> None:
         state = QueueState.objects.filter(pk=1).first()
         was_paused = bool(state and state.paused)
-        done = self.change(services.pause if paused else services.resume, self.one_event)
+        done = self.change(line.queue_pause if paused else line.queue_resume, self.one_event)
         assert done == (was_paused != paused)
         assert QueueState.objects.get(pk=1).paused == paused
 
@@ -315,7 +317,7 @@ class QueueMachine(RuleBasedStateMachine):
         QueueEntry.objects.filter(pk__in=expired).update(
             lease_expires_at=timezone.now() - timedelta(seconds=1)
         )
-        count = self.change(services.requeue_expired, lambda n: n)
+        count = len(self.change(transfers.transfers_requeue_expired, len))
         assert count == len(expired)
         back = [str(pk) for pk in expired if QueueEntry.objects.get(pk=pk).status == "queued"]
         # Back at the front of the line, in the order they were first claimed.

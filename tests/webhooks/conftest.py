@@ -19,11 +19,6 @@ SECRET = "whsec_" + base64.b64encode(b"fathom-webhook-signing-key-32byt").decode
 API_KEY = "fk_live_webhook_tests_9f8e7d6c5b4a"
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def account(alice) -> FathomAccount:
     accounts.fathom_account_set_key(

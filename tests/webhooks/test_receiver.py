@@ -9,11 +9,13 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from queue_app import accounts, services
+from queue_app import accounts
+from queue_app.importing import deliveries_prune
 from queue_app.models import EntryStatus, Meeting, QueueEntry, QueueEvent, WebhookDelivery
-from queue_app.webhooks import prune_deliveries, sign
+from queue_app.services import line
+from queue_app.webhooks import sign
 from tests.accounts.fakes import meeting_json
-from tests.api.helpers import assert_error
+from tests.helpers import assert_error
 from tests.webhooks.conftest import SECRET, deliver
 
 pytestmark = pytest.mark.django_db
@@ -141,7 +143,7 @@ def test_with_auto_queue_on_the_meeting_is_queued_and_announced(account, alice):
 def test_auto_queue_does_not_queue_a_meeting_again_once_transferred(account, alice):
     accounts.fathom_account_set_auto_queue(user=alice, auto_queue=True)
     deliver(account, meeting_json(555), webhook_id="msg_a")
-    services.cancel(entry_id=QueueEntry.objects.get().pk)  # e.g. finished or cancelled
+    line.entry_cancel(entry_id=QueueEntry.objects.get().pk)  # e.g. finished or cancelled
 
     response = deliver(account, meeting_json(555), webhook_id="msg_b")
 
@@ -207,5 +209,5 @@ def test_seen_ids_older_than_a_week_are_pruned(account):
         received_at=timezone.now() - timedelta(days=8)
     )
 
-    assert prune_deliveries() == 1
+    assert deliveries_prune() == 1
     assert list(WebhookDelivery.objects.values_list("webhook_id", flat=True)) == ["msg_new"]

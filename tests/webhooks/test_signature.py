@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from queue_app.accounts import InvalidWebhookSecret, decode_webhook_secret
-from queue_app.webhooks import InvalidSignature, MissingHeaders, StaleTimestamp, sign, verify
+from queue_app.errors import InvalidSignature, MissingHeaders, StaleTimestamp
+from queue_app.webhooks import sign, verify
 
 # From the Standard Webhooks specification / Svix documentation.
 VECTOR_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -1,5 +1,5 @@
 /* The live queue in the browser: state from a snapshot, QueueUpdate events applied in seq
- * order with the rules of realtime/client_state.py, reconnecting by itself and resuming with
+ * order with the rules of queue_app/client_state.py, reconnecting by itself and resuming with
  * last_seq. Shared by every page; each page draws the state with its own script.
  * No build step: plain ES2020, one global (window.Fathomloom). */
 "use strict";

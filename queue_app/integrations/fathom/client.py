@@ -1,7 +1,7 @@
-"""Fathom's public API (https://api.fathom.ai/external/v1) as the workers use it.
+"""Fathom's public API (https://api.fathom.ai/external/v1) as the workers use it: the HTTP client.
 
-Errors say whether a retry can help (``transient``) and why, in words; the API key
-never appears in a message, URL or repr.
+The client raises the errors of ``errors``, turns answers into the types of ``parsing`` and
+draws a token from a ``ratelimit.RateLimiter`` (when given one) before every call.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -20,254 +20,41 @@ from urllib.parse import quote
 
 import httpx
 
+from queue_app.integrations.fathom.errors import (
+    FathomDownloadExpired,
+    FathomDownloadFailed,
+    FathomDownloadIncomplete,
+    FathomError,
+    FathomMalformedResponse,
+    FathomRateLimited,
+    FathomRejected,
+    FathomUnavailable,
+    malformed,
+)
+from queue_app.integrations.fathom.parsing import (
+    DownloadStatus,
+    FathomMeeting,
+    parse_download_status,
+    parse_meeting,
+    parse_meetings_page,
+)
+
 if TYPE_CHECKING:
-    from .ratelimit import RateLimiter
+    from queue_app.integrations.fathom.ratelimit import RateLimiter
 
 logger = logging.getLogger(__name__)
 
 
-class FathomError(Exception):
-    """A call to Fathom failed. ``transient`` says whether trying again later can help."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        transient: bool = False,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
-        self.status = status
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(reason={self.reason!r}, transient={self.transient}, "
-            f"status={self.status}, retry_after={self.retry_after})"
-        )
-
-
-class FathomRateLimited(FathomError):
-    """429: Fathom (or our shared token bucket) says to wait ``retry_after`` seconds."""
-
-    def __init__(
-        self, reason: str, *, status: int | None = 429, retry_after: float | None = None
-    ) -> None:
-        super().__init__(reason, transient=True, status=status, retry_after=retry_after)
-
-
-class FathomUnavailable(FathomError):
-    """5xx, timeouts, connection errors: Fathom may answer later."""
-
-    def __init__(
-        self, reason: str, *, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(reason, transient=True, status=status, retry_after=retry_after)
-
-
-class FathomRejected(FathomError):
-    """4xx other than 429: the same request will fail the same way."""
-
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason, transient=False, status=status)
-
-
-class FathomMalformedResponse(FathomError):
-    """Fathom answered with something that is not the documented shape."""
-
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason, transient=False, status=status)
-
-
-class FathomDownloadFailed(FathomError):
-    """Fathom could not produce the video (download status ``failed``, generation_failed)."""
-
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason, transient=False, status=status)
-
-
-class FathomDownloadExpired(FathomError):
-    """The download or its signed URL expired; asking for a fresh download fixes it."""
-
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason, transient=True, status=status)
-
-
-class FathomDownloadIncomplete(FathomError):
-    """The video stream ended early or had the wrong size; trying again can help."""
-
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason, transient=True, status=status)
-
-
-# --- Parsing -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FathomMeeting:
-    """One meeting from ``GET /meetings``; ``raw`` keeps the dict exactly as received."""
-
-    recording_id: int
-    title: str
-    meeting_title: str
-    url: str
-    share_url: str
-    recording_start_time: datetime | None
-    recording_end_time: datetime | None
-    created_at: datetime | None
-    summary: str
-    raw: dict[str, Any] = field(repr=False, compare=False)
-
-
-def _malformed(what: str, detail: str) -> FathomMalformedResponse:
-    return FathomMalformedResponse(f"Fathom sent a malformed {what}: {detail}")
-
-
-def _parse_time(value: object, name: str, what: str) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise _malformed(what, f"{name} is {type(value).__name__}, not a timestamp")
-    try:
-        # fromisoformat in 3.11 takes the trailing Z that Fathom sends.
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise _malformed(what, f"{name} {value[:40]!r} is not a timestamp") from None
-
-
-def _opt_str(data: dict[str, Any], name: str, what: str) -> str:
-    value = data.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise _malformed(what, f"{name} is {type(value).__name__}, not a string")
-    return value
-
-
-def parse_meeting(data: object) -> FathomMeeting:
-    """A meeting from Fathom's JSON: unknown fields ignored, missing optional ones empty.
-
-    Raises a permanent ``FathomMalformedResponse`` when ``data`` is not an object or its
-    ``recording_id`` is not an integer.
-    """
-    if not isinstance(data, dict):
-        raise _malformed("meeting", f"expected an object, got {type(data).__name__}")
-    recording_id = data.get("recording_id")
-    # bool is an int subclass; True is not a recording.
-    if not isinstance(recording_id, int) or isinstance(recording_id, bool):
-        raise _malformed(
-            "meeting", f"recording_id is {type(recording_id).__name__}, not an integer"
-        )
-    what = f"meeting (recording {recording_id})"
-    summary = ""
-    default_summary = data.get("default_summary")
-    if isinstance(default_summary, dict):
-        markdown = default_summary.get("markdown_formatted")
-        if isinstance(markdown, str):
-            summary = markdown
-    elif default_summary is not None:
-        raise _malformed(what, "default_summary is not an object")
-    title = _opt_str(data, "title", what)
-    meeting_title = _opt_str(data, "meeting_title", what)
-    return FathomMeeting(
-        recording_id=recording_id,
-        # Fathom's title is the recording's; the calendar event's title is the fallback.
-        title=title or meeting_title,
-        meeting_title=meeting_title,
-        url=_opt_str(data, "url", what),
-        share_url=_opt_str(data, "share_url", what),
-        recording_start_time=_parse_time(
-            data.get("recording_start_time"), "recording_start_time", what
-        ),
-        recording_end_time=_parse_time(data.get("recording_end_time"), "recording_end_time", what),
-        created_at=_parse_time(data.get("created_at"), "created_at", what),
-        summary=summary,
-        raw=data,
-    )
-
-
-@dataclass(frozen=True)
-class DownloadStatus:
-    """``GET /recordings/{id}/downloads/{download_id}``: where the video file stands."""
-
-    download_id: str
-    status: str  # "processing" | "completed" | "failed" | "expired"
-    video_url: str | None
-    file_size_bytes: int | None
-    raw: dict[str, Any] = field(repr=False, compare=False)
-    error_code: str | None = None  # e.g. "generation_failed" when status is "failed"
-    error_message: str | None = None
+DEFAULT_BASE_URL = "https://api.fathom.ai/external/v1"
 
 
 @dataclass(frozen=True)
 class DownloadedFile:
+    """A video ``download_video`` wrote: where, how many bytes, and their SHA-256."""
+
     path: Path
     size: int
     sha256: str
-
-
-DOWNLOAD_STATUSES = ("processing", "completed", "failed", "expired")
-
-
-def _opt_int(data: dict[str, Any], name: str, what: str) -> int | None:
-    value = data.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _malformed(what, f"{name} is {type(value).__name__}, not a size in bytes")
-    return value
-
-
-def parse_download_status(data: object, *, download_id: str | None = None) -> DownloadStatus:
-    """A download's status from Fathom's JSON; permanent ``FathomMalformedResponse`` if wrong."""
-    what = "download status"
-    if not isinstance(data, dict):
-        raise _malformed(what, f"expected an object, got {type(data).__name__}")
-    status = data.get("status")
-    if status not in DOWNLOAD_STATUSES:
-        shown = status if isinstance(status, str) else type(status).__name__
-        raise _malformed(what, f"status {str(shown)[:40]!r} is none of {DOWNLOAD_STATUSES}")
-    received_id = data.get("download_id", download_id)
-    if not isinstance(received_id, str) or not received_id:
-        raise _malformed(what, f"download_id is {type(received_id).__name__}, not a string")
-    video = data.get("video")
-    if video is None:
-        video = {}
-    if not isinstance(video, dict):
-        raise _malformed(what, "video is not an object")
-    url = video.get("url", data.get("video_url"))
-    if url is not None and not isinstance(url, str):
-        raise _malformed(what, f"video.url is {type(url).__name__}, not a string")
-    size = _opt_int(video, "file_size_bytes", what)
-    if size is None:
-        size = _opt_int(data, "file_size_bytes", what)
-    if status == "completed" and not url:
-        raise _malformed(what, "a completed download has no video.url")
-    error = data.get("error")
-    error_code = error_message = None
-    if isinstance(error, dict):
-        code, message = error.get("code"), error.get("message")
-        error_code = code if isinstance(code, str) else None
-        error_message = message if isinstance(message, str) else None
-    elif isinstance(error, str):
-        error_code = error
-    return DownloadStatus(
-        download_id=received_id,
-        status=status,
-        video_url=url,
-        file_size_bytes=size,
-        raw=data,
-        error_code=error_code,
-        error_message=error_message,
-    )
-
-
-# --- The client ----------------------------------------------------------------------------
-
-DEFAULT_BASE_URL = "https://api.fathom.ai/external/v1"
 
 
 def _default_base_url() -> str:
@@ -473,7 +260,7 @@ class FathomClient:
             page = self._request(
                 "GET", "/meetings", params=page_params, doing="listing meetings", subject="meetings"
             )
-            items, cursor = self._parse_page(page)
+            items, cursor = parse_meetings_page(page)
             for item in items:
                 yield parse_meeting(item)
             if not cursor:
@@ -485,18 +272,6 @@ class FathomClient:
                 )
             seen.add(cursor)
 
-    @staticmethod
-    def _parse_page(page: object) -> tuple[list[Any], str | None]:
-        if not isinstance(page, dict):
-            raise _malformed("meetings page", f"expected an object, got {type(page).__name__}")
-        items = page.get("items")
-        if not isinstance(items, list):
-            raise _malformed("meetings page", f"items is {type(items).__name__}, not a list")
-        cursor = page.get("next_cursor")
-        if cursor is not None and not isinstance(cursor, str):
-            raise _malformed("meetings page", f"next_cursor is {type(cursor).__name__}")
-        return items, cursor or None
-
     def check_key(self) -> None:
         """One cheap call that succeeds only with a working key; ``FathomError`` (401) if not."""
         page = self._request(
@@ -506,7 +281,7 @@ class FathomClient:
             doing="checking the API key",
             subject="meetings",
         )
-        self._parse_page(page)
+        parse_meetings_page(page)
 
     # --- downloads ------------------------------------------------------------------------
 
@@ -521,7 +296,7 @@ class FathomClient:
         )
         download_id = data.get("download_id") if isinstance(data, dict) else None
         if not isinstance(download_id, str) or not download_id:
-            raise _malformed(
+            raise malformed(
                 f"answer to the download request for recording {recording_id}",
                 f"download_id is {type(download_id).__name__}, not a string",
             )

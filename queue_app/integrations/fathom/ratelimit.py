@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from .fathom import FathomRateLimited, FathomUnavailable
+from queue_app.integrations.fathom.errors import FathomRateLimited, FathomUnavailable
 
 if TYPE_CHECKING:
     from redis import Redis

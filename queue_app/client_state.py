@@ -9,32 +9,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from queue_app.events import UPDATE_TYPES
+from queue_app.models import FINISHED_STATUSES
+
 # Fields that change without an event (progress ticks, a worker's heartbeat, the clock):
 # a client learns them from ProgressUpdate messages and a fresh snapshot, never from seq.
 LIVE_FIELDS = frozenset({"eta_seconds", "progress", "stage", "worker"})
 
 # An entry in one of these states has left the active list; events still carry it once
 # (completed, failed, cancelled) so the client knows to drop it.
-FINISHED = frozenset({"completed", "failed", "cancelled"})
-
-# What each update_type does to the client's state. The application is the same for all
-# of them (replace or drop the entries the event carries, then renumber the line); the
-# table documents the protocol and lets apply_event refuse a type it does not know.
-UPDATE_TYPES: dict[str, str] = {
-    "meeting_added": "a queued entry joins the line at its position (normally the back)",
-    "meeting_removed": "a queued, running or retrying entry is cancelled: drop it",
-    "position_updated": "a queued entry moves to its new position; the others shift",
-    "queue_cleared": "every queued and retrying entry is cancelled: drop each one carried",
-    "queue_paused": "no entries; the queue stops handing out work (paused = true)",
-    "queue_resumed": "no entries; work is handed out again (paused = false)",
-    "task_started": "a queued or retrying entry is running: it leaves the line",
-    "task_completed": "a running entry finished: drop it",
-    "task_failed": "a running entry failed for good: drop it",
-    "task_retried": (
-        "an entry is back: queued at its position (retry, lease expired) or waiting to "
-        "retry without a position (a transient failure)"
-    ),
-}
+FINISHED = frozenset(FINISHED_STATUSES)
 
 
 class GapError(Exception):

@@ -1,66 +1,33 @@
-"""Settings for fathomloom, read from the environment with working defaults.
+"""Settings common to every process, read from the environment with working defaults.
 
-Every variable read here is listed in the README's configuration table.
+Every variable read here is listed in the README's configuration table. Importing this
+module writes nothing: with DEBUG on and SECRET_KEY / CREDENTIAL_ENCRYPTION_KEYS unset it
+reads the development keys that scripts/stack.py keeps in VAR_DIR (`make run` makes them),
+and fathomloom/settings/checks.py refuses to start without the keys a process needs.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import sys
-import time
 from pathlib import Path
 
 import dj_database_url
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-# Runtime files (SQLite database, development secret, media, logs) live here, never in git.
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+from . import devkeys
+from .env import env_bool, env_float, env_int, env_list, env_str
 
-
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from exc
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return default
-    return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def _development_secret_key() -> str:
-    """A key kept in var/ so that daphne, the workers and restarts share sessions."""
-    path = VAR_DIR / "dev-secret-key"
-    if not path.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
-    return path.read_text().strip()
-
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+# Runtime files (SQLite database, development keys, media, logs) live here, never in git.
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    SECRET_KEY = _development_secret_key()
+# Required with DEBUG off (fathomloom/settings/checks.py); with DEBUG on and unset, the
+# development key shared by daphne, the workers and restarts (so sessions survive).
+SECRET_KEY = env_str("SECRET_KEY") or (
+    devkeys.read(VAR_DIR, devkeys.SECRET_KEY_FILE) if DEBUG else ""
+)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -79,10 +46,14 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "queue_app",
     "realtime",
+    # Start-up checks (the keys a process needs) and VAR_DIR: fathomloom/apps.py.
+    "fathomloom",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Every answer under /api/ is JSON, DEBUG pages included (queue_app/api/errors.py).
+    "queue_app.api.errors.JsonErrorsMiddleware",
     # daphne serves no static files itself: WhiteNoise serves the pages' CSS and JS (and the
     # admin's) from the same process, with DEBUG off too (as in the browser tests).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -113,10 +84,10 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # VAR_DIR itself is made at start-up (fathomloom/apps.py), not here.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         # IMMEDIATE takes SQLite's write lock when a transaction starts, so the queue's
@@ -126,45 +97,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # WAL lets daphne read while a worker writes.
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # A file, not :memory:, so that the daphne and Celery processes started by the
-    # integration tests see the same test database.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Fathom ---------------------------------------------------------------------------------
-FATHOM_API_BASE_URL = os.environ.get("FATHOM_API_BASE_URL", "https://api.fathom.ai/external/v1")
+FATHOM_API_BASE_URL = env_str("FATHOM_API_BASE_URL", "https://api.fathom.ai/external/v1")
 
 
 # --- Stored credentials ---------------------------------------------------------------------
-def _development_credential_key() -> str:
-    """A Fernet key kept in var/, shared by daphne and the workers, for DEBUG and tests only."""
-    path = VAR_DIR / "dev-credential-key"
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: two processes starting at once must not each write a different key, or
-        # what one encrypts the other could never decrypt.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as file:
-            file.write(Fernet.generate_key().decode())
-    for _ in range(100):  # another process may have created it and still be writing
-        key = path.read_text().strip()
-        if key:
-            return key
-        time.sleep(0.01)
-    raise ImproperlyConfigured(f"{path} is empty; delete it to have a new key made.")
-
-
 def _credential_keys() -> list[str]:
-    keys = env_list("CREDENTIAL_ENCRYPTION_KEYS", [])
-    if not keys and (DEBUG or "pytest" in sys.modules):
-        keys = [_development_credential_key()]
-        if "pytest" in sys.modules:
-            # The daphne and Celery processes that integration tests start inherit this
-            # environment and must decrypt what the test process encrypted.
-            os.environ["CREDENTIAL_ENCRYPTION_KEYS"] = keys[0]
+    keys = env_list("CREDENTIAL_ENCRYPTION_KEYS")
     for number, key in enumerate(keys, start=1):
         try:
             Fernet(key)
@@ -174,6 +115,9 @@ def _credential_keys() -> list[str]:
                 f"CREDENTIAL_ENCRYPTION_KEYS: key {number} is not a Fernet key (32 url-safe "
                 "base64-encoded bytes; see docs/credentials.md to make one)."
             ) from None
+    if not keys and DEBUG:
+        dev_key = devkeys.read(VAR_DIR, devkeys.CREDENTIAL_KEY_FILE)
+        keys = [dev_key] if dev_key else []
     return keys
 
 
@@ -183,14 +127,14 @@ def _credential_keys() -> list[str]:
 CREDENTIAL_ENCRYPTION_KEYS = _credential_keys()
 
 # --- Redis, Channels, Celery ----------------------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Shared by every process, so that API throttles count across all daphne processes.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": os.environ.get("CACHE_URL", REDIS_URL),
-        "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "fathomloom-cache"),
+        "LOCATION": env_str("CACHE_URL", REDIS_URL),
+        "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "fathomloom-cache"),
     }
 }
 
@@ -198,14 +142,14 @@ CACHES = {
 # queue event is one group_send to a group with one member per process, so the layer
 # carries a handful of messages per event, not one per socket. CHANNEL_LAYER_BACKEND
 # picks "core" (the default) or "pubsub"; docs/benchmarks.md compares them.
-CHANNEL_LAYER_BACKEND = os.environ.get("CHANNEL_LAYER_BACKEND", "core")
+CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "core")
 if CHANNEL_LAYER_BACKEND == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL}],
-                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "fathomloom"),
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "fathomloom"),
             },
         }
     }
@@ -224,14 +168,14 @@ else:
                         "max_connections": 1000,
                     }
                 ],
-                "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "fathomloom"),
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "fathomloom"),
                 "capacity": 1000,
                 "expiry": 60,
             },
         }
     }
 
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -256,37 +200,35 @@ QUEUE_MAX_ATTEMPTS = env_int("QUEUE_MAX_ATTEMPTS", 5)
 QUEUE_EVENT_RETENTION_HOURS = env_int("QUEUE_EVENT_RETENTION_HOURS", 24 * 7)
 # Celery beat: how often the dispatcher runs anyway, and the lease reaper looks for entries
 # whose worker died.
-QUEUE_DISPATCH_TICK_SECONDS = float(os.environ.get("QUEUE_DISPATCH_TICK_SECONDS", "10"))
-QUEUE_REAPER_SECONDS = float(os.environ.get("QUEUE_REAPER_SECONDS", "30"))
+QUEUE_DISPATCH_TICK_SECONDS = env_float("QUEUE_DISPATCH_TICK_SECONDS", 10.0)
+QUEUE_REAPER_SECONDS = env_float("QUEUE_REAPER_SECONDS", 30.0)
 # Transient failures wait base * 2**(attempt-1) seconds, with jitter, at most the maximum.
-QUEUE_RETRY_BASE_SECONDS = float(os.environ.get("QUEUE_RETRY_BASE_SECONDS", "5"))
-QUEUE_RETRY_MAX_SECONDS = float(os.environ.get("QUEUE_RETRY_MAX_SECONDS", "600"))
+QUEUE_RETRY_BASE_SECONDS = env_float("QUEUE_RETRY_BASE_SECONDS", 5.0)
+QUEUE_RETRY_MAX_SECONDS = env_float("QUEUE_RETRY_MAX_SECONDS", 600.0)
 # A running transfer renews its lease this often (well inside QUEUE_LEASE_SECONDS).
-QUEUE_HEARTBEAT_SECONDS = float(os.environ.get("QUEUE_HEARTBEAT_SECONDS", "10"))
+QUEUE_HEARTBEAT_SECONDS = env_float("QUEUE_HEARTBEAT_SECONDS", 10.0)
 # Fathom's limits per API key, shared by every worker through Redis token buckets.
 FATHOM_API_CALLS_PER_MINUTE = env_int("FATHOM_API_CALLS_PER_MINUTE", 60)
 FATHOM_DOWNLOADS_PER_MINUTE = env_int("FATHOM_DOWNLOADS_PER_MINUTE", 30)
 # How often a worker asks Fathom whether a requested download is ready.
-FATHOM_POLL_INTERVAL_SECONDS = float(os.environ.get("FATHOM_POLL_INTERVAL_SECONDS", "2"))
+FATHOM_POLL_INTERVAL_SECONDS = env_float("FATHOM_POLL_INTERVAL_SECONDS", 2.0)
 # Ask the dispatcher for work after each change that frees a slot or adds an entry; the beat
 # tick dispatches as well, so turning this off only slows the start of a transfer.
 QUEUE_DISPATCH_ON_COMMIT = env_bool("QUEUE_DISPATCH_ON_COMMIT", True)
 
 # --- Uploading ------------------------------------------------------------------------------
 # The backend that receives each video (docs/uploaders.md); the default keeps it here.
-UPLOADER_BACKEND = os.environ.get(
-    "UPLOADER_BACKEND", "queue_app.integrations.uploaders.LocalUploader"
-)
+UPLOADER_BACKEND = env_str("UPLOADER_BACKEND", "queue_app.integrations.uploaders.LocalUploader")
 # How this service is reached from outside, for share links (no trailing slash).
-PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
 # --- Email ----------------------------------------------------------------------------------
 # A failed transfer emails its owner. The console backend prints mail to the worker's log.
-EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
-EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "fathomloom <noreply@localhost>")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "fathomloom <noreply@localhost>")
 
 # --- Auth, API ------------------------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"
@@ -306,7 +248,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
-SPECTACULAR_SETTINGS = {"TITLE": "fathomloom API", "VERSION": "0.1.0"}
+# OpenAPI 3.1: its schemas are JSON Schema 2020-12, so the API documents entries and events
+# with the WebSocket's own schema (queue_app.events) as it is.
+SPECTACULAR_SETTINGS = {"TITLE": "fathomloom API", "VERSION": "0.1.0", "OAS_VERSION": "3.1.0"}
 
 # --- Static, media, i18n --------------------------------------------------------------------
 STATIC_URL = "static/"
@@ -314,7 +258,7 @@ STATIC_ROOT = VAR_DIR / "static"
 # WhiteNoise finds files in the apps' static/ folders itself (read once at start-up), so no
 # collectstatic step is needed to run; after a collectstatic, STATIC_ROOT is served as well.
 WHITENOISE_USE_FINDERS = True
-MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 
 LANGUAGE_CODE = "en-us"
@@ -322,7 +266,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

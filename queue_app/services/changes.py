@@ -1,0 +1,112 @@
+"""What every queue change shares. Each change that clients see is one transaction that
+1. locks the QueueState row (so writers are serialised and `seq` follows commit order),
+2. changes entry rows (by a transition of queue_app.transitions),
+3. appends exactly one QueueEvent, numbered from QueueState.last_seq,
+4. publishes the event with transaction.on_commit (queue_app.broadcast), so nobody hears
+   of a state the database does not hold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from uuid import UUID
+
+from celery import current_app
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from queue_app import broadcast, selectors
+from queue_app.errors import EntryNotFound
+from queue_app.events import entry_payload, entry_row
+from queue_app.models import QueueEntry, QueueEvent, QueueState
+
+logger = logging.getLogger(__name__)
+
+# The dispatcher task, by name: services ask for it without importing the tasks module
+# (tasks import services).
+DISPATCH_TASK = "queue_app.tasks.dispatch"
+
+
+def lock_queue() -> QueueState:
+    """Take the queue lock: the singleton state row, FOR UPDATE.
+
+    A data migration creates the row; a test database flush removes it, so the first
+    change after one creates it again.
+    """
+    state = QueueState.objects.select_for_update().filter(pk=1).first()
+    if state is None:
+        QueueState.objects.get_or_create(pk=1)
+        state = QueueState.objects.select_for_update().get(pk=1)
+    return state
+
+
+def locked_entry(entry_id: UUID | str) -> QueueEntry:
+    try:
+        return (
+            QueueEntry.objects.select_for_update(of=("self",))
+            .select_related("meeting", "owner")
+            .get(pk=entry_id)
+        )
+    # A malformed id ("abc") makes the UUID field raise ValidationError, not ValueError;
+    # it names no entry either, so callers get the same EntryNotFound instead of a 500.
+    except (QueueEntry.DoesNotExist, ValueError, ValidationError) as exc:
+        raise EntryNotFound("No such queue entry.") from exc
+
+
+def record(
+    state: QueueState,
+    update_type: str,
+    *,
+    entries: Iterable[QueueEntry],
+    global_position: int | None = None,
+    same_length: bool = False,
+) -> QueueEvent:
+    """Append the one event for this change and publish it after commit.
+
+    `same_length`: the change keeps every entry active (a claim, a move), so the queue's
+    length is the previous event's; counting the active entries is the costliest
+    statement under the lock on a long queue (~2 ms at 10,000, ~8 ms at 100,000).
+    """
+    entries = list(entries)
+    queue_length = None
+    if same_length:
+        queue_length = (
+            QueueEvent.objects.filter(seq=state.last_seq)
+            .values_list("queue_length", flat=True)
+            .first()
+        )
+    if queue_length is None:  # no previous event (or pruned): count
+        queue_length = selectors.active_entry_count()
+    state.last_seq += 1
+    state.save(update_fields=["last_seq", "updated_at"])
+    owners = {entry.owner_id for entry in entries}
+    event = QueueEvent.objects.create(
+        seq=state.last_seq,
+        update_type=update_type,
+        entry=entries[0] if len(entries) == 1 else None,
+        affected_user_id=owners.pop() if len(owners) == 1 else None,
+        global_position=global_position,
+        queue_length=queue_length,
+        paused=state.paused,
+        payload=[
+            entry_payload(entry_row(entry), selectors.entry_position(entry)) for entry in entries
+        ],
+    )
+    transaction.on_commit(lambda: broadcast.publish_event(event))
+    return event
+
+
+def request_dispatch() -> None:
+    """After commit, ask the dispatcher to hand out work: something became claimable."""
+    if not settings.QUEUE_DISPATCH_ON_COMMIT:
+        return
+
+    def send() -> None:
+        try:
+            current_app.send_task(DISPATCH_TASK)
+        except Exception:  # the beat tick dispatches anyway; a broker hiccup must not 500
+            logger.warning("could not request a dispatch; the next beat tick will do it")
+
+    transaction.on_commit(send)

@@ -1,0 +1,223 @@
+"""The line as users and staff shape it: enqueue, cancel, move, retry, clear, pause,
+resume, and pruning the event log. Each call is one transaction and one event
+(services.changes), and returns what it did.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+from uuid import UUID
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Min, Q
+from django.utils import timezone
+
+from queue_app import selectors, transitions
+from queue_app.errors import AlreadyQueued, InvalidPosition
+from queue_app.models import (
+    ACTIVE_STATUSES,
+    EntryStatus,
+    Meeting,
+    QueueEntry,
+    QueueEvent,
+    UpdateType,
+)
+from queue_app.services.changes import lock_queue, locked_entry, record, request_dispatch
+
+# Room between neighbouring order keys. Each move into a gap takes its midpoint, halving
+# it, so 16 moves into the same gap fit before the line is renumbered (tests/unit/test_ordering).
+KEY_GAP = 1 << 16
+
+Position = int | Literal["top", "bottom"]
+
+
+def back_key() -> int:
+    """An order key behind every queued entry."""
+    last = QueueEntry.objects.filter(status=EntryStatus.QUEUED).aggregate(k=Max("order_key"))["k"]
+    return (last or 0) + KEY_GAP
+
+
+def front_key() -> int:
+    """An order key ahead of every queued entry."""
+    first = QueueEntry.objects.filter(status=EntryStatus.QUEUED).aggregate(k=Min("order_key"))["k"]
+    return (first or 0) - KEY_GAP
+
+
+def _renumber_queued() -> None:
+    """Spread the line's keys out again; rare, when two neighbours have no room between."""
+    for index, entry_id in enumerate(
+        selectors.queued_entries().values_list("id", flat=True), start=1
+    ):
+        QueueEntry.objects.filter(pk=entry_id).update(order_key=index * KEY_GAP)
+
+
+def _key_for_position(entry: QueueEntry, position: int) -> int | None:
+    """A key that puts `entry` at `position` among the others, or None if there is no room."""
+    others = selectors.queued_entries().exclude(pk=entry.pk).values_list("order_key", flat=True)
+    # The keys just before and after the target place, among the other queued entries.
+    neighbours = [None, *others[:1]] if position == 1 else list(others[position - 2 : position])
+    before = neighbours[0]
+    after = neighbours[1] if len(neighbours) > 1 else None
+    if before is None:
+        return after - KEY_GAP if after is not None else KEY_GAP
+    if after is None:
+        return before + KEY_GAP
+    if after - before < 2:
+        return None
+    return (before + after) // 2
+
+
+def _refuse_if_in_line(meeting_id: int) -> None:
+    if QueueEntry.objects.filter(meeting_id=meeting_id, status__in=ACTIVE_STATUSES).exists():
+        raise AlreadyQueued("This meeting is already in the queue.")
+
+
+def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
+    """Put a meeting at the back of the line. Raises AlreadyQueued if it is in it."""
+    try:
+        with transaction.atomic():
+            state = lock_queue()
+            _refuse_if_in_line(meeting.pk)
+            created = QueueEntry.objects.create(
+                meeting=meeting,
+                owner_id=meeting.owner_id,
+                status=transitions.ENQUEUE.target,
+                order_key=back_key(),
+                max_attempts=max_attempts or settings.QUEUE_MAX_ATTEMPTS,
+            )
+            entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=created.pk)
+            record(
+                state,
+                transitions.ENQUEUE.update_type,
+                entries=[entry],
+                global_position=selectors.entry_position(entry),
+            )
+            request_dispatch()
+    except IntegrityError as exc:  # the partial unique index, if the check above raced
+        raise AlreadyQueued("This meeting is already in the queue.") from exc
+    return entry
+
+
+def entry_cancel(*, entry_id: UUID | str) -> QueueEntry:
+    """Take an entry out of the line (or stop it: its worker sees it at the next heartbeat)."""
+    with transaction.atomic():
+        state = lock_queue()
+        entry = locked_entry(entry_id)
+        transitions.CANCEL.check(entry)
+        former_position = selectors.entry_position(entry)
+        transitions.CANCEL.apply(entry, timezone.now())
+        record(
+            state, transitions.CANCEL.update_type, entries=[entry], global_position=former_position
+        )
+        request_dispatch()
+    return entry
+
+
+def entry_move(*, entry_id: UUID | str, position: Position) -> QueueEntry:
+    """Move a queued entry to `position` (1 is the front), "top" or "bottom"."""
+    with transaction.atomic():
+        state = lock_queue()
+        entry = locked_entry(entry_id)
+        transitions.MOVE.check(entry)
+        length = selectors.queued_entries().count()
+        if position == "top":
+            position = 1
+        elif position == "bottom":
+            position = length
+        if isinstance(position, bool) or not isinstance(position, int):
+            raise InvalidPosition("Position must be a whole number, 'top' or 'bottom'.")
+        if not 1 <= position <= length:
+            raise InvalidPosition(f"Position must be between 1 and {length}.")
+        if position != selectors.entry_position(entry):
+            key = _key_for_position(entry, position)
+            if key is None:
+                _renumber_queued()
+                key = _key_for_position(entry, position)
+            transitions.MOVE.apply(entry, timezone.now(), order_key=key)
+        record(
+            state,
+            transitions.MOVE.update_type,
+            entries=[entry],
+            global_position=position,
+            same_length=True,
+        )
+    return entry
+
+
+def entry_retry(*, entry_id: UUID | str) -> QueueEntry:
+    """Put a failed or cancelled entry back at the end of the line, attempts reset."""
+    try:
+        with transaction.atomic():
+            state = lock_queue()
+            entry = locked_entry(entry_id)
+            transitions.RETRY.check(entry)
+            _refuse_if_in_line(entry.meeting_id)
+            transitions.RETRY.apply(entry, timezone.now(), order_key=back_key())
+            record(
+                state,
+                transitions.RETRY.update_type,
+                entries=[entry],
+                global_position=selectors.entry_position(entry),
+            )
+            request_dispatch()
+    except IntegrityError as exc:
+        raise AlreadyQueued("This meeting is already in the queue.") from exc
+    return entry
+
+
+def queue_clear() -> int:
+    """Cancel every entry waiting in the line (running transfers go on). Returns how many."""
+    clear = transitions.CLEAR
+    with transaction.atomic():
+        state = lock_queue()
+        waiting = list(
+            QueueEntry.objects.select_for_update(of=("self",))
+            .select_related("meeting", "owner")
+            .filter(status__in=clear.sources)
+            .order_by("order_key")
+        )
+        if not waiting:
+            return 0
+        values = clear.values(timezone.now())
+        QueueEntry.objects.filter(pk__in=[entry.pk for entry in waiting]).update(**values)
+        for entry in waiting:
+            for name, value in values.items():
+                setattr(entry, name, value)
+        record(state, clear.update_type, entries=waiting)
+    return len(waiting)
+
+
+def _set_paused(paused: bool) -> bool:
+    with transaction.atomic():
+        state = lock_queue()
+        if state.paused == paused:
+            return False
+        state.paused = paused
+        state.save(update_fields=["paused", "updated_at"])
+        record(state, UpdateType.QUEUE_PAUSED if paused else UpdateType.QUEUE_RESUMED, entries=[])
+        if not paused:
+            request_dispatch()
+    return True
+
+
+def queue_pause() -> bool:
+    """Stop handing out work; running transfers finish. False if already paused."""
+    return _set_paused(True)
+
+
+def queue_resume() -> bool:
+    """Start handing out work again. False if not paused."""
+    return _set_paused(False)
+
+
+def events_prune(*, older_than: timedelta | None = None) -> int:
+    """Delete events past the retention window. Resuming from before it gets a snapshot."""
+    if older_than is None:
+        older_than = timedelta(hours=settings.QUEUE_EVENT_RETENTION_HOURS)
+    cutoff = timezone.now() - older_than
+    # Always keep the newest event: it tells a resuming client how far the log goes.
+    newest = QueueEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+    deleted, _ = QueueEvent.objects.filter(Q(created_at__lt=cutoff) & ~Q(seq=newest)).delete()
+    return deleted

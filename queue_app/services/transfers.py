@@ -1,0 +1,207 @@
+"""A transfer's lifecycle as workers drive it: claim the head of the line, begin it, keep
+its lease, store its progress, and end it (complete, or retry-or-fail by the retry
+policy); the reaper requeues transfers whose worker died. Each call returns what
+happened, so callers never re-read a row to learn the outcome.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from queue_app import retry_policy, selectors, transitions
+from queue_app.models import EntryStatus, QueueEntry
+from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
+from queue_app.services.changes import lock_queue, locked_entry, record, request_dispatch
+from queue_app.services.line import front_key
+
+# Errors are stored and shown to their owner; cap them so a huge response body cannot.
+MAX_ERROR_LENGTH = 2000
+WORKER_STOPPED = "The worker stopped responding."
+
+
+def _lease_until(now: datetime) -> datetime:
+    return now + timedelta(seconds=settings.QUEUE_LEASE_SECONDS)
+
+
+def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
+    """Take the head of the line for a transfer, if the queue runs and a slot is free.
+
+    A retrying entry whose wait is over goes before the line: it was at its head once.
+    """
+    with transaction.atomic():
+        state = lock_queue()
+        if state.paused:
+            return None
+        running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).count()
+        if running >= settings.QUEUE_CONCURRENCY:
+            return None
+        now = timezone.now()
+        candidates = QueueEntry.objects.select_for_update(
+            skip_locked=True, of=("self",)
+        ).select_related("meeting", "owner")
+        entry = (
+            candidates.filter(status=EntryStatus.RETRYING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at", "order_key")
+            .first()
+        ) or candidates.filter(status=EntryStatus.QUEUED).order_by(
+            "order_key", "created_at"
+        ).first()
+        if entry is None:
+            return None
+        # The head of the line is position 1 by definition (claims hold the queue lock, so
+        # nothing moves meanwhile); a retrying entry has no position. Saves a count query
+        # while the lock is held, which is what other claimers wait for.
+        former_position = 1 if entry.status == EntryStatus.QUEUED else None
+        transitions.CLAIM.apply(
+            entry,
+            now,
+            attempts=entry.attempts + 1,
+            worker=worker,
+            lease_expires_at=_lease_until(now),
+        )
+        record(
+            state,
+            transitions.CLAIM.update_type,
+            entries=[entry],
+            global_position=former_position,
+            same_length=True,
+        )
+    return entry
+
+
+def transfer_begin(*, entry_id: UUID | str, worker: str) -> bool:
+    """A worker takes a claimed entry for itself; False if another did or it is not running.
+
+    A conditional single-row update with no event (nothing a client sees changes), so it
+    needs no queue lock. Celery may deliver a message twice; only one run gets True.
+    """
+    now = timezone.now()
+    return bool(
+        QueueEntry.objects.filter(pk=entry_id, status=EntryStatus.RUNNING, worker="").update(
+            worker=worker, lease_expires_at=_lease_until(now), updated_at=now
+        )
+    )
+
+
+def transfer_heartbeat(*, entry_id: UUID | str, worker: str) -> bool:
+    """Renew a running entry's lease. False means stop: it was cancelled or taken back.
+
+    Like transfer_begin, a conditional single-row update with no event, so no queue lock.
+    """
+    return _renew_lease(entry_id, worker)
+
+
+def transfer_store_progress(
+    *, entry_id: UUID | str, worker: str, stage: str, progress: float
+) -> bool:
+    """Store a running entry's stage and progress (what snapshots show) and renew its
+    lease. False means stop: it was cancelled or taken back."""
+    return _renew_lease(entry_id, worker, stage=stage, progress=min(max(float(progress), 0.0), 1.0))
+
+
+def _renew_lease(entry_id: UUID | str, worker: str, **fields: object) -> bool:
+    now = timezone.now()
+    return bool(
+        QueueEntry.objects.filter(pk=entry_id, status=EntryStatus.RUNNING, worker=worker).update(
+            lease_expires_at=_lease_until(now), updated_at=now, **fields
+        )
+    )
+
+
+def _running_entry_of(entry_id: UUID | str, worker: str) -> QueueEntry | None:
+    entry = locked_entry(entry_id)
+    if entry.status != EntryStatus.RUNNING or entry.worker != worker:
+        return None
+    return entry
+
+
+def transfer_complete(
+    *, entry_id: UUID | str, worker: str, result_url: str = ""
+) -> QueueEntry | None:
+    """Record a finished transfer; None if the entry is no longer this worker's."""
+    with transaction.atomic():
+        state = lock_queue()
+        entry = _running_entry_of(entry_id, worker)
+        if entry is None:
+            return None
+        transitions.COMPLETE.apply(entry, timezone.now(), result_url=result_url)
+        record(state, transitions.COMPLETE.update_type, entries=[entry])
+        request_dispatch()
+    return entry
+
+
+def transfer_retry_or_fail(
+    *, entry_id: UUID | str, worker: str, failure: Failure
+) -> Decision | None:
+    """Apply the retry policy to a failed attempt: wait and retry, or fail for good.
+
+    Returns the decision (Retry with its delay, or GiveUp with the error stored), or None
+    if the entry is no longer this worker's (cancelled or taken back meanwhile).
+    """
+    with transaction.atomic():
+        state = lock_queue()
+        entry = _running_entry_of(entry_id, worker)
+        if entry is None:
+            return None
+        decision = retry_policy.decide(
+            failure, attempts=entry.attempts, max_attempts=entry.max_attempts
+        )
+        now = timezone.now()
+        if isinstance(decision, Retry):
+            step = transitions.WAIT_TO_RETRY
+            step.apply(
+                entry,
+                now,
+                last_error=decision.error[:MAX_ERROR_LENGTH],
+                next_attempt_at=now + timedelta(seconds=max(decision.delay_seconds, 0)),
+            )
+        else:
+            step = transitions.FAIL
+            step.apply(entry, now, last_error=decision.error[:MAX_ERROR_LENGTH])
+        record(state, step.update_type, entries=[entry])
+        request_dispatch()
+    return decision
+
+
+def transfers_requeue_expired() -> list[Decision]:
+    """Put running entries whose lease ran out (their worker died) back at the front of
+    the line, or fail them when the retry policy gives up. Returns a decision each."""
+    decisions: list[Decision] = []
+    failure = Failure(WORKER_STOPPED, transient=True)
+    with transaction.atomic():
+        state = lock_queue()
+        now = timezone.now()
+        expired = list(
+            QueueEntry.objects.select_for_update(of=("self",))
+            .select_related("meeting", "owner")
+            .filter(status=EntryStatus.RUNNING, lease_expires_at__lt=now)
+            .order_by("-started_at")
+        )
+        for entry in expired:
+            decision = retry_policy.decide(
+                failure, attempts=entry.attempts, max_attempts=entry.max_attempts
+            )
+            decisions.append(decision)
+            if isinstance(decision, GiveUp):
+                transitions.FAIL.apply(entry, now, last_error=decision.error)
+                record(state, transitions.FAIL.update_type, entries=[entry])
+                continue
+            # Straight back to the front, without the policy's wait: the worker died,
+            # not the remote, and the entry was at the head of the line once.
+            transitions.REQUEUE_EXPIRED.apply(
+                entry, now, order_key=front_key(), last_error=decision.error
+            )
+            record(
+                state,
+                transitions.REQUEUE_EXPIRED.update_type,
+                entries=[entry],
+                global_position=selectors.entry_position(entry),
+            )
+        if expired:
+            request_dispatch()
+    return decisions
