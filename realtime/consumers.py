@@ -40,9 +40,10 @@ MAX_PENDING_EVENTS = 5000
 SLOW_ABORT_SECONDS = 2.0
 # Handlers that run without Channels' aclose_old_connections(), a hop to the database
 # thread before every handler: about half of a stock consumer's 0.5-0.9 ms per message
-# (DESIGN.md). It never touches the database itself; where a client's resume does, it
-# goes through database_sync_to_async, which closes stale connections in the thread
-# that uses them. Connect and disconnect keep the housekeeping.
+# (measured before the hub; docs/benchmarks.md). It never touches the database itself;
+# where a client's resume does, it goes through database_sync_to_async, which closes
+# stale connections in the thread that uses them. Connect and disconnect keep the
+# housekeeping.
 HANDLERS_WITHOUT_DB_HOUSEKEEPING = frozenset({"websocket_receive"})
 
 
