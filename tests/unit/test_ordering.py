@@ -159,7 +159,7 @@ def test_a_scheduled_retry_waits_then_goes_before_the_line(queued) -> None:
     assert (again.pk, again.attempts) == (entry.pk, 2)
 
 
-def test_schedule_retry_fails_the_entry_after_max_attempts(queued) -> None:
+def test_a_transient_failure_fails_the_entry_after_max_attempts(queued) -> None:
     QueueEntry.objects.filter(pk=queued[0].pk).update(max_attempts=3)
     for attempt in (1, 2, 3):
         entry = transfers.transfer_claim_next(worker="w")
@@ -175,7 +175,7 @@ def test_schedule_retry_fails_the_entry_after_max_attempts(queued) -> None:
     assert line_ids()[-1] == str(entry.pk)
 
 
-def test_schedule_retry_by_another_worker_is_refused(queued) -> None:
+def test_retry_or_fail_by_another_worker_is_refused(queued) -> None:
     entry = transfers.transfer_claim_next(worker="w")
     events = QueueEvent.objects.count()
     assert not wait_to_retry(entry_id=entry.pk, worker="x", error="e", delay_seconds=0)

@@ -252,7 +252,7 @@ class QueueMachine(RuleBasedStateMachine):
         worker=workers,
         delay=st.sampled_from([0, 3600]),
     )
-    def schedule_retry(self, choice: int, worker: str, delay: int) -> None:
+    def wait_to_retry(self, choice: int, worker: str, delay: int) -> None:
         entry_id, owner = self.running_entry(choice, worker)
         if entry_id is None:
             return
