@@ -11,6 +11,7 @@ everyone else. realtime only moves the results.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -76,8 +77,10 @@ def isoformat(value: datetime | None) -> str | None:
 # --- entries ---------------------------------------------------------------------------------
 
 
+@functools.cache
 def username_column() -> str:
-    """The values() column holding an entry owner's username."""
+    """The values() column holding an entry owner's username (cached: entry_payload asks
+    once per entry, and a snapshot of 10,000 entries would pay ~2 us each)."""
     return "owner__" + get_user_model().USERNAME_FIELD
 
 
