@@ -32,6 +32,7 @@ from queue_app.models import (
     Meeting,
     QueueEntry,
     QueueEvent,
+    TransferAttempt,
 )
 from queue_app.services import line
 
@@ -234,6 +235,33 @@ class QueueChangeList(ChangeList):
             entry.line_position = positions.get(entry.pk)
 
 
+class TransferAttemptInline(admin.TabularInline):
+    """Every attempt at the entry's transfer, oldest first; read-only, like the entry."""
+
+    model = TransferAttempt
+    extra = 0
+    can_delete = False
+    ordering = ("started_at", "id")
+    fields = (
+        "number",
+        "outcome",
+        "error_kind",
+        "error",
+        "worker",
+        "started_at",
+        "finished_at",
+        "bytes_moved",
+        "retry_after_seconds",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(QueueEntry)
 class QueueEntryAdmin(admin.ModelAdmin):
     """The global queue: read-only rows, changed only through actions that call services."""
@@ -256,6 +284,7 @@ class QueueEntryAdmin(admin.ModelAdmin):
     list_per_page = 100
     action_form = QueueActionForm
     actions = [cancel_entries, retry_entries, move_to_top, move_to_bottom, move_to_position]
+    inlines = [TransferAttemptInline]
     fields = (
         "meeting_link",
         "owner",

@@ -126,6 +126,45 @@ class QueueEntry(models.Model):
         return self.status in ACTIVE_STATUSES
 
 
+class AttemptOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    RETRYING = "retrying", "Failed, will retry"
+    FAILED = "failed", "Failed for good"
+    REQUEUED = "requeued", "Worker lost, back in line"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class TransferAttempt(models.Model):
+    """One try at an entry's transfer, from its claim to its end: kept, so that retrying
+    an entry never erases how its earlier attempts went (counts come from here)."""
+
+    entry = models.ForeignKey(QueueEntry, on_delete=models.CASCADE, related_name="attempt_log")
+    # The entry's attempt number when claimed (it restarts at 1 after a manual retry).
+    number = models.PositiveIntegerField()
+    worker = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=16, choices=AttemptOutcome.choices, default=AttemptOutcome.RUNNING
+    )
+    error_kind = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    bytes_moved = models.BigIntegerField(null=True, blank=True)
+    # Fathom's Retry-After for this failure, in seconds, if it gave one.
+    retry_after_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [
+            models.Index(fields=["outcome", "finished_at"], name="attempt_outcome_finished"),
+            models.Index(fields=["entry", "started_at"], name="attempt_entry_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.entry_id} ({self.outcome})"
+
+
 class UpdateType(models.TextChoices):
     MEETING_ADDED = "meeting_added"
     MEETING_REMOVED = "meeting_removed"

@@ -21,6 +21,9 @@ class Failure:
     transient: bool
     # The remote's Retry-After, in seconds: never retry sooner.
     retry_after: float | None = None
+    # A stable name for the cause (FathomError.kind, UploadError.kind, "worker_lost"...):
+    # attempt histories and operators' filters group by it.
+    kind: str = "error"
 
 
 @dataclass(frozen=True)

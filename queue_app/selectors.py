@@ -31,11 +31,13 @@ from queue_app.events import (
 )
 from queue_app.models import (
     ACTIVE_STATUSES,
+    AttemptOutcome,
     EntryStatus,
     Meeting,
     QueueEntry,
     QueueEvent,
     QueueState,
+    TransferAttempt,
 )
 
 # Transfer times averaged for ETAs; the default stands in until one has completed.
@@ -274,25 +276,47 @@ def meetings_page_for(*, user: Any) -> dict[str, Any]:
     return {"snapshot": snapshot, "meetings": meetings}
 
 
-def recent_failures(*, since: Any, limit: int = 20) -> list[QueueEntry]:
-    """Transfers that failed for good since `since`, newest first, with their reasons."""
+def recent_failures(*, since: Any, limit: int = 20) -> list[TransferAttempt]:
+    """Attempts that failed for good since `since`, newest first, with their entries.
+
+    From the attempt history, so an entry retried since still shows its failure.
+    """
     return list(
-        QueueEntry.objects.filter(status=EntryStatus.FAILED, finished_at__gte=since)
-        .select_related("meeting", "owner")
+        TransferAttempt.objects.filter(outcome=AttemptOutcome.FAILED, finished_at__gte=since)
+        .select_related("entry__meeting", "entry__owner")
         .order_by("-finished_at")[:limit]
     )
+
+
+def attempts_of(entry: QueueEntry) -> list[dict[str, Any]]:
+    """Every attempt of an entry, oldest first, as the API and the admin show them."""
+    return [
+        {
+            "number": attempt.number,
+            "worker": attempt.worker,
+            "started_at": isoformat(attempt.started_at),
+            "finished_at": isoformat(attempt.finished_at),
+            "outcome": attempt.outcome,
+            "error_kind": attempt.error_kind,
+            "error": attempt.error,
+            "bytes_moved": attempt.bytes_moved,
+            "retry_after_seconds": attempt.retry_after_seconds,
+        }
+        for attempt in TransferAttempt.objects.filter(entry=entry).order_by("started_at", "id")
+    ]
 
 
 def queue_stats_since(*, since: Any) -> dict[str, Any]:
     """Throughput and waiting time over a window, for the staff monitor.
 
-    `completed` and `failed` count transfers that finished in the window; `mean_wait_seconds`
+    `completed` and `failed` count transfers that finished in the window (from the attempt
+    history: a failure retried since still counts); `mean_wait_seconds`
     averages, over transfers that started in it, the time from joining the line to starting
     (from created_at, as the admin's wait column does: entries have no queued_at), or None.
     """
-    finished = QueueEntry.objects.filter(finished_at__gte=since)
-    completed = finished.filter(status=EntryStatus.COMPLETED).count()
-    failed = finished.filter(status=EntryStatus.FAILED).count()
+    finished = TransferAttempt.objects.filter(finished_at__gte=since)
+    completed = finished.filter(outcome=AttemptOutcome.COMPLETED).count()
+    failed = finished.filter(outcome=AttemptOutcome.FAILED).count()
     started = QueueEntry.objects.filter(started_at__gte=since).values_list(
         "created_at", "started_at"
     )

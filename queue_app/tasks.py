@@ -22,7 +22,7 @@ from queue_app.transfer import TransferCancelled, TransferFailed, run_transfer
 
 logger = logging.getLogger(__name__)
 
-UNEXPECTED = Failure("An unexpected error stopped the transfer.", transient=True)
+UNEXPECTED = Failure("An unexpected error stopped the transfer.", transient=True, kind="unexpected")
 
 
 def worker_name() -> str:

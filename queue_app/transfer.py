@@ -38,9 +38,16 @@ STAGE_UPLOADING = "uploading"
 class TransferFailed(Exception):
     """A transfer that stopped. `reason` is for the owner to read; no secrets in it."""
 
-    def __init__(self, reason: str, *, transient: bool, retry_after: float | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        kind: str = "transfer_failed",
+    ):
         super().__init__(reason)
-        self.failure = Failure(reason, transient=transient, retry_after=retry_after)
+        self.failure = Failure(reason, transient=transient, retry_after=retry_after, kind=kind)
 
 
 class TransferCancelled(Exception):
@@ -144,11 +151,13 @@ def _fathom_client(entry: QueueEntry) -> FathomClient:
             "Your saved Fathom API key can no longer be read: connect your account again,"
             " then retry.",
             transient=False,
+            kind="credentials",
         ) from exc
     if not api_key:
         raise TransferFailed(
             "Your Fathom account is not connected: add your API key, then retry.",
             transient=False,
+            kind="credentials",
         )
     return fathom_client_for(api_key)
 
@@ -176,10 +185,10 @@ def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
                 return _download_and_upload(client, entry, progress)
     except FathomError as exc:
         raise TransferFailed(
-            exc.reason, transient=exc.transient, retry_after=exc.retry_after
+            exc.reason, transient=exc.transient, retry_after=exc.retry_after, kind=exc.kind
         ) from exc
     except UploadError as exc:
-        raise TransferFailed(exc.reason, transient=exc.transient) from exc
+        raise TransferFailed(exc.reason, transient=exc.transient, kind=exc.kind) from exc
 
 
 def _download_and_upload(client: FathomClient, entry: QueueEntry, progress: Progress) -> str:
@@ -193,7 +202,9 @@ def _download_and_upload(client: FathomClient, entry: QueueEntry, progress: Prog
     )
     if not ready.video_url:
         raise TransferFailed(
-            "Fathom said the download is ready but gave no video URL.", transient=True
+            "Fathom said the download is ready but gave no video URL.",
+            transient=True,
+            kind="fathom_malformed",
         )
     with tempfile.TemporaryDirectory(prefix="fathomloom-") as folder:
         progress.report(STAGE_DOWNLOADING, 0.0)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from queue_app import accounts, selectors
-from queue_app.models import QueueEntry
+from queue_app.models import TransferAttempt
 
 # The monitor's throughput, failures and mean wait cover this window.
 MONITOR_WINDOW = timedelta(hours=1)
@@ -103,18 +103,20 @@ def _monitor_data() -> dict[str, Any]:
     since = timezone.now() - MONITOR_WINDOW
     return {
         "stats": selectors.queue_stats_since(since=since),
-        "failures": [_failure(entry) for entry in selectors.recent_failures(since=since)],
+        "failures": [_failure(attempt) for attempt in selectors.recent_failures(since=since)],
     }
 
 
-def _failure(entry: QueueEntry) -> dict[str, Any]:
+def _failure(attempt: TransferAttempt) -> dict[str, Any]:
+    entry = attempt.entry
     return {
         "id": str(entry.id),
         "title": str(entry.meeting),
         "owner": entry.owner.get_username(),
-        "error": entry.last_error,
-        "attempts": entry.attempts,
-        "finished_at": entry.finished_at.isoformat() if entry.finished_at else None,
+        "error": attempt.error,
+        "error_kind": attempt.error_kind,
+        "attempts": attempt.number,
+        "finished_at": attempt.finished_at.isoformat() if attempt.finished_at else None,
         "admin_url": reverse("admin:queue_app_queueentry_change", args=[entry.pk]),
     }
 

@@ -11,7 +11,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from queue_app import events
-from queue_app.models import ACTIVE_STATUSES
+from queue_app.models import ACTIVE_STATUSES, AttemptOutcome
 
 # Ids are PostgreSQL bigints; anything larger cannot name a row, so it is bad input.
 MAX_BIGINT = 2**63 - 1
@@ -127,6 +127,44 @@ class MeetingPageSerializer(serializers.Serializer):
 # The wire format's own schemas (queue_app.events), so the API documents entries, snapshots
 # and events exactly as the WebSocket does: one definition, not a second serializer.
 ENTRY_SCHEMA = events.ENTRY_SCHEMA
+_FULL_ENTRY = events.ENTRY_SCHEMA["oneOf"][0]
+ATTEMPT_SCHEMA = {
+    "type": "object",
+    "required": [
+        "number",
+        "worker",
+        "started_at",
+        "finished_at",
+        "outcome",
+        "error_kind",
+        "error",
+        "bytes_moved",
+        "retry_after_seconds",
+    ],
+    "properties": {
+        "number": {"type": "integer", "minimum": 0},
+        "worker": {"type": "string"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "outcome": {"enum": list(AttemptOutcome.values)},
+        "error_kind": {"type": "string", "description": "Stable name of the cause."},
+        "error": {"type": "string"},
+        "bytes_moved": {"type": ["integer", "null"]},
+        "retry_after_seconds": {
+            "type": ["number", "null"],
+            "description": "Fathom's Retry-After for this failure, if it gave one.",
+        },
+    },
+}
+# GET /api/queue/{id}: the entry in full (only its owner and staff may ask) and its attempts.
+ENTRY_DETAIL_SCHEMA = {
+    **_FULL_ENTRY,
+    "required": [*_FULL_ENTRY["required"], "attempts"],
+    "properties": {
+        **_FULL_ENTRY["properties"],
+        "attempts": {"type": "array", "items": ATTEMPT_SCHEMA},
+    },
+}
 QUEUE_SNAPSHOT_SCHEMA = events.inline_entry_schema(events.SCHEMAS["QueueSnapshot"])
 EVENTS_PAGE_SCHEMA = {
     "type": "object",

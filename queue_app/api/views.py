@@ -170,6 +170,20 @@ class QueueView(ApiView):
 
 class EntryView(ApiView):
     @extend_schema(
+        operation_id="queue_entry_detail",
+        parameters=[ENTRY_ID],
+        responses={200: s.ENTRY_DETAIL_SCHEMA, **errors(401, 404)},
+        description=(
+            "An entry (its owner or staff) with every attempt at its transfer, oldest first:"
+            " a retry never erases an earlier failure."
+        ),
+    )
+    def get(self, request: Request, entry_id: str) -> Response:
+        entry = entry_or_404(request, entry_id)
+        detail = selectors.entry_detail_for(user=request.user, entry=entry)
+        return Response({**detail, "attempts": selectors.attempts_of(entry)})
+
+    @extend_schema(
         operation_id="queue_entry_cancel",
         parameters=[ENTRY_ID],
         responses={200: s.ENTRY_SCHEMA, **errors(401, 404, 409)},

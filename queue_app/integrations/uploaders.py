@@ -25,6 +25,8 @@ SHARE_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 class UploadError(Exception):
     """An upload that did not succeed. `transient` says whether trying again may help."""
 
+    kind = "upload_failed"
+
     def __init__(self, reason: str, *, transient: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason

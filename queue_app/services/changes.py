@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 from uuid import UUID
 
 from celery import current_app
@@ -20,7 +21,8 @@ from django.db import transaction
 from queue_app import broadcast, selectors
 from queue_app.errors import EntryNotFound
 from queue_app.events import entry_payload, entry_row
-from queue_app.models import QueueEntry, QueueEvent, QueueState
+from queue_app.models import QueueEntry, QueueEvent, QueueState, TransferAttempt
+from queue_app.retry_policy import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -110,3 +112,23 @@ def request_dispatch() -> None:
             logger.warning("could not request a dispatch; the next beat tick will do it")
 
     transaction.on_commit(send)
+
+
+def close_attempt(
+    entry: QueueEntry,
+    outcome: str,
+    now: datetime,
+    *,
+    failure: Failure | None = None,
+    error: str = "",
+    bytes_moved: int | None = None,
+) -> None:
+    """End the entry's open attempt (there is one while it runs) with `outcome`."""
+    TransferAttempt.objects.filter(entry=entry, finished_at__isnull=True).update(
+        finished_at=now,
+        outcome=outcome,
+        error_kind=failure.kind if failure is not None else "",
+        error=error,
+        retry_after_seconds=failure.retry_after if failure is not None else None,
+        bytes_moved=bytes_moved,
+    )

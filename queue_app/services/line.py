@@ -18,13 +18,20 @@ from queue_app import selectors, transitions
 from queue_app.errors import AlreadyQueued, InvalidPosition
 from queue_app.models import (
     ACTIVE_STATUSES,
+    AttemptOutcome,
     EntryStatus,
     Meeting,
     QueueEntry,
     QueueEvent,
     UpdateType,
 )
-from queue_app.services.changes import lock_queue, locked_entry, record, request_dispatch
+from queue_app.services.changes import (
+    close_attempt,
+    lock_queue,
+    locked_entry,
+    record,
+    request_dispatch,
+)
 
 # Room between neighbouring order keys. Each move into a gap takes its midpoint, halving
 # it, so 16 moves into the same gap fit before the line is renumbered (tests/unit/test_ordering).
@@ -107,7 +114,9 @@ def entry_cancel(*, entry_id: UUID | str) -> QueueEntry:
         entry = locked_entry(entry_id)
         transitions.CANCEL.check(entry)
         former_position = selectors.entry_position(entry)
-        transitions.CANCEL.apply(entry, timezone.now())
+        now = timezone.now()
+        transitions.CANCEL.apply(entry, now)
+        close_attempt(entry, AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
             state, transitions.CANCEL.update_type, entries=[entry], global_position=former_position
         )

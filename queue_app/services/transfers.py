@@ -14,9 +14,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from queue_app import retry_policy, selectors, transitions
-from queue_app.models import EntryStatus, QueueEntry
+from queue_app.models import AttemptOutcome, EntryStatus, QueueEntry, TransferAttempt
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
-from queue_app.services.changes import lock_queue, locked_entry, record, request_dispatch
+from queue_app.services.changes import (
+    close_attempt,
+    lock_queue,
+    locked_entry,
+    record,
+    request_dispatch,
+)
 from queue_app.services.line import front_key
 
 # Errors are stored and shown to their owner; cap them so a huge response body cannot.
@@ -64,6 +70,9 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
             worker=worker,
             lease_expires_at=_lease_until(now),
         )
+        TransferAttempt.objects.create(
+            entry=entry, number=entry.attempts, worker=worker, started_at=now
+        )
         record(
             state,
             transitions.CLAIM.update_type,
@@ -81,11 +90,16 @@ def transfer_begin(*, entry_id: UUID | str, worker: str) -> bool:
     needs no queue lock. Celery may deliver a message twice; only one run gets True.
     """
     now = timezone.now()
-    return bool(
+    begun = bool(
         QueueEntry.objects.filter(pk=entry_id, status=EntryStatus.RUNNING, worker="").update(
             worker=worker, lease_expires_at=_lease_until(now), updated_at=now
         )
     )
+    if begun:
+        TransferAttempt.objects.filter(entry_id=entry_id, finished_at__isnull=True).update(
+            worker=worker
+        )
+    return begun
 
 
 def transfer_heartbeat(*, entry_id: UUID | str, worker: str) -> bool:
@@ -121,7 +135,7 @@ def _running_entry_of(entry_id: UUID | str, worker: str) -> QueueEntry | None:
 
 
 def transfer_complete(
-    *, entry_id: UUID | str, worker: str, result_url: str = ""
+    *, entry_id: UUID | str, worker: str, result_url: str = "", bytes_moved: int | None = None
 ) -> QueueEntry | None:
     """Record a finished transfer; None if the entry is no longer this worker's."""
     with transaction.atomic():
@@ -129,7 +143,9 @@ def transfer_complete(
         entry = _running_entry_of(entry_id, worker)
         if entry is None:
             return None
-        transitions.COMPLETE.apply(entry, timezone.now(), result_url=result_url)
+        now = timezone.now()
+        transitions.COMPLETE.apply(entry, now, result_url=result_url)
+        close_attempt(entry, AttemptOutcome.COMPLETED, now, bytes_moved=bytes_moved)
         record(state, transitions.COMPLETE.update_type, entries=[entry])
         request_dispatch()
     return entry
@@ -152,17 +168,19 @@ def transfer_retry_or_fail(
             failure, attempts=entry.attempts, max_attempts=entry.max_attempts
         )
         now = timezone.now()
+        error = decision.error[:MAX_ERROR_LENGTH]
         if isinstance(decision, Retry):
-            step = transitions.WAIT_TO_RETRY
+            step, outcome = transitions.WAIT_TO_RETRY, AttemptOutcome.RETRYING
             step.apply(
                 entry,
                 now,
-                last_error=decision.error[:MAX_ERROR_LENGTH],
+                last_error=error,
                 next_attempt_at=now + timedelta(seconds=max(decision.delay_seconds, 0)),
             )
         else:
-            step = transitions.FAIL
-            step.apply(entry, now, last_error=decision.error[:MAX_ERROR_LENGTH])
+            step, outcome = transitions.FAIL, AttemptOutcome.FAILED
+            step.apply(entry, now, last_error=error)
+        close_attempt(entry, outcome, now, failure=failure, error=error)
         record(state, step.update_type, entries=[entry])
         request_dispatch()
     return decision
@@ -172,7 +190,7 @@ def transfers_requeue_expired() -> list[Decision]:
     """Put running entries whose lease ran out (their worker died) back at the front of
     the line, or fail them when the retry policy gives up. Returns a decision each."""
     decisions: list[Decision] = []
-    failure = Failure(WORKER_STOPPED, transient=True)
+    failure = Failure(WORKER_STOPPED, transient=True, kind="worker_lost")
     with transaction.atomic():
         state = lock_queue()
         now = timezone.now()
@@ -189,12 +207,18 @@ def transfers_requeue_expired() -> list[Decision]:
             decisions.append(decision)
             if isinstance(decision, GiveUp):
                 transitions.FAIL.apply(entry, now, last_error=decision.error)
+                close_attempt(
+                    entry, AttemptOutcome.FAILED, now, failure=failure, error=decision.error
+                )
                 record(state, transitions.FAIL.update_type, entries=[entry])
                 continue
             # Straight back to the front, without the policy's wait: the worker died,
             # not the remote, and the entry was at the head of the line once.
             transitions.REQUEUE_EXPIRED.apply(
                 entry, now, order_key=front_key(), last_error=decision.error
+            )
+            close_attempt(
+                entry, AttemptOutcome.REQUEUED, now, failure=failure, error=decision.error
             )
             record(
                 state,

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 PATHS = {
     "/api/auth/token": {"post", "delete"},
     "/api/queue": {"get", "post"},
-    "/api/queue/{entry_id}": {"delete"},
+    "/api/queue/{entry_id}": {"get", "delete"},
     "/api/queue/{entry_id}/retry": {"post"},
     "/api/queue/{entry_id}/move": {"post"},
     "/api/queue/clear": {"post"},

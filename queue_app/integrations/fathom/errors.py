@@ -13,6 +13,9 @@ from __future__ import annotations
 class FathomError(Exception):
     """A call to Fathom failed. ``transient`` says whether trying again later can help."""
 
+    # A stable name for attempt histories and filters; each subclass has its own.
+    kind = "fathom_error"
+
     def __init__(
         self,
         reason: str,
@@ -37,6 +40,8 @@ class FathomError(Exception):
 class FathomRateLimited(FathomError):
     """429: Fathom (or our shared token bucket) says to wait ``retry_after`` seconds."""
 
+    kind = "fathom_rate_limited"
+
     def __init__(
         self, reason: str, *, status: int | None = 429, retry_after: float | None = None
     ) -> None:
@@ -45,6 +50,8 @@ class FathomRateLimited(FathomError):
 
 class FathomUnavailable(FathomError):
     """5xx, timeouts, connection errors: Fathom may answer later."""
+
+    kind = "fathom_unavailable"
 
     def __init__(
         self, reason: str, *, status: int | None = None, retry_after: float | None = None
@@ -55,12 +62,16 @@ class FathomUnavailable(FathomError):
 class FathomRejected(FathomError):
     """4xx other than 429: the same request will fail the same way."""
 
+    kind = "fathom_rejected"
+
     def __init__(self, reason: str, *, status: int | None = None) -> None:
         super().__init__(reason, transient=False, status=status)
 
 
 class FathomMalformedResponse(FathomError):
     """Fathom answered with something that is not the documented shape."""
+
+    kind = "fathom_malformed"
 
     def __init__(self, reason: str, *, status: int | None = None) -> None:
         super().__init__(reason, transient=False, status=status)
@@ -69,6 +80,8 @@ class FathomMalformedResponse(FathomError):
 class FathomDownloadFailed(FathomError):
     """Fathom could not produce the video (download status ``failed``, generation_failed)."""
 
+    kind = "fathom_download_failed"
+
     def __init__(self, reason: str, *, status: int | None = None) -> None:
         super().__init__(reason, transient=False, status=status)
 
@@ -76,12 +89,16 @@ class FathomDownloadFailed(FathomError):
 class FathomDownloadExpired(FathomError):
     """The download or its signed URL expired; asking for a fresh download fixes it."""
 
+    kind = "fathom_download_expired"
+
     def __init__(self, reason: str, *, status: int | None = None) -> None:
         super().__init__(reason, transient=True, status=status)
 
 
 class FathomDownloadIncomplete(FathomError):
     """The video stream ended early or had the wrong size; trying again can help."""
+
+    kind = "download_incomplete"
 
     def __init__(self, reason: str, *, status: int | None = None) -> None:
         super().__init__(reason, transient=True, status=status)
