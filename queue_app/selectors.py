@@ -12,7 +12,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, OuterRef, QuerySet, Subquery, Window
+from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -327,3 +327,38 @@ def queue_stats_since(*, since: Any) -> dict[str, Any]:
         "mean_wait_seconds": round(sum(waits) / len(waits), 1) if waits else None,
         "since": isoformat(since),
     }
+
+
+# --- reads for operators (manage.py queue) ---------------------------------------------------
+
+
+def queue_counts() -> dict[str, int]:
+    """How many entries are in each status (every status listed, 0 where none)."""
+    counts = dict(
+        QueueEntry.objects.values_list("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    return {status: counts.get(status, 0) for status in EntryStatus.values}
+
+
+def failed_entries(*, error_kind: str | None = None, owner: str | None = None) -> QuerySet:
+    """Entries that failed for good, optionally by the error kind of their last attempt
+    and by owner's username; oldest failure first."""
+    entries = QueueEntry.objects.filter(status=EntryStatus.FAILED)
+    if owner is not None:
+        entries = entries.filter(**{username_column(): owner})
+    if error_kind is not None:
+        last_kind = TransferAttempt.objects.filter(entry=OuterRef("pk")).order_by(
+            "-started_at", "-id"
+        )
+        entries = entries.annotate(
+            last_error_kind=Subquery(last_kind.values("error_kind")[:1])
+        ).filter(last_error_kind=error_kind)
+    return entries.select_related("meeting", "owner").order_by("finished_at")
+
+
+def waiting_entries(*, owner: str | None = None) -> QuerySet:
+    """Entries waiting in line or to retry, optionally one owner's (by username)."""
+    entries = QueueEntry.objects.filter(status__in=[EntryStatus.QUEUED, EntryStatus.RETRYING])
+    if owner is not None:
+        entries = entries.filter(**{username_column(): owner})
+    return entries.select_related("meeting", "owner").order_by("order_key")
