@@ -126,6 +126,37 @@ def _apply_to_each(
         )
 
 
+def _apply_as_one_change(
+    modeladmin: QueueEntryAdmin,
+    request: HttpRequest,
+    entries: list[QueueEntry],
+    *,
+    service: Callable[..., line.BulkChange],
+    done: str,
+    failed: str,
+) -> None:
+    """Run one bulk service over the entries (one transaction, one event) and report how
+    many it changed and which it refused, why."""
+    result = service(entry_ids=[entry.pk for entry in entries], owner=None)
+    by_id = {str(entry.pk): entry for entry in entries}
+    for entry in result.entries:
+        modeladmin.log_change(request, entry, f"{done} from the admin.")
+    if result.entries:
+        modeladmin.message_user(
+            request, f"{done} {_entries(len(result.entries))}.", messages.SUCCESS
+        )
+    if result.refused:
+        reasons = [
+            f"“{by_id[r.id].meeting}” ({by_id[r.id].owner.get_username()}): {r.detail}"
+            for r in result.refused
+        ]
+        modeladmin.message_user(
+            request,
+            f"Could not {failed} {_entries(len(reasons))}: " + "; ".join(reasons),
+            messages.ERROR,
+        )
+
+
 def _in_line_order(queryset: QuerySet[QueueEntry]) -> list[QueueEntry]:
     return list(queryset.select_related("meeting", "owner").order_by("order_key", "created_at"))
 
@@ -134,11 +165,11 @@ def _in_line_order(queryset: QuerySet[QueueEntry]) -> list[QueueEntry]:
 def cancel_entries(
     modeladmin: QueueEntryAdmin, request: HttpRequest, queryset: QuerySet[QueueEntry]
 ) -> None:
-    _apply_to_each(
+    _apply_as_one_change(
         modeladmin,
         request,
         _in_line_order(queryset),
-        service=lambda entry: line.entry_cancel(entry_id=entry.pk),
+        service=line.entries_cancel,
         done="Cancelled",
         failed="cancel",
     )
@@ -148,11 +179,11 @@ def cancel_entries(
 def retry_entries(
     modeladmin: QueueEntryAdmin, request: HttpRequest, queryset: QuerySet[QueueEntry]
 ) -> None:
-    _apply_to_each(
+    _apply_as_one_change(
         modeladmin,
         request,
         _in_line_order(queryset),
-        service=lambda entry: line.entry_retry(entry_id=entry.pk),
+        service=line.entries_retry,
         done="Retried",
         failed="retry",
     )

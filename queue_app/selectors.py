@@ -202,6 +202,27 @@ def entry_detail_for(*, user: Any, entry: QueueEntry) -> dict[str, Any]:
     return entry_for_viewer(payload, Viewer.of(user))
 
 
+def entries_detail_for(*, user: Any, entries: list[QueueEntry]) -> list[dict[str, Any]]:
+    """Several entries as `user` sees them, with positions and ETAs, in a fixed number of
+    queries (a bulk of 2,000 would otherwise count the line 2,000 times)."""
+    positions = entry_positions()
+    mean, concurrency = average_transfer_seconds(), settings.QUEUE_CONCURRENCY
+    viewer = Viewer.of(user)
+    result = []
+    for entry in entries:
+        position = positions.get(entry.pk)
+        payload = entry_payload(entry_row(entry), position)
+        payload["eta_seconds"] = eta_seconds(
+            position=position,
+            status=entry.status,
+            started_at=entry.started_at,
+            mean=mean,
+            concurrency=concurrency,
+        )
+        result.append(entry_for_viewer(payload, viewer))
+    return result
+
+
 def meeting_of(*, user: Any, meeting_id: int) -> Meeting | None:
     """The user's own meeting with this id, or None (also for someone else's meeting)."""
     return Meeting.objects.filter(owner_id=user.pk, pk=meeting_id).first()

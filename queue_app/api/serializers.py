@@ -28,8 +28,31 @@ class TokenObtainInputSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
+# The most meetings or entries one bulk request may name (one transaction, one event).
+MAX_BULK = 5000
+
+
 class EnqueueInputSerializer(serializers.Serializer):
-    meeting_id = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT)
+    """One meeting (`meeting_id`) or several (`meeting_ids`, in the order to queue them)."""
+
+    meeting_id = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, required=False)
+    meeting_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_BIGINT),
+        min_length=1,
+        max_length=MAX_BULK,
+        required=False,
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("meeting_id" in attrs) == ("meeting_ids" in attrs):
+            raise serializers.ValidationError("Give either meeting_id or meeting_ids.")
+        return attrs
+
+
+class EntryIdsInputSerializer(serializers.Serializer):
+    entry_ids = serializers.ListField(
+        child=serializers.CharField(max_length=64), min_length=1, max_length=MAX_BULK
+    )
 
 
 @extend_schema_field(
@@ -159,12 +182,40 @@ ATTEMPT_SCHEMA = {
 # GET /api/queue/{id}: the entry in full (only its owner and staff may ask) and its attempts.
 ENTRY_DETAIL_SCHEMA = {
     **_FULL_ENTRY,
-    "required": [*_FULL_ENTRY["required"], "attempts"],
+    "required": [*_FULL_ENTRY["required"], "attempt_history"],
     "properties": {
         **_FULL_ENTRY["properties"],
-        "attempts": {"type": "array", "items": ATTEMPT_SCHEMA},
+        # Beside `attempts`, the entry's count since its last manual retry.
+        "attempt_history": {"type": "array", "items": ATTEMPT_SCHEMA},
     },
 }
+def bulk_result_schema(id_name: str) -> dict[str, Any]:
+    """A bulk change's answer: the entries it changed and, per item refused, why."""
+    return {
+        "type": "object",
+        "required": ["entries", "refused"],
+        "properties": {
+            "entries": {"type": "array", "items": ENTRY_SCHEMA},
+            "refused": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": [id_name, "code", "detail"],
+                    "properties": {
+                        id_name: {"type": "string"},
+                        "code": {
+                            "type": "string",
+                            "description": "`not_found`, `not_yours`, `already_queued` or "
+                            "`invalid_state`.",
+                        },
+                        "detail": {"type": "string"},
+                    },
+                },
+            },
+        },
+    }
+
+
 QUEUE_SNAPSHOT_SCHEMA = events.inline_entry_schema(events.SCHEMAS["QueueSnapshot"])
 EVENTS_PAGE_SCHEMA = {
     "type": "object",

@@ -10,7 +10,12 @@ from typing import Any
 
 from django.utils.http import urlencode
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import NotFound
@@ -27,18 +32,27 @@ from queue_app.api.tokens import token_obtain, token_revoke
 from queue_app.models import QueueEntry
 from queue_app.services import line
 
+UNAVAILABLE = "`unavailable`: the database or Redis cannot be reached; try again shortly."
 ERRORS = {
     400: OpenApiResponse(s.ErrorSerializer, description="Bad input (`invalid`, ...)."),
     401: OpenApiResponse(s.ErrorSerializer, description="Not signed in."),
     403: OpenApiResponse(s.ErrorSerializer, description="Staff only."),
     404: OpenApiResponse(s.ErrorSerializer, description="No such entry, or not yours."),
     409: OpenApiResponse(s.ErrorSerializer, description="`already_queued` or `invalid_state`."),
+    415: OpenApiResponse(
+        s.ErrorSerializer,
+        description="`unsupported_media_type`: a body that is not JSON or a form, or of no type.",
+    ),
+    429: OpenApiResponse(s.ErrorSerializer, description="`throttled`: see `Retry-After`."),
+    503: OpenApiResponse(s.ErrorSerializer, description=UNAVAILABLE),
 }
 ENTRY_ID = OpenApiParameter("entry_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
-    return {code: ERRORS[code] for code in statuses}
+    """The schema's error responses for `statuses`, and always 503: every request needs the
+    database (and most Redis), so any may be answered `unavailable`."""
+    return {code: ERRORS[code] for code in (*statuses, 503)}
 
 
 class ApiView(APIView):
@@ -119,11 +133,7 @@ class TokenView(ApiView):
     @extend_schema(
         operation_id="auth_token_obtain",
         request=s.TokenObtainInputSerializer,
-        responses={
-            200: s.TokenSerializer,
-            **errors(400),
-            429: OpenApiResponse(s.ErrorSerializer, description="Too many attempts."),
-        },
+        responses={200: s.TokenSerializer, **errors(400, 415, 429)},
         auth=[],
     )
     def post(self, request: Request) -> Response:
@@ -153,12 +163,33 @@ class QueueView(ApiView):
     @extend_schema(
         operation_id="queue_enqueue",
         request=s.EnqueueInputSerializer,
-        responses={201: s.ENTRY_SCHEMA, **errors(400, 401, 404, 409)},
-        description="Put one of your meetings at the back of the line.",
+        responses={
+            201: OpenApiResponse(
+                {"oneOf": [s.ENTRY_SCHEMA, s.bulk_result_schema("meeting_id")]},
+                description=(
+                    "`meeting_id`: the new entry. `meeting_ids`: the entries created and,"
+                    " per meeting not queued, why."
+                ),
+            ),
+            200: OpenApiResponse(
+                s.bulk_result_schema("meeting_id"),
+                description="`meeting_ids`, none of them queued: why, per meeting.",
+            ),
+            **errors(400, 401, 404, 409, 415),
+        },
+        description=(
+            "Put one of your meetings (`meeting_id`) at the back of the line, or up to 5,000"
+            " (`meeting_ids`, in that order) in one change and one event."
+        ),
     )
     def post(self, request: Request) -> Response:
         data = s.EnqueueInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if "meeting_ids" in data.validated_data:
+            result = line.entries_enqueue(
+                owner=request.user, meeting_ids=data.validated_data["meeting_ids"]
+            )
+            return bulk_response(request, result, "meeting_id", created=True)
         meeting = selectors.meeting_of(
             user=request.user, meeting_id=data.validated_data["meeting_id"]
         )
@@ -166,6 +197,70 @@ class QueueView(ApiView):
             raise NotFound()
         entry = line.entry_enqueue(meeting=meeting)
         return entry_response(request, entry, status.HTTP_201_CREATED)
+
+
+def bulk_response(
+    request: Request, result: line.BulkChange, id_name: str, *, created: bool = False
+) -> Response:
+    """The entries a bulk change made (as the caller sees them) and what it refused."""
+    body = {
+        "entries": selectors.entries_detail_for(user=request.user, entries=result.entries),
+        "refused": [
+            {id_name: refusal.id, "code": refusal.code, "detail": refusal.detail}
+            for refusal in result.refused
+        ],
+    }
+    code = status.HTTP_201_CREATED if created and result.entries else status.HTTP_200_OK
+    return Response(body, status=code)
+
+
+class BulkEntriesView(ApiView):
+    """POST {"entry_ids": [...]}: one service for all of them, one event."""
+
+    service: Any = None
+
+    def post(self, request: Request) -> Response:
+        data = s.EntryIdsInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        owner = None if request.user.is_staff else request.user
+        result = type(self).service(entry_ids=data.validated_data["entry_ids"], owner=owner)
+        return bulk_response(request, result, "entry_id")
+
+
+BULK_RESPONSES = {
+    200: OpenApiResponse(s.bulk_result_schema("entry_id")),
+    **errors(400, 401, 415),
+}
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="queue_entries_cancel",
+        request=s.EntryIdsInputSerializer,
+        responses=BULK_RESPONSES,
+        description=(
+            "Cancel several entries (yours; staff: anyone's) in one change and one event."
+            " Each one not cancelled is listed with why (`not_found`, `invalid_state`)."
+        ),
+    )
+)
+class QueueCancelView(BulkEntriesView):
+    service = staticmethod(line.entries_cancel)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="queue_entries_retry",
+        request=s.EntryIdsInputSerializer,
+        responses=BULK_RESPONSES,
+        description=(
+            "Put several failed or cancelled entries (yours; staff: anyone's) back at the end"
+            " of the line, in the order given, in one change and one event."
+        ),
+    )
+)
+class QueueRetryView(BulkEntriesView):
+    service = staticmethod(line.entries_retry)
 
 
 class EntryView(ApiView):
@@ -181,7 +276,7 @@ class EntryView(ApiView):
     def get(self, request: Request, entry_id: str) -> Response:
         entry = entry_or_404(request, entry_id)
         detail = selectors.entry_detail_for(user=request.user, entry=entry)
-        return Response({**detail, "attempts": selectors.attempts_of(entry)})
+        return Response({**detail, "attempt_history": selectors.attempts_of(entry)})
 
     @extend_schema(
         operation_id="queue_entry_cancel",
@@ -214,7 +309,7 @@ class EntryMoveView(ApiView):
         operation_id="queue_entry_move",
         parameters=[ENTRY_ID],
         request=s.MoveInputSerializer,
-        responses={200: s.ENTRY_SCHEMA, **errors(400, 401, 403, 404, 409)},
+        responses={200: s.ENTRY_SCHEMA, **errors(400, 401, 403, 404, 409, 415)},
         description="Move a queued entry (staff only). Position 1 is the front.",
     )
     def post(self, request: Request, entry_id: str) -> Response:

@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from celery import current_app
@@ -64,12 +65,15 @@ def record(
     entries: Iterable[QueueEntry],
     global_position: int | None = None,
     same_length: bool = False,
+    positions: Mapping[Any, int | None] | None = None,
 ) -> QueueEvent:
     """Append the one event for this change and publish it after commit.
 
     `same_length`: the change keeps every entry active (a claim, a move), so the queue's
     length is the previous event's; counting the active entries is the costliest
     statement under the lock on a long queue (~2 ms at 10,000, ~8 ms at 100,000).
+    `positions`: the entries' positions by id when the caller knows them (a bulk change
+    of 2,000 entries would otherwise count the line 2,000 times).
     """
     entries = list(entries)
     queue_length = None
@@ -114,8 +118,8 @@ def request_dispatch() -> None:
     transaction.on_commit(send)
 
 
-def close_attempt(
-    entry: QueueEntry,
+def close_attempts(
+    entries: Iterable[QueueEntry],
     outcome: str,
     now: datetime,
     *,
@@ -123,8 +127,8 @@ def close_attempt(
     error: str = "",
     bytes_moved: int | None = None,
 ) -> None:
-    """End the entry's open attempt (there is one while it runs) with `outcome`."""
-    TransferAttempt.objects.filter(entry=entry, finished_at__isnull=True).update(
+    """End the entries' open attempts (one while an entry runs) with `outcome`."""
+    TransferAttempt.objects.filter(entry__in=list(entries), finished_at__isnull=True).update(
         finished_at=now,
         outcome=outcome,
         error_kind=failure.kind if failure is not None else "",

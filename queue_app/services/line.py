@@ -5,8 +5,10 @@ resume, and pruning the event log. Each call is one transaction and one event
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from django.conf import settings
@@ -15,7 +17,7 @@ from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from queue_app import selectors, transitions
-from queue_app.errors import AlreadyQueued, InvalidPosition
+from queue_app.errors import AlreadyQueued, EntryNotFound, InvalidPosition, InvalidState
 from queue_app.models import (
     ACTIVE_STATUSES,
     AttemptOutcome,
@@ -26,7 +28,7 @@ from queue_app.models import (
     UpdateType,
 )
 from queue_app.services.changes import (
-    close_attempt,
+    close_attempts,
     lock_queue,
     locked_entry,
     record,
@@ -38,6 +40,7 @@ from queue_app.services.changes import (
 KEY_GAP = 1 << 16
 
 Position = int | Literal["top", "bottom"]
+ALREADY_QUEUED = "This meeting is already in the queue."
 
 
 def back_key() -> int:
@@ -78,7 +81,7 @@ def _key_for_position(entry: QueueEntry, position: int) -> int | None:
 
 def _refuse_if_in_line(meeting_id: int) -> None:
     if QueueEntry.objects.filter(meeting_id=meeting_id, status__in=ACTIVE_STATUSES).exists():
-        raise AlreadyQueued("This meeting is already in the queue.")
+        raise AlreadyQueued(ALREADY_QUEUED)
 
 
 def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
@@ -103,7 +106,7 @@ def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> Queue
             )
             request_dispatch()
     except IntegrityError as exc:  # the partial unique index, if the check above raced
-        raise AlreadyQueued("This meeting is already in the queue.") from exc
+        raise AlreadyQueued(ALREADY_QUEUED) from exc
     return entry
 
 
@@ -116,7 +119,7 @@ def entry_cancel(*, entry_id: UUID | str) -> QueueEntry:
         former_position = selectors.entry_position(entry)
         now = timezone.now()
         transitions.CANCEL.apply(entry, now)
-        close_attempt(entry, AttemptOutcome.CANCELLED, now, error="Cancelled.")
+        close_attempts([entry], AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
             state, transitions.CANCEL.update_type, entries=[entry], global_position=former_position
         )
@@ -172,8 +175,196 @@ def entry_retry(*, entry_id: UUID | str) -> QueueEntry:
             )
             request_dispatch()
     except IntegrityError as exc:
-        raise AlreadyQueued("This meeting is already in the queue.") from exc
+        raise AlreadyQueued(ALREADY_QUEUED) from exc
     return entry
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One item of a bulk change that was not carried out, and why (a stable code)."""
+
+    id: str
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class BulkChange:
+    """What a bulk change did: the entries it changed (one event for all, if any) and
+    what it refused."""
+
+    entries: list[QueueEntry] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+
+
+def _unique(ids: Iterable[Any]) -> list[str]:
+    return list(dict.fromkeys(str(value) for value in ids))
+
+
+def _append_to_line(entries: list[QueueEntry]) -> dict[Any, int]:
+    """Keys behind the line for `entries`, in order; their positions by id."""
+    ahead = selectors.queued_entries().count()
+    first_key = back_key()
+    positions = {}
+    for index, entry in enumerate(entries):
+        entry.order_key = first_key + index * KEY_GAP
+        positions[entry.pk] = ahead + index + 1
+    return positions
+
+
+def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChange:
+    """Put the owner's meetings at the back of the line, in the order given: one
+    transaction and one event for all. Refused, each with its reason: a meeting that is
+    not found, not the owner's, or already in the line."""
+    wanted = _unique(meeting_ids)
+    refused: list[Refusal] = []
+    with transaction.atomic():
+        state = lock_queue()
+        numeric = [int(pk) for pk in wanted if pk.isascii() and pk.isdigit()]
+        meetings = {str(m.pk): m for m in Meeting.objects.filter(pk__in=numeric)}
+        in_line = {
+            str(pk)
+            for pk in QueueEntry.objects.filter(
+                meeting_id__in=numeric, status__in=ACTIVE_STATUSES
+            ).values_list("meeting_id", flat=True)
+        }
+        new: list[QueueEntry] = []
+        for pk in wanted:
+            meeting = meetings.get(pk)
+            if meeting is None:
+                refused.append(Refusal(pk, "not_found", "No such meeting."))
+            elif meeting.owner_id != owner.pk:
+                refused.append(Refusal(pk, "not_yours", "This meeting is someone else's."))
+            elif pk in in_line:
+                refused.append(Refusal(pk, AlreadyQueued.code, ALREADY_QUEUED))
+            else:
+                new.append(
+                    QueueEntry(
+                        meeting=meeting,
+                        owner_id=owner.pk,
+                        status=transitions.ENQUEUE.target,
+                        order_key=0,
+                        max_attempts=settings.QUEUE_MAX_ATTEMPTS,
+                    )
+                )
+        if not new:
+            return BulkChange(refused=refused)
+        positions = _append_to_line(new)
+        QueueEntry.objects.bulk_create(new)
+        created = list(
+            QueueEntry.objects.filter(pk__in=[entry.pk for entry in new])
+            .select_related("meeting", "owner")
+            .order_by("order_key")
+        )
+        record(
+            state,
+            transitions.ENQUEUE.update_type,
+            entries=created,
+            global_position=positions[created[0].pk],
+            positions=positions,
+        )
+        request_dispatch()
+    return BulkChange(entries=created, refused=refused)
+
+
+def _locked_entries(ids: list[str], *, owner: Any | None) -> dict[str, QueueEntry]:
+    """The entries named by `ids` that exist (and are `owner`'s, unless None), locked."""
+    valid = []
+    for pk in ids:
+        try:
+            valid.append(UUID(pk))
+        except ValueError:
+            continue
+    entries = QueueEntry.objects.select_for_update(of=("self",)).select_related("meeting", "owner")
+    if owner is not None:
+        entries = entries.filter(owner_id=owner.pk)
+    return {str(entry.pk): entry for entry in entries.filter(pk__in=valid)}
+
+
+def _bulk_transition(
+    ids: list[str], owner: Any | None, step: transitions.Transition
+) -> tuple[list[QueueEntry], list[Refusal]]:
+    """Entries that may take `step`, in the order given, and refusals for the rest."""
+    found = _locked_entries(ids, owner=owner)
+    able, refused = [], []
+    for pk in ids:
+        entry = found.get(pk)
+        if entry is None:
+            refused.append(Refusal(pk, EntryNotFound.code, "No such queue entry."))
+            continue
+        try:
+            step.check(entry)
+        except InvalidState as exc:
+            refused.append(Refusal(pk, exc.code, exc.detail))
+            continue
+        able.append(entry)
+    return able, refused
+
+
+def entries_cancel(*, entry_ids: Iterable[Any], owner: Any | None = None) -> BulkChange:
+    """Cancel several entries in one transaction and one event. `owner`: only theirs
+    (others' are refused as not found, like a missing one); None for staff."""
+    with transaction.atomic():
+        state = lock_queue()
+        entries, refused = _bulk_transition(_unique(entry_ids), owner, transitions.CANCEL)
+        if not entries:
+            return BulkChange(refused=refused)
+        former = selectors.entry_positions()
+        now = timezone.now()
+        values = transitions.CANCEL.values(now)
+        QueueEntry.objects.filter(pk__in=[entry.pk for entry in entries]).update(**values)
+        for entry in entries:
+            for name, value in values.items():
+                setattr(entry, name, value)
+        close_attempts(entries, AttemptOutcome.CANCELLED, now, error="Cancelled.")
+        record(
+            state,
+            transitions.CANCEL.update_type,
+            entries=entries,
+            global_position=former.get(entries[0].pk) if len(entries) == 1 else None,
+            positions={},
+        )
+        request_dispatch()
+    return BulkChange(entries=entries, refused=refused)
+
+
+def entries_retry(*, entry_ids: Iterable[Any], owner: Any | None = None) -> BulkChange:
+    """Put several failed or cancelled entries back at the end of the line, in the order
+    given, attempts reset: one transaction and one event. A meeting already in the line
+    (or twice in the request) is refused as already queued."""
+    with transaction.atomic():
+        state = lock_queue()
+        entries, refused = _bulk_transition(_unique(entry_ids), owner, transitions.RETRY)
+        busy = set(
+            QueueEntry.objects.filter(
+                meeting_id__in=[entry.meeting_id for entry in entries],
+                status__in=ACTIVE_STATUSES,
+            ).values_list("meeting_id", flat=True)
+        )
+        able = []
+        for entry in entries:
+            if entry.meeting_id in busy:
+                refused.append(Refusal(str(entry.pk), AlreadyQueued.code, ALREADY_QUEUED))
+                continue
+            busy.add(entry.meeting_id)
+            able.append(entry)
+        if not able:
+            return BulkChange(refused=refused)
+        positions = _append_to_line(able)
+        values = transitions.RETRY.values(timezone.now())
+        for entry in able:
+            for name, value in values.items():
+                setattr(entry, name, value)
+        QueueEntry.objects.bulk_update(able, [*values, "order_key"])
+        record(
+            state,
+            transitions.RETRY.update_type,
+            entries=able,
+            global_position=positions[able[0].pk],
+            positions=positions,
+        )
+        request_dispatch()
+    return BulkChange(entries=able, refused=refused)
 
 
 def queue_clear() -> int:

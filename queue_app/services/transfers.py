@@ -17,7 +17,7 @@ from queue_app import retry_policy, selectors, transitions
 from queue_app.models import AttemptOutcome, EntryStatus, QueueEntry, TransferAttempt
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
 from queue_app.services.changes import (
-    close_attempt,
+    close_attempts,
     lock_queue,
     locked_entry,
     record,
@@ -145,7 +145,7 @@ def transfer_complete(
             return None
         now = timezone.now()
         transitions.COMPLETE.apply(entry, now, result_url=result_url)
-        close_attempt(entry, AttemptOutcome.COMPLETED, now, bytes_moved=bytes_moved)
+        close_attempts([entry], AttemptOutcome.COMPLETED, now, bytes_moved=bytes_moved)
         record(state, transitions.COMPLETE.update_type, entries=[entry])
         request_dispatch()
     return entry
@@ -180,7 +180,7 @@ def transfer_retry_or_fail(
         else:
             step, outcome = transitions.FAIL, AttemptOutcome.FAILED
             step.apply(entry, now, last_error=error)
-        close_attempt(entry, outcome, now, failure=failure, error=error)
+        close_attempts([entry], outcome, now, failure=failure, error=error)
         record(state, step.update_type, entries=[entry])
         request_dispatch()
     return decision
@@ -207,8 +207,8 @@ def transfers_requeue_expired() -> list[Decision]:
             decisions.append(decision)
             if isinstance(decision, GiveUp):
                 transitions.FAIL.apply(entry, now, last_error=decision.error)
-                close_attempt(
-                    entry, AttemptOutcome.FAILED, now, failure=failure, error=decision.error
+                close_attempts(
+                    [entry], AttemptOutcome.FAILED, now, failure=failure, error=decision.error
                 )
                 record(state, transitions.FAIL.update_type, entries=[entry])
                 continue
@@ -217,8 +217,8 @@ def transfers_requeue_expired() -> list[Decision]:
             transitions.REQUEUE_EXPIRED.apply(
                 entry, now, order_key=front_key(), last_error=decision.error
             )
-            close_attempt(
-                entry, AttemptOutcome.REQUEUED, now, failure=failure, error=decision.error
+            close_attempts(
+                [entry], AttemptOutcome.REQUEUED, now, failure=failure, error=decision.error
             )
             record(
                 state,

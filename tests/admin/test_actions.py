@@ -70,10 +70,11 @@ def test_cancel_of_several_reports_successes_and_each_failure(
         "Transferring": "cancelled",
         "Finished": "completed",
     }
-    events = events_since(seq)
-    assert [e.update_type for e in events] == ["meeting_removed", "meeting_removed"]
-    assert {e.entry_id for e in events} == {queued.pk, running.pk}
-    assert published == [e.seq for e in events]
+    # One change, one event carrying both (issue 13: bulk actions are one event).
+    [event] = events_since(seq)
+    assert event.update_type == "meeting_removed"
+    assert {entry["id"] for entry in event.payload} == {str(queued.pk), str(running.pk)}
+    assert published == [event.seq]
 
 
 def test_an_action_in_the_wrong_state_shows_an_error_and_changes_nothing(
@@ -204,13 +205,13 @@ def test_retry_of_failed_and_cancelled_entries_requeues_them_at_the_back(
     assert queued() == ["Waiting", "Broke", "Dropped"]
     failed.refresh_from_db()
     assert (failed.status, failed.attempts, failed.last_error) == ("queued", 0, "")
-    events = events_since(seq)
-    assert [e.update_type for e in events] == ["task_retried", "task_retried"]
-    assert [(e.entry_id, e.global_position) for e in events] == [
-        (failed.pk, 2),
-        (cancelled.pk, 3),
+    [event] = events_since(seq)
+    assert event.update_type == "task_retried" and event.global_position == 2
+    assert [(entry["id"], entry["position"]) for entry in event.payload] == [
+        (str(failed.pk), 2),
+        (str(cancelled.pk), 3),
     ]
-    assert published == [e.seq for e in events]
+    assert published == [event.seq]
 
 
 def test_retry_refuses_a_meeting_that_is_already_back_in_the_queue(

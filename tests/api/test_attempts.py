@@ -53,7 +53,8 @@ def test_a_retried_failure_still_counts_and_shows(client_for, alice, staff, make
 
     body = client_for(alice).get(f"/api/queue/{entry.pk}").json()
     assert body["status"] == "completed" and body["mine"] is True
-    attempts = body["attempts"]
+    attempts = body["attempt_history"]
+    assert body["attempts"] == 1  # the count since the manual retry
     assert [(a["number"], a["outcome"], a["error_kind"]) for a in attempts] == [
         (1, "retrying", "x429"),
         (2, "failed", "fathom_rejected"),
@@ -64,7 +65,7 @@ def test_a_retried_failure_still_counts_and_shows(client_for, alice, staff, make
     assert attempts[2]["bytes_moved"] == 1234
     assert all(a["worker"] == WORKER and a["finished_at"] for a in attempts)
     # Staff see the same history.
-    assert client_for(staff).get(f"/api/queue/{entry.pk}").json()["attempts"] == attempts
+    assert client_for(staff).get(f"/api/queue/{entry.pk}").json()["attempt_history"] == attempts
 
 
 def test_someone_elses_entry_is_not_found(client_for, alice, bob, make_meeting):
@@ -83,9 +84,9 @@ def test_a_cancelled_run_and_a_lost_worker_end_their_attempts(client_for, alice,
     transfers.transfers_requeue_expired()
 
     client = client_for(alice)
-    [attempt] = client.get(f"/api/queue/{cancelled.pk}").json()["attempts"]
+    [attempt] = client.get(f"/api/queue/{cancelled.pk}").json()["attempt_history"]
     assert attempt["outcome"] == "cancelled" and attempt["finished_at"]
-    [attempt] = client.get(f"/api/queue/{lost.pk}").json()["attempts"]
+    [attempt] = client.get(f"/api/queue/{lost.pk}").json()["attempt_history"]
     assert (attempt["outcome"], attempt["error_kind"]) == ("requeued", "worker_lost")
     assert attempt["error"] == "The worker stopped responding."
 

@@ -287,6 +287,68 @@ class QueueMachine(RuleBasedStateMachine):
             assert line_ids() == [*waiting, entry_id]
             assert retried.attempts == 0
 
+    @rule(
+        picks=st.lists(st.integers(min_value=0, max_value=100), min_size=1, max_size=6),
+        as_user=st.integers(min_value=0, max_value=1),
+        missing=st.booleans(),
+    )
+    def bulk_enqueue(self, picks: list[int], as_user: int, missing: bool) -> None:
+        owner = self.users[as_user]
+        ids = [self.meetings[p % len(self.meetings)].pk for p in picks]
+        if missing:
+            ids.append(10**9)
+        expected: dict[str, str] = {}
+        for pk in dict.fromkeys(ids):
+            meeting = Meeting.objects.filter(pk=pk).first()
+            if meeting is None:
+                expected[str(pk)] = "not_found"
+            elif meeting.owner_id != owner.pk:
+                expected[str(pk)] = "not_yours"
+            elif QueueEntry.objects.filter(meeting=meeting, status__in=ACTIVE_STATUSES).exists():
+                expected[str(pk)] = "already_queued"
+        waiting = line_ids()
+
+        def call() -> Any:
+            result = line.entries_enqueue(owner=owner, meeting_ids=ids)
+            return result if result.entries else None
+
+        result = self.change(call, self.one_event)
+        refused = {r.id: r.code for r in (result.refused if result else [])}
+        if result is None:
+            assert len(expected) == len(dict.fromkeys(ids))
+            return
+        assert refused == expected
+        created = [str(entry.pk) for entry in result.entries]
+        assert line_ids() == [*waiting, *created], "a bulk joins at the back, in order"
+        wanted = [str(pk) for pk in dict.fromkeys(ids) if str(pk) not in expected]
+        assert [str(e.meeting_id) for e in result.entries] == wanted
+
+    @rule(
+        choices=st.lists(entry_choice, min_size=1, max_size=5),
+        as_staff=st.booleans(),
+        retry=st.booleans(),
+    )
+    def bulk_cancel_or_retry(self, choices: list[int], as_staff: bool, retry: bool) -> None:
+        statuses = (EntryStatus.FAILED, EntryStatus.CANCELLED) if retry else ACTIVE_STATUSES
+        ids = [self.pick(choice, *statuses) for choice in choices]
+        owner = None if as_staff else self.users[0]
+        service = line.entries_retry if retry else line.entries_cancel
+
+        def call() -> Any:
+            result = service(entry_ids=ids, owner=owner)
+            return result if result.entries else None
+
+        result = self.change(call, self.one_event)
+        if result is None:
+            return
+        target = EntryStatus.QUEUED if retry else EntryStatus.CANCELLED
+        for entry in result.entries:
+            assert QueueEntry.objects.get(pk=entry.pk).status == target
+            assert as_staff or entry.owner_id == self.users[0].pk
+        if retry:
+            back = [str(entry.pk) for entry in result.entries]
+            assert line_ids()[-len(back) :] == back, "retried entries join at the back"
+
     @rule()
     def clear(self) -> None:
         waiting = QueueEntry.objects.filter(
