@@ -7,12 +7,13 @@ order. Running and retrying entries have no position.
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Window
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -228,13 +229,55 @@ def meeting_of(*, user: Any, meeting_id: int) -> Meeting | None:
     return Meeting.objects.filter(owner_id=user.pk, pk=meeting_id).first()
 
 
-def meetings_of(*, user: Any) -> QuerySet[Meeting]:
-    """The user's meetings, each annotated with its active entry's id and status (or None)."""
+# A meeting's state in the library, from its latest queue entry (none: not queued).
+MEETING_STATES = ("not_queued", "waiting", "transferring", "transferred", "failed")
+_STATE_OF_LATEST = {
+    EntryStatus.QUEUED: "waiting",
+    EntryStatus.RETRYING: "waiting",
+    EntryStatus.RUNNING: "transferring",
+    EntryStatus.COMPLETED: "transferred",
+    EntryStatus.FAILED: "failed",
+    EntryStatus.CANCELLED: "not_queued",
+}
+
+
+def meetings_of(
+    *,
+    user: Any,
+    search: str | None = None,
+    state: str | None = None,
+    recorded_from: date | None = None,
+    recorded_to: date | None = None,
+) -> QuerySet[Meeting]:
+    """The user's meetings, newest first, each annotated with its active entry's id and
+    status (or None) and its latest entry's status; filtered by title (`search`), by
+    state (MEETING_STATES) and by the day recorded (inclusive)."""
     active = QueueEntry.objects.filter(meeting=OuterRef("pk"), status__in=ACTIVE_STATUSES)
-    return Meeting.objects.filter(owner_id=user.pk).annotate(
+    latest = QueueEntry.objects.filter(meeting=OuterRef("pk")).order_by("-created_at")
+    meetings = Meeting.objects.filter(owner_id=user.pk).annotate(
         active_entry_id=Subquery(active.values("id")[:1]),
         active_entry_status=Subquery(active.values("status")[:1]),
+        latest_entry_status=Subquery(latest.values("status")[:1]),
     )
+    if search:
+        meetings = meetings.filter(Q(title__icontains=search) | Q(meeting_title__icontains=search))
+    if recorded_from is not None:
+        meetings = meetings.filter(recording_start_time__date__gte=recorded_from)
+    if recorded_to is not None:
+        meetings = meetings.filter(recording_start_time__date__lte=recorded_to)
+    if state == "not_queued":
+        meetings = meetings.filter(
+            Q(latest_entry_status__isnull=True) | Q(latest_entry_status=EntryStatus.CANCELLED)
+        )
+    elif state is not None:
+        statuses = [status for status, name in _STATE_OF_LATEST.items() if name == state]
+        meetings = meetings.filter(latest_entry_status__in=statuses)
+    return meetings
+
+
+def meeting_state(latest_entry_status: str | None) -> str:
+    """The library state (MEETING_STATES) of a meeting whose latest entry has this status."""
+    return _STATE_OF_LATEST.get(latest_entry_status, "not_queued")
 
 
 def events_for(*, user: Any, after: int, limit: int) -> list[dict[str, Any]]:

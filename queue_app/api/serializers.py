@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from queue_app import events
 from queue_app.models import ACTIVE_STATUSES, AttemptOutcome
+from queue_app.selectors import MEETING_STATES, meeting_state
 
 # Ids are PostgreSQL bigints; anything larger cannot name a row, so it is bad input.
 MAX_BIGINT = 2**63 - 1
@@ -138,6 +139,22 @@ class MeetingSerializer(serializers.Serializer):
     active_entry_status = serializers.ChoiceField(
         choices=[(status.value, status.label) for status in ACTIVE_STATUSES], allow_null=True
     )
+    state = serializers.SerializerMethodField(
+        help_text="From its latest queue entry: " + ", ".join(MEETING_STATES) + "."
+    )
+
+    @extend_schema_field({"type": "string", "enum": list(MEETING_STATES)})
+    def get_state(self, meeting: Any) -> str:
+        return meeting_state(meeting.latest_entry_status)
+
+
+class MeetingsQuerySerializer(serializers.Serializer):
+    search = serializers.CharField(
+        required=False, max_length=200, help_text="Part of the title, any case."
+    )
+    state = serializers.ChoiceField(choices=MEETING_STATES, required=False)
+    recorded_from = serializers.DateField(required=False, help_text="Recorded on or after.")
+    recorded_to = serializers.DateField(required=False, help_text="Recorded on or before.")
 
 
 class MeetingPageSerializer(serializers.Serializer):
@@ -189,6 +206,8 @@ ENTRY_DETAIL_SCHEMA = {
         "attempt_history": {"type": "array", "items": ATTEMPT_SCHEMA},
     },
 }
+
+
 def bulk_result_schema(id_name: str) -> dict[str, Any]:
     """A bulk change's answer: the entries it changed and, per item refused, why."""
     return {

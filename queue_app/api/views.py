@@ -39,6 +39,9 @@ ERRORS = {
     403: OpenApiResponse(s.ErrorSerializer, description="Staff only."),
     404: OpenApiResponse(s.ErrorSerializer, description="No such entry, or not yours."),
     409: OpenApiResponse(s.ErrorSerializer, description="`already_queued` or `invalid_state`."),
+    413: OpenApiResponse(
+        s.ErrorSerializer, description="`too_large`: too large a body, or too many form fields."
+    ),
     415: OpenApiResponse(
         s.ErrorSerializer,
         description="`unsupported_media_type`: a body that is not JSON or a form, or of no type.",
@@ -133,7 +136,7 @@ class TokenView(ApiView):
     @extend_schema(
         operation_id="auth_token_obtain",
         request=s.TokenObtainInputSerializer,
-        responses={200: s.TokenSerializer, **errors(400, 415, 429)},
+        responses={200: s.TokenSerializer, **errors(400, 413, 415, 429)},
         auth=[],
     )
     def post(self, request: Request) -> Response:
@@ -175,7 +178,7 @@ class QueueView(ApiView):
                 s.bulk_result_schema("meeting_id"),
                 description="`meeting_ids`, none of them queued: why, per meeting.",
             ),
-            **errors(400, 401, 404, 409, 415),
+            **errors(400, 401, 404, 409, 413, 415),
         },
         description=(
             "Put one of your meetings (`meeting_id`) at the back of the line, or up to 5,000"
@@ -229,7 +232,7 @@ class BulkEntriesView(ApiView):
 
 BULK_RESPONSES = {
     200: OpenApiResponse(s.bulk_result_schema("entry_id")),
-    **errors(400, 401, 415),
+    **errors(400, 401, 413, 415),
 }
 
 
@@ -309,7 +312,7 @@ class EntryMoveView(ApiView):
         operation_id="queue_entry_move",
         parameters=[ENTRY_ID],
         request=s.MoveInputSerializer,
-        responses={200: s.ENTRY_SCHEMA, **errors(400, 401, 403, 404, 409, 415)},
+        responses={200: s.ENTRY_SCHEMA, **errors(400, 401, 403, 404, 409, 413, 415)},
         description="Move a queued entry (staff only). Position 1 is the front.",
     )
     def post(self, request: Request, entry_id: str) -> Response:
@@ -371,16 +374,22 @@ class MeetingsView(ApiView):
     @extend_schema(
         operation_id="meetings_list",
         parameters=[
+            s.MeetingsQuerySerializer,
             OpenApiParameter("limit", int, description="Page size (default 100, max 500)."),
             OpenApiParameter("offset", int),
         ],
-        responses={200: s.MeetingPageSerializer, **errors(401)},
-        description="Your meetings, each with its active queue entry's id and status.",
+        responses={200: s.MeetingPageSerializer, **errors(400, 401)},
+        description=(
+            "Your meetings, newest first, each with its active queue entry and its state;"
+            " searched by title, filtered by state and the day recorded, in pages."
+        ),
     )
     def get(self, request: Request) -> Response:
+        query = s.MeetingsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         paginator = MeetingPagination()
         page = paginator.paginate_queryset(
-            selectors.meetings_of(user=request.user), request, view=self
+            selectors.meetings_of(user=request.user, **query.validated_data), request, view=self
         )
         return paginator.get_paginated_response(s.MeetingSerializer(page, many=True).data)
 
