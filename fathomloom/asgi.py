@@ -8,12 +8,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fathomloom.settings")
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.auth import AuthMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from realtime.auth import QueryTokenAuthMiddleware  # noqa: E402
+from realtime.auth import QueryTokenAuthMiddleware, SessionCookieGuard  # noqa: E402
+from realtime.origin import OriginGuard  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 http_app = django_asgi_app
@@ -26,8 +27,17 @@ if settings.DEBUG:
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(QueryTokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+        # Channels' AuthMiddlewareStack, taken apart to check the session cookie's shape
+        # before the session is looked up (realtime/auth.py); the Origin first of all
+        # (realtime/origin.py).
+        "websocket": OriginGuard(
+            CookieMiddleware(
+                SessionCookieGuard(
+                    SessionMiddleware(
+                        AuthMiddleware(QueryTokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+                    )
+                )
+            )
         ),
     }
 )

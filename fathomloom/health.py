@@ -17,6 +17,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.utils.log import log_response
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -79,4 +80,15 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     parts = dict(zip(CHECKS, results, strict=True))
     failed = [name for name, result in parts.items() if result["status"] != "ok"]
     body = {"status": "ok" if not failed else "unavailable", "failed": failed, "checks": parts}
-    return JsonResponse(body, status=503 if failed else 200)
+    response = JsonResponse(body, status=503 if failed else 200)
+    if failed:
+        # A part that is down is an outage, not a bug: one WARNING per probe naming the parts,
+        # instead of Django's ERROR line for every 5xx (which would page for each probe).
+        log_response(
+            "readyz: %s down",
+            ", ".join(failed),
+            response=response,
+            request=request,
+            level="warning",
+        )
+    return response

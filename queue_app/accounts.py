@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from queue_app.errors import (
     FathomKeyRejected,
     FathomNotConnected,
     FathomUnreachable,
+    InvalidInput,
     InvalidWebhookSecret,
 )
 from queue_app.integrations.fathom import FathomClient, FathomError
@@ -30,6 +32,14 @@ from queue_app.models import FathomAccount
 logger = logging.getLogger(__name__)
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
+
+# What Fathom issues: printable ASCII, no spaces. The key becomes an X-Api-Key header, where
+# anything else cannot be encoded (a 500) or, a newline, splits the header (a 503). At least
+# 8 characters: showing the last four of a shorter key would show most of it.
+API_KEY_PATTERN = re.compile(r"\A[!-~]+\Z")
+API_KEY_MIN_LENGTH = 8
+API_KEY_MAX_LENGTH = 512
+API_KEY_FORMAT = "A Fathom API key is printable ASCII without spaces, as Fathom shows it."
 
 
 # --- errors from Fathom ------------------------------------------------------------------
@@ -43,7 +53,7 @@ def _scrub(text: str, secret: str | None) -> str:
     return text
 
 
-@sensitive_variables("api_key")
+@sensitive_variables()
 def account_error_from(exc: FathomError, *, api_key: str | None = None) -> AccountError:
     """The AccountError a caller should see for a failed call to Fathom."""
     reason = _scrub(exc.reason, api_key)
@@ -57,7 +67,8 @@ def account_error_from(exc: FathomError, *, api_key: str | None = None) -> Accou
     return FathomBadResponse(f"Fathom's answer could not be used: {reason}")
 
 
-@sensitive_variables("api_key")
+# Every local, and every local of what it calls (the client's constructor, crypto).
+@sensitive_variables()
 def fathom_client_for(api_key: str) -> FathomClient:
     """A Fathom client for `api_key`, at settings.FATHOM_API_BASE_URL.
 
@@ -94,7 +105,7 @@ def fathom_account_status(user: Any) -> dict[str, Any]:
     }
 
 
-@sensitive_variables("api_key")
+@sensitive_variables()
 def fathom_api_key_for(user: Any) -> str | None:
     """The user's Fathom API key in clear, for the workers; None if none is connected.
 
@@ -112,6 +123,8 @@ def fathom_api_key_for(user: Any) -> str | None:
     return api_key
 
 
+# Every local, and every local of what they call (crypto, base64): the secret passes there.
+@sensitive_variables()
 def webhook_secret_of(account: FathomAccount) -> bytes | None:
     """The account's webhook signing key (the decoded part of `whsec_...`), or None."""
     if not account.webhook_secret_encrypted:
@@ -119,6 +132,7 @@ def webhook_secret_of(account: FathomAccount) -> bytes | None:
     return decode_webhook_secret(crypto.decrypt(account.webhook_secret_encrypted))
 
 
+@sensitive_variables()
 def decode_webhook_secret(secret: str) -> bytes:
     """The HMAC key of a Standard Webhooks secret: base64 of what follows `whsec_`."""
     if secret.startswith(WEBHOOK_SECRET_PREFIX):
@@ -137,17 +151,33 @@ def decode_webhook_secret(secret: str) -> bytes:
 # --- writes ----------------------------------------------------------------------------------
 
 
-@sensitive_variables("api_key", "client")
+@sensitive_variables()
+def check_api_key_format(api_key: str) -> None:
+    """Raise InvalidInput (400 `invalid`, on `api_key`) unless `api_key` could be Fathom's.
+
+    The message names no character of the key: error messages are shown and logged.
+    """
+    if not API_KEY_MIN_LENGTH <= len(api_key) <= API_KEY_MAX_LENGTH:
+        message = f"A Fathom API key has {API_KEY_MIN_LENGTH} to {API_KEY_MAX_LENGTH} characters."
+    elif not API_KEY_PATTERN.match(api_key):
+        message = API_KEY_FORMAT
+    else:
+        return
+    raise InvalidInput(f"api_key: {message}", fields={"api_key": [message]})
+
+
+@sensitive_variables()
 def fathom_account_set_key(
     *, user: Any, api_key: str, client: FathomClient | None = None
 ) -> FathomAccount:
     """Check `api_key` with Fathom, then store it encrypted (replacing any earlier key).
 
-    Raises FathomKeyRejected when Fathom refuses it, FathomUnreachable or FathomBadResponse
-    when Fathom cannot say; in every case nothing is stored. `client` defaults to a
-    FathomClient for `api_key`.
+    Raises InvalidInput for a key Fathom never issues (Fathom is not asked), FathomKeyRejected
+    when Fathom refuses it, FathomUnreachable or FathomBadResponse when Fathom cannot say; in
+    every case nothing is stored. `client` defaults to a FathomClient for `api_key`.
     """
     api_key = api_key.strip()
+    check_api_key_format(api_key)
     own_client = client is None
     if client is None:
         client = fathom_client_for(api_key)
@@ -186,10 +216,15 @@ def fathom_account_set_auto_queue(*, user: Any, auto_queue: bool) -> FathomAccou
     return account
 
 
-@sensitive_variables("secret")
+@sensitive_variables()
 def fathom_account_set_webhook_secret(*, user: Any, secret: str) -> FathomAccount:
     """Store the `whsec_...` secret Fathom showed for the user's webhook, encrypted."""
     secret = secret.strip()
+    # Fathom shows the prefix; decode_webhook_secret also reads bare base64 (older rows).
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise InvalidWebhookSecret(
+            "The webhook secret must be `whsec_` followed by base64, as Fathom shows it."
+        )
     decode_webhook_secret(secret)  # refuse what could never verify a delivery
     with transaction.atomic():
         account = FathomAccount.objects.select_for_update().filter(user_id=_user_id(user)).first()

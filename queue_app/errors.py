@@ -105,6 +105,14 @@ class ServiceUnavailable(ApplicationError):
     default_detail = "A service this request needs is unavailable; try again shortly."
 
 
+class RequestTooLarge(ApplicationError):
+    """A request body past DATA_UPLOAD_MAX_MEMORY_SIZE, or with too many form fields."""
+
+    code = "too_large"
+    status = 413
+    default_detail = "The request body is larger than this service accepts."
+
+
 # --- the queue -----------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ A meeting is keyed by (owner, recording_id), so importing the same one again upd
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,12 @@ logger = logging.getLogger(__name__)
 # a URL too long to store whole is left out (a cut URL would point somewhere else).
 TITLE_LENGTH = Meeting._meta.get_field("title").max_length
 URL_LENGTH = Meeting._meta.get_field("url").max_length
+# Pages link to a meeting's URL: only an absolute http(s) URL without spaces or control
+# characters is kept (a `javascript:` URL there would run in our origin).
+STORABLE_URL = re.compile(r"https?://[!-~]+", re.IGNORECASE)
+# No recording runs a week: a longer span means wrong times, so the duration is left unknown
+# (it also keeps duration_seconds far inside its PositiveIntegerField).
+MAX_DURATION = timedelta(days=7)
 # Seen webhook-ids are kept this long. Retries carry the same id with a fresh timestamp;
 # Standard Webhooks senders (Svix's schedule) retry for about 28 hours, so a week covers them.
 DELIVERY_RETENTION = timedelta(days=7)
@@ -49,16 +56,22 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def _storable_url(url: str) -> str:
+    return url if len(url) <= URL_LENGTH and STORABLE_URL.fullmatch(url) else ""
+
+
 def _fields_of(meeting: FathomMeeting) -> dict[str, Any]:
+    # parse_meeting has bounded the values already (times between 1970 and 2100, strings a
+    # database stores); here they are fitted to Meeting's columns.
     start, end = _aware(meeting.recording_start_time), _aware(meeting.recording_end_time)
     duration = None
-    if start is not None and end is not None and end >= start:
+    if start is not None and end is not None and timedelta(0) <= end - start <= MAX_DURATION:
         duration = int((end - start).total_seconds())
     return {
         "title": meeting.title[:TITLE_LENGTH],
         "meeting_title": meeting.meeting_title[:TITLE_LENGTH],
-        "url": meeting.url if len(meeting.url) <= URL_LENGTH else "",
-        "share_url": meeting.share_url if len(meeting.share_url) <= URL_LENGTH else "",
+        "url": _storable_url(meeting.url),
+        "share_url": _storable_url(meeting.share_url),
         "recording_start_time": start,
         "recording_end_time": end,
         "duration_seconds": duration,

@@ -10,33 +10,94 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from celery import shared_task
+from django.conf import settings
 from django.core.mail import send_mail
+from kombu.exceptions import OperationalError as BrokerError
 
 from queue_app.models import EntryStatus, QueueEntry
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
 from queue_app.services import line, transfers
 from queue_app.services.changes import DISPATCH_TASK
-from queue_app.transfer import TransferCancelled, TransferFailed, run_transfer
+from queue_app.transfer import (
+    DATABASE_ERRORS,
+    TransferCancelled,
+    TransferFailed,
+    reconnect,
+    run_transfer,
+)
 
 logger = logging.getLogger(__name__)
 
 UNEXPECTED = Failure("An unexpected error stopped the transfer.", transient=True, kind="unexpected")
 
 
+# Waits between tries of a service call that found the database unreachable.
+DATABASE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+DATABASE_RETRY_MAX_DELAY = 5.0
+
+T = TypeVar("T")
+
+
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def with_database(call: Callable[[], T], *, what: str) -> T:
+    """`call()`, tried again on a new connection while the database is unreachable.
+
+    After a PostgreSQL restart the worker's connection is dead: without a new one, the
+    end of a transfer (or its failure) could not be recorded and the entry would wait
+    for the lease reaper. Every call retried here is a conditional service call that
+    does nothing if the entry is no longer this worker's, so trying again is safe; it
+    gives up after a lease's length (the reaper's turn), raising the last error.
+    """
+    deadline = time.monotonic() + settings.QUEUE_LEASE_SECONDS
+    tries = 0
+    while True:
+        try:
+            return call()
+        except DATABASE_ERRORS:
+            delay = (
+                DATABASE_RETRY_DELAYS[tries]
+                if tries < len(DATABASE_RETRY_DELAYS)
+                else DATABASE_RETRY_MAX_DELAY
+            )
+            if time.monotonic() + delay > deadline:
+                raise
+            tries += 1
+            logger.warning("%s: the database is unreachable; trying again in %s s", what, delay)
+            reconnect()
+            time.sleep(delay)
+
+
+def _unless_database_is_down(what: str, call: Callable[[], int]) -> int:
+    """A periodic task's work, skipped with one WARNING while the database is unreachable:
+    beat runs it again within seconds, so there is nothing to retry (and no traceback)."""
+    try:
+        return call()
+    except DATABASE_ERRORS:
+        logger.warning("%s skipped: the database is unreachable", what)
+        reconnect()
+        return 0
 
 
 @shared_task(name=DISPATCH_TASK, ignore_result=True)
 def dispatch() -> int:
     """Hand out work: claim entries from the head of the line while slots are free."""
-    started = 0
-    while (entry := transfers.transfer_claim_next()) is not None:
-        transfer.delay(str(entry.id))
-        started += 1
-    return started
+
+    def claim_while_free() -> int:
+        started = 0
+        while (entry := transfers.transfer_claim_next()) is not None:
+            transfer.delay(str(entry.id))
+            started += 1
+        return started
+
+    return _unless_database_is_down("dispatch", claim_while_free)
 
 
 @shared_task(
@@ -51,7 +112,11 @@ def dispatch() -> int:
 def transfer(entry_id: str) -> None:
     """Move one meeting from Fathom to the uploader, or schedule its retry, or fail it."""
     worker = worker_name()
-    if not transfers.transfer_begin(entry_id=entry_id, worker=worker):
+    begun = with_database(
+        lambda: transfers.transfer_begin(entry_id=entry_id, worker=worker),
+        what=f"entry {entry_id}",
+    )
+    if not begun:
         logger.info("entry %s is not ours to run; skipping", entry_id)
         return
     try:
@@ -66,21 +131,42 @@ def transfer(entry_id: str) -> None:
         logger.exception("entry %s: unexpected error during transfer", entry_id)
         failure = UNEXPECTED
     else:
-        transfers.transfer_complete(entry_id=entry_id, worker=worker, result_url=share_url)
+        with_database(
+            lambda: transfers.transfer_complete(
+                entry_id=entry_id, worker=worker, result_url=share_url
+            ),
+            what=f"entry {entry_id}",
+        )
         return
-    decision = transfers.transfer_retry_or_fail(entry_id=entry_id, worker=worker, failure=failure)
+    decision = with_database(
+        lambda: transfers.transfer_retry_or_fail(entry_id=entry_id, worker=worker, failure=failure),
+        what=f"entry {entry_id}",
+    )
     _follow_up(entry_id, decision)
 
 
 def _follow_up(entry_id: str, decision: Decision | None) -> None:
     """After a failed attempt: wake the dispatcher when the wait is over, or tell the owner."""
-    if isinstance(decision, Retry):
-        dispatch.apply_async(countdown=decision.delay_seconds + 0.05)
-    elif isinstance(decision, GiveUp):
-        notify_failure.delay(entry_id)
+    try:
+        if isinstance(decision, Retry):
+            dispatch.apply_async(countdown=decision.delay_seconds + 0.05)
+        elif isinstance(decision, GiveUp):
+            notify_failure.delay(entry_id)
+    except BrokerError:
+        # Redis (the broker) is unreachable: the decision is in the database already. The
+        # beat tick dispatches anyway; the owner's email is sent from here instead.
+        logger.warning("entry %s: the broker is unreachable for the follow-up", entry_id)
+        if isinstance(decision, GiveUp):
+            notify_failure(entry_id)
 
 
-@shared_task(ignore_result=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+# OSError: the mail server; database errors: an outage (retried on a new connection).
+@shared_task(
+    ignore_result=True,
+    autoretry_for=(OSError, *DATABASE_ERRORS),
+    retry_backoff=True,
+    max_retries=5,
+)
 def notify_failure(entry_id: str) -> None:
     """Email the owner of a transfer that failed for good."""
     entry = QueueEntry.objects.select_related("owner", "meeting").filter(pk=entry_id).first()
@@ -100,9 +186,11 @@ def notify_failure(entry_id: str) -> None:
 
 @shared_task(ignore_result=True)
 def requeue_expired() -> int:
-    return len(transfers.transfers_requeue_expired())
+    return _unless_database_is_down(
+        "requeue_expired", lambda: len(transfers.transfers_requeue_expired())
+    )
 
 
 @shared_task(ignore_result=True)
 def prune_events() -> int:
-    return line.events_prune()
+    return _unless_database_is_down("prune_events", line.events_prune)

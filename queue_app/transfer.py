@@ -7,6 +7,7 @@ TransferFailed (transient or not) or TransferCancelled. What to do about a failu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import threading
@@ -17,7 +18,7 @@ from types import TracebackType
 from uuid import UUID
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from queue_app.accounts import fathom_api_key_for, fathom_client_for
 from queue_app.broadcast import publish_progress
@@ -33,6 +34,23 @@ logger = logging.getLogger(__name__)
 STAGE_REQUESTING = "requesting"
 STAGE_DOWNLOADING = "downloading"
 STAGE_UPLOADING = "uploading"
+
+
+# A database that cannot be reached (restarting, failing over): psycopg's errors as Django
+# raises them. Any other DatabaseError is a bug.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+DATABASE_UNREACHABLE = (
+    "The database was unreachable during the transfer (a restart or failover); "
+    "it is tried again shortly."
+)
+
+
+def reconnect() -> None:
+    """Drop this thread's database connection. One that the server dropped stays dead
+    (every query fails) until closed; the next query then opens a new one."""
+    # Closing a dead connection can fail too; it is dropped either way.
+    with contextlib.suppress(DatabaseError):
+        connection.close()
 
 
 class TransferFailed(Exception):
@@ -92,6 +110,7 @@ class LeaseKeeper:
                     alive = transfers.transfer_heartbeat(entry_id=self.entry_id, worker=self.worker)
                 except DatabaseError:
                     logger.warning("entry %s: could not renew the lease", self.entry_id)
+                    reconnect()  # a connection the server dropped would fail every tick
                     continue  # the next tick tries again, well inside the lease
                 if not alive:
                     self.lost = True
@@ -129,9 +148,16 @@ class Progress:
             or now - self._stored_at >= min(settings.QUEUE_HEARTBEAT_SECONDS, 2.0)
         ):
             self._stored_at = now
-            alive = transfers.transfer_store_progress(
-                entry_id=self.entry_id, worker=self.worker, stage=stage, progress=self.fraction
-            )
+            try:
+                alive = transfers.transfer_store_progress(
+                    entry_id=self.entry_id, worker=self.worker, stage=stage, progress=self.fraction
+                )
+            except DATABASE_ERRORS:
+                # Stored progress is for display, and the LeaseKeeper keeps the lease on a
+                # connection of its own: a database blip need not stop the transfer.
+                logger.warning("entry %s: could not store progress; carrying on", self.entry_id)
+                reconnect()
+                alive = True
             if not alive:
                 raise TransferCancelled()
         publish_progress(
@@ -174,8 +200,8 @@ def _description(entry: QueueEntry) -> str:
 
 def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
     """Move one begun entry's recording to the uploader; returns the share URL."""
-    entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry_id)
     try:
+        entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry_id)
         with LeaseKeeper(entry_id=entry.id, worker=worker) as lease:
             progress = Progress(
                 entry_id=entry.id, owner_id=entry.owner_id, worker=worker, lease=lease
@@ -189,6 +215,11 @@ def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
         ) from exc
     except UploadError as exc:
         raise TransferFailed(exc.reason, transient=exc.transient, kind=exc.kind) from exc
+    except DATABASE_ERRORS as exc:
+        reconnect()
+        raise TransferFailed(
+            DATABASE_UNREACHABLE, transient=True, kind="database_unreachable"
+        ) from exc
 
 
 def _download_and_upload(client: FathomClient, entry: QueueEntry, progress: Progress) -> str:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
+import re
 import time
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_variables
 
 from queue_app.accounts import fathom_account_by_webhook_token, webhook_secret_of
-from queue_app.api.errors import error_response
+from queue_app.api.errors import error_response, hide_secrets_in_debug
 from queue_app.crypto import CredentialDecryptError
 from queue_app.errors import (
     DeliveryTooLarge,
@@ -34,6 +35,7 @@ from queue_app.errors import (
 )
 from queue_app.importing import webhook_delivery_import
 from queue_app.integrations.fathom import FathomError, parse_meeting
+from queue_app.integrations.fathom.parsing import parse_json
 from queue_app.models import WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -42,8 +44,14 @@ logger = logging.getLogger(__name__)
 # refused, so a captured delivery cannot be replayed later (its id may be pruned by then).
 TOLERANCE_SECONDS = 5 * 60
 MAX_WEBHOOK_ID_LENGTH = WebhookDelivery._meta.get_field("webhook_id").max_length
+# What new_webhook_token makes (token_urlsafe); anything else names no account, and is not
+# looked up (PostgreSQL refuses a NUL in a query parameter with an error, not a miss).
+WEBHOOK_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+# Every local of these, and of what they call (hmac names the key `key`), is hidden from
+# error reports.
+@sensitive_variables()
 def sign(*, secret: bytes, webhook_id: str, timestamp: str | int, body: bytes) -> str:
     """The `v1,<base64>` signature of a delivery (HMAC-SHA256 over `id.timestamp.body`)."""
     signed = f"{webhook_id}.{timestamp}.".encode() + body
@@ -51,6 +59,7 @@ def sign(*, secret: bytes, webhook_id: str, timestamp: str | int, body: bytes) -
     return "v1," + base64.b64encode(digest).decode()
 
 
+@sensitive_variables()
 def verify(
     *,
     secret: bytes,
@@ -69,7 +78,8 @@ def verify(
     """
     if not webhook_id or not timestamp or not signature:
         raise MissingHeaders("webhook-id, webhook-timestamp and webhook-signature are required.")
-    if not timestamp.isascii() or not timestamp.isdigit():
+    # At most 19 digits (a 64-bit time): int() of thousands of digits raises ValueError.
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 19:
         raise InvalidSignature("webhook-timestamp is not a whole number of seconds.")
     if tolerance is not None:
         now = time.time() if now is None else now
@@ -88,8 +98,15 @@ def verify(
 
 
 @csrf_exempt  # Fathom cannot send a CSRF token; the signature authenticates instead.
+@hide_secrets_in_debug  # with DEBUG on too (`make run`)
+@sensitive_variables("secret")  # a 500 page or error mail would show the signing key
 def fathom_webhook(request: HttpRequest) -> JsonResponse:
-    """POST /webhooks/fathom?account=<token>: one Fathom delivery."""
+    """POST /webhooks/fathom?account=<token>: one Fathom delivery.
+
+    A signed delivery whose body is not a Fathom meeting we can store is refused whole (400
+    `malformed_body`) before anything is written, its webhook-id included: a corrected
+    redelivery with the same id is then imported, not taken for a duplicate.
+    """
     if request.method != "POST":
         response = error_response(MethodNotAllowed("Only POST is accepted."))
         response["Allow"] = "POST"
@@ -99,7 +116,8 @@ def fathom_webhook(request: HttpRequest) -> JsonResponse:
     except RequestDataTooBig:
         return error_response(DeliveryTooLarge())
     webhook_id = request.headers.get("webhook-id", "")
-    account = fathom_account_by_webhook_token(request.GET.get("account", ""))
+    token = request.GET.get("account", "")
+    account = fathom_account_by_webhook_token(token) if WEBHOOK_TOKEN.fullmatch(token) else None
     try:
         secret = webhook_secret_of(account) if account is not None else None
     except CredentialDecryptError:
@@ -122,11 +140,15 @@ def fathom_webhook(request: HttpRequest) -> JsonResponse:
         return error_response(exc)
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
         return error_response(MalformedHeaders("webhook-id is too long."))
+    if not (webhook_id.isascii() and webhook_id.isprintable()):
+        # Standard Webhooks ids are printable ASCII; a NUL would fail the insert instead.
+        return error_response(MalformedHeaders("webhook-id must be printable ASCII."))
     try:
-        fathom_meeting = parse_meeting(json.loads(body))
-    except (ValueError, FathomError) as exc:  # JSONDecodeError and UnicodeDecodeError too
-        detail = exc.reason if isinstance(exc, FathomError) else "The body is not JSON."
-        return error_response(MalformedBody(detail))
+        # Bounded before anything touches the database: see parsing.parse_json/parse_meeting.
+        fathom_meeting = parse_meeting(parse_json(body, "webhook delivery"))
+    except FathomError as exc:
+        logger.warning("Fathom webhook for account %s refused: %s", account.pk, exc.reason)
+        return error_response(MalformedBody(exc.reason))
 
     outcome = webhook_delivery_import(
         account=account, webhook_id=webhook_id, meeting=fathom_meeting

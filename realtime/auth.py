@@ -3,17 +3,30 @@
 `?token=` holds a one-time socket ticket or an API token; it replaces the session user.
 The credential's fingerprint stays in the scope so that revoking it (logout, token
 deletion) can close exactly the sockets it opened.
+
+A credential of the wrong shape (a NUL, non-ASCII, too long) is no credential: it is
+never looked up, so it cannot reach Redis or the database (PostgreSQL refuses a NUL in a
+string parameter, which was an HTTP 500 at the handshake). The socket is then closed
+with 4401 like any unknown credential.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
 from realtime.tickets import aredeem_ticket, fingerprint
+
+# Tickets are secrets.token_urlsafe(32) (43 characters), API tokens 40 hex digits.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,200}")
+# Session keys are short strings of printable ASCII in every Django session engine
+# (the database's are 32 letters and digits; signed cookies' stay well under 4 KB).
+_SESSION_KEY_SHAPE = re.compile(r"[!-~]{1,4096}")
 
 
 def query_params(scope: dict[str, Any]) -> dict[str, str]:
@@ -48,7 +61,9 @@ class QueryTokenAuthMiddleware:
     async def __call__(self, scope, receive, send):
         params = query_params(scope)
         token = params.get("token")
-        if token is not None:
+        if token is not None and not _TOKEN_SHAPE.fullmatch(token):
+            scope = {**scope, "user": AnonymousUser(), "credential": None}
+        elif token is not None:
             ticket = await aredeem_ticket(token)
             if ticket is not None:
                 user = await _user_by_id(ticket["user_id"])
@@ -61,4 +76,23 @@ class QueryTokenAuthMiddleware:
             session = scope.get("session")
             key = getattr(session, "session_key", None)
             scope = {**scope, "credential": fingerprint(key) if key else None}
+        return await self.app(scope, receive, send)
+
+
+class SessionCookieGuard:
+    """Forget a session cookie of the wrong shape before the session is looked up.
+
+    Sits between Channels' CookieMiddleware (which parses scope["cookies"]) and its
+    SessionMiddleware: the socket is then anonymous, as with no cookie at all.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        cookies = scope.get("cookies") or {}
+        key = cookies.get(settings.SESSION_COOKIE_NAME)
+        if key is not None and not _SESSION_KEY_SHAPE.fullmatch(key):
+            cookies = {k: v for k, v in cookies.items() if k != settings.SESSION_COOKIE_NAME}
+            scope = {**scope, "cookies": cookies}
         return await self.app(scope, receive, send)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable
+from time import monotonic
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -20,7 +21,7 @@ from django.conf import settings
 
 from realtime import queue_feed
 from realtime.auth import query_params
-from realtime.daphne_io import SocketWriter
+from realtime.daphne_io import SocketWriter, close_on_bad_frames, is_closing
 from realtime.hub import get_hub
 from realtime.queue_feed import Viewer, event_for_viewer, snapshot_for_viewer
 
@@ -31,7 +32,17 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_TOO_SLOW = 4008
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_SERVICE_RESTART = 1012
+CLOSE_RATE_LIMITED = 4029
 MAX_FRAME_BYTES = 64 * 1024
+# Under daphne, autobahn refuses a longer message from its header, before reading it into
+# memory, and closes with 1009; up to this it is read and gets frame_too_large, the socket
+# staying open (docs/protocol.md). daphne's own default is 1 MiB.
+MAX_READ_FRAME_BYTES = 2 * MAX_FRAME_BYTES
+# Messages from a client: a token bucket per socket. A client sends a ping now and then
+# and a resume after a gap; this is far above that, and bounds what one socket can make
+# the server do (a resume reads the database).
+RATE_PER_SECOND = 20.0
+RATE_BURST = 50
 # A resume that misses more events than this gets a fresh snapshot instead: cheaper to
 # send and to apply.
 MAX_REPLAY_EVENTS = 1000
@@ -53,6 +64,11 @@ class QueueConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = "none"
     # Set once the hub delivers to this socket; a refused socket never registers.
     registered = False
+    # The rate limit's bucket (class defaults: a full bucket at the first message) and the
+    # messages dropped since the bucket was last full.
+    tokens = float(RATE_BURST)
+    tokens_at = float("-inf")
+    dropped = 0
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         name = get_handler_name(message)
@@ -78,6 +94,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
         self.viewer = Viewer.of(user)
         await self.accept()
         self.writer = SocketWriter.from_send(self.base_send, sndbuf=settings.REALTIME_SOCKET_SNDBUF)
+        close_on_bad_frames(self.writer, max_bytes=MAX_READ_FRAME_BYTES)
         self.max_backlog = settings.REALTIME_MAX_BACKLOG_BYTES
         try:
             await get_hub().register(self)
@@ -203,6 +220,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closing:
             return
+        if self._over_rate():
+            await self._rate_limited()
+            return
         if text_data is None:
             await self._error("invalid_frame", "Send JSON text frames.")
             return
@@ -211,7 +231,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
             return
         try:
             message = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested deeper than the interpreter's stack
             await self._error("invalid_json", "The frame is not JSON.")
             return
         if not isinstance(message, dict):
@@ -229,15 +249,52 @@ class QueueConsumer(AsyncWebsocketConsumer):
         else:
             await self._error("unknown_type", "Unknown message type.")
 
+    def _over_rate(self) -> bool:
+        """Take a token for this message; True if there was none (the message is dropped)."""
+        now = monotonic()
+        tokens = min(RATE_BURST, self.tokens + (now - self.tokens_at) * RATE_PER_SECOND)
+        self.tokens_at = now
+        if tokens >= RATE_BURST:
+            self.dropped = 0  # quiet long enough to fill the bucket: a clean slate
+        if tokens < 1:
+            self.tokens = tokens
+            return True
+        self.tokens = tokens - 1
+        return False
+
+    async def _rate_limited(self) -> None:
+        """Tell the client once; close if it goes on for another burst's worth."""
+        self.dropped += 1
+        if self.dropped == 1:
+            await self._error(
+                "rate_limited", f"Too many messages: at most {RATE_PER_SECOND:g} a second."
+            )
+        elif self.dropped > RATE_BURST:
+            self.closing = True
+            logger.info("closing a socket that kept sending too fast")
+            await self.close(code=CLOSE_RATE_LIMITED)
+
     @staticmethod
     def _parse_seq(value: Any) -> int | None:
         if isinstance(value, bool):
             return None
-        if isinstance(value, str) and value.isdigit() and len(value) < 20:
+        # isdigit() alone takes "²" and "①" (int() then raises) and "١٢" (int() reads 12).
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
             value = int(value)
         if isinstance(value, int) and 0 <= value < 2**63:
             return value
         return None
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
+        """Channels' send, except to a socket whose close has begun: autobahn refuses to
+        send then (Disconnected, an ERROR with a traceback in daphne's log), and daphne
+        only learns of the close when the connection is gone. A pong or an error for a
+        client that is closing, or that was closed for a bad frame, is dropped instead."""
+        if is_closing(getattr(self, "writer", None)):
+            return
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
     async def _error(self, code: str, detail: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail}))

@@ -162,3 +162,26 @@ class RawSocketWriter(TwistedWriter):
         if sent < len(frame):
             transport.write(frame[sent:] if sent else frame)
         return None
+
+
+def is_closing(writer: SocketWriter | None) -> bool:
+    """Under daphne, whether autobahn has begun or finished closing the socket."""
+    protocol = getattr(writer, "protocol", None)
+    return protocol is not None and protocol.state != protocol.STATE_OPEN
+
+
+def close_on_bad_frames(writer: SocketWriter, *, max_bytes: int) -> None:
+    """Under daphne, have autobahn close a socket that sends a frame it refuses with the
+    RFC 6455 code, not by dropping the connection.
+
+    daphne keeps autobahn's failByDrop: invalid UTF-8 in a text frame, a message over its
+    size limit or a protocol error drops the TCP connection without a close frame, which a
+    client sees as 1006 (a network failure, to retry). With it off they close with 1007,
+    1009 and 1002 (docs/protocol.md).
+    """
+    protocol = getattr(writer, "protocol", None)
+    if protocol is None or not hasattr(protocol, "failByDrop"):
+        return  # not daphne: the consumer's own checks answer
+    protocol.failByDrop = False
+    protocol.maxMessagePayloadSize = max_bytes
+    protocol.maxFramePayloadSize = max_bytes

@@ -15,11 +15,28 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
 TICKET_TTL_SECONDS = 60
 _KEY_PREFIX = "fathomloom:ws-ticket:"
 _sync_client: redis.Redis | None = None
 _async_clients: dict[int, aioredis.Redis] = {}
+
+# After Redis restarts, every pooled connection is dead. `from_url` gives its connections
+# no retry, so each would fail one command (a 500 at a socket's handshake) before it
+# reconnected. A retry reconnects at once; while Redis is down the command still fails
+# within a second (3 refused connects). GETDEL retried after a reply was lost finds the
+# ticket gone: that socket is refused (4401) and its client asks for a new ticket.
+_RETRY_ON = (RedisConnectionError, RedisTimeoutError)
+_CLIENT_OPTIONS: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 2}
+
+
+def _backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=0.5, base=0.05)
 
 
 def fingerprint(secret: str) -> str:
@@ -30,7 +47,11 @@ def fingerprint(secret: str) -> str:
 def _client() -> redis.Redis:
     global _sync_client
     if _sync_client is None:
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+        _sync_client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            retry=Retry(_backoff(), retries=3, supported_errors=_RETRY_ON),
+            **_CLIENT_OPTIONS,
+        )
     return _sync_client
 
 
@@ -41,7 +62,9 @@ def _async_client() -> aioredis.Redis:
     client = _async_clients.get(loop_id)
     if client is None:
         client = _async_clients[loop_id] = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5
+            settings.REDIS_URL,
+            retry=AsyncRetry(_backoff(), retries=3, supported_errors=_RETRY_ON),
+            **_CLIENT_OPTIONS,
         )
     return client
 

@@ -8,11 +8,16 @@ and fathomloom/settings/checks.py refuses to start without the keys a process ne
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography.fernet import Fernet
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry as AsyncRedisRetry
+from redis.backoff import ExponentialBackoff
 
 from . import devkeys
 from .env import env_bool, env_float, env_int, env_list, env_str
@@ -52,6 +57,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # The Content-Security-Policy header on every answer (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     # Every answer under /api/ is JSON, DEBUG pages included (queue_app/api/errors.py).
     "queue_app.api.errors.JsonErrorsMiddleware",
     # daphne serves no static files itself: WhiteNoise serves the pages' CSS and JS (and the
@@ -166,6 +173,10 @@ else:
                         "socket_timeout": None,
                         # redis-py 8 raises instead of waiting past 100 pooled connections.
                         "max_connections": 1000,
+                        # The pool outlives a Redis restart, its connections do not: without
+                        # a retry each dead one fails a command (a lost publish, a /readyz
+                        # that stays down) before it reconnects.
+                        "retry": AsyncRedisRetry(ExponentialBackoff(cap=0.5, base=0.05), 3),
                     }
                 ],
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "fathomloom"),
@@ -181,7 +192,12 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# A broker blip must not cost running transfers an attempt and a lease period. They need
+# no broker to finish (the database lease is the truth), so they carry on. Their message
+# cannot be acknowledged on the lost connection and may come again later: the transfer
+# task then finds its entry not claimable (transfers.transfer_begin) and skips
+# (tests/faults/test_redelivery.py, test_fault_suite.py's Redis restart).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Time limits stay well below the visibility timeout, so a task is never redelivered
 # while its first run is still allowed to go on.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
@@ -230,6 +246,76 @@ EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "fathomloom <noreply@localhost>")
 
+
+# --- Security: HTTPS, headers, Content-Security-Policy --------------------------------------
+# docs/operations.md ("Production settings") lists what each variable turns on;
+# tests/test_deploy_settings.py runs `manage.py check --deploy` with them.
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """TRUSTED_PROXY_SSL_HEADER as Django's SECURE_PROXY_SSL_HEADER: `Name` (the request came
+    over HTTPS when the proxy sets it to `https`) or `Name: value`."""
+    raw = env_str("TRUSTED_PROXY_SSL_HEADER").strip()
+    if not raw:
+        return None
+    name, colon, value = (part.strip() for part in raw.partition(":"))
+    if not re.fullmatch(r"[A-Za-z0-9-]+", name) or (colon and not value):
+        raise ImproperlyConfigured(
+            "TRUSTED_PROXY_SSL_HEADER must be a header name, optionally with the value that "
+            f"means HTTPS (X-Forwarded-Proto, or X-Forwarded-Ssl: on), got {raw!r}"
+        )
+    return "HTTP_" + name.upper().replace("-", "_"), value or "https"
+
+
+# Set only behind a proxy that terminates TLS and always sets (or strips) this header:
+# Django then believes it, so a client reaching daphne directly could claim HTTPS.
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+# The service is reached over HTTPS only: on by default behind such a proxy.
+SECURE_SSL = env_bool("SECURE_SSL", SECURE_PROXY_SSL_HEADER is not None)
+SECURE_SSL_REDIRECT = SECURE_SSL
+# Probes come straight from a load balancer or orchestrator, over plain HTTP: never
+# redirected (paths without their leading slash).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SESSION_COOKIE_SECURE = SECURE_SSL
+CSRF_COOKIE_SECURE = SECURE_SSL
+# HSTS is sent on HTTPS answers only. A year, subdomains included, preload allowed (the
+# preload list still needs a manual submission); each can be turned down by its variable.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SECURE_SSL else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# Django's defaults, stated because the deploy checks and the CSP below rely on them.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+
+def _websocket_origins(base_url: str) -> list[str]:
+    """The ws/wss origin of PUBLIC_BASE_URL, where the pages open /queue_updates."""
+    parts = urlsplit(base_url)
+    if not parts.netloc:
+        return []
+    return [f"{'wss' if parts.scheme == 'https' else 'ws'}://{parts.netloc}"]
+
+
+# No inline script or style on any page: the pages load their JS and CSS from static files
+# and pass data in JSON blocks (json_script), which CSP does not run. The one inline script
+# and style, Swagger UI's at /api/docs/ (templates/drf_spectacular/swagger_ui.html), carry
+# the per-answer nonce, which appears in the header only on answers that use it.
+# connect-src: CSP3 browsers match ws/wss of the page's own host with 'self'; the origin of
+# PUBLIC_BASE_URL is named too, for browsers that predate that rule.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF, *_websocket_origins(PUBLIC_BASE_URL)],
+        "frame-ancestors": [NONE],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+    }
+}
+
 # --- Auth, API ------------------------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -243,6 +329,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "EXCEPTION_HANDLER": "queue_app.api.errors.exception_handler",
+    # DRF's three, with a JSON parser that refuses deep nesting and non-UTF-8 bodies with a
+    # 400 instead of a RecursionError's 500 (queue_app/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "queue_app.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Behind a proxy, set NUM_PROXIES so throttles see the client's address, not the proxy's.
     "NUM_PROXIES": env_int("NUM_PROXIES", 0) or None,
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

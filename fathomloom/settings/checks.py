@@ -5,12 +5,20 @@ every process refuses to start without them, whichever settings module it uses. 
 DEBUG off SECRET_KEY is required; CREDENTIAL_ENCRYPTION_KEYS is required by whatever
 stores or reads a credential (queue_app/crypto.py says so then). With DEBUG on both come
 from the environment or from the development key files in VAR_DIR (devkeys.py).
+
+Also one of Django's system checks, run by `manage.py check --deploy`: the production
+settings agree with each other (docs/operations.md, "Production settings").
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from django.apps import AppConfig
+from django.conf import settings
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from . import devkeys
@@ -35,3 +43,21 @@ def _no_dev_key(setting: str, path: Path) -> str:
         f"{setting} is not set and {path} holds no development key: "
         f"{devkeys.HOW_TO_MAKE}, or set {setting}."
     )
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_https_settings_agree(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """With HTTPS on, share links and the CSP's WebSocket origin (both from PUBLIC_BASE_URL)
+    must be https too: an http:// link would bounce through the redirect, and name an
+    origin the pages never use."""
+    if settings.SECURE_SSL and settings.PUBLIC_BASE_URL.startswith("http://"):
+        return [
+            checks.Warning(
+                f"PUBLIC_BASE_URL is {settings.PUBLIC_BASE_URL!r} while SECURE_SSL is on.",
+                hint="Set PUBLIC_BASE_URL to the https:// address users reach this service at.",
+                id="fathomloom.W001",
+            )
+        ]
+    return []

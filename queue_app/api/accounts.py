@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import RegexValidator
 from django.utils.decorators import method_decorator
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.renderers import JSONRenderer
@@ -17,14 +18,21 @@ from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from queue_app import accounts, importing
+from queue_app.api.errors import hide_secrets_in_debug
 from queue_app.api.serializers import ErrorSerializer
-from queue_app.api.views import ApiView, errors
+from queue_app.api.views import UNAVAILABLE, ApiView, errors
 
 # The account errors' statuses and codes are theirs (queue_app/errors.py); these only
 # describe them in the schema.
 FATHOM_ERRORS = {
     502: OpenApiResponse(ErrorSerializer, description="`fathom_bad_response`."),
-    503: OpenApiResponse(ErrorSerializer, description="`fathom_unavailable` (see `Retry-After`)."),
+    503: OpenApiResponse(
+        ErrorSerializer,
+        description=(
+            "`fathom_unavailable` (see `Retry-After`); at a sync also `credential_unreadable` "
+            f"(connect again); or {UNAVAILABLE}"
+        ),
+    ),
 }
 
 
@@ -41,8 +49,14 @@ class StrictCharField(serializers.CharField):
 
 
 class FathomKeyInputSerializer(serializers.Serializer):
-    # At least 8 characters: showing the last four of a shorter key would show most of it.
-    api_key = StrictCharField(min_length=8, max_length=512, write_only=True)
+    # What Fathom issues (accounts.check_api_key_format, the same rule for other callers):
+    # anything else would fail as an HTTP header, after a call to Fathom or in it.
+    api_key = StrictCharField(
+        min_length=accounts.API_KEY_MIN_LENGTH,
+        max_length=accounts.API_KEY_MAX_LENGTH,
+        validators=[RegexValidator(accounts.API_KEY_PATTERN, accounts.API_KEY_FORMAT)],
+        write_only=True,
+    )
 
 
 class AutoQueueInputSerializer(serializers.Serializer):
@@ -99,6 +113,9 @@ class FathomSyncThrottle(FathomCallThrottle):
 # --- views ---------------------------------------------------------------------------------
 
 
+# Error reports hide the key, the DEBUG page included: in request.POST (a form), in the locals
+# of the views and services marked with sensitive_variables, and of what they call.
+@method_decorator(hide_secrets_in_debug, name="dispatch")
 @method_decorator(sensitive_post_parameters("api_key", "secret"), name="dispatch")
 class FathomCredentialView(AccountApiView):
     """The caller's Fathom API key: set (checked with Fathom), shown as its last four only."""
@@ -116,12 +133,17 @@ class FathomCredentialView(AccountApiView):
     @extend_schema(
         operation_id="credentials_fathom_set",
         request=FathomKeyInputSerializer,
-        responses={200: FathomConnectionSerializer, **errors(400, 401), **FATHOM_ERRORS},
+        responses={
+            200: FathomConnectionSerializer,
+            **errors(400, 401, 413, 415, 429),
+            **FATHOM_ERRORS,
+        },
         description=(
             "Connect a Fathom API key, replacing any earlier one. Fathom is asked first: a key "
             "it refuses gets 400 `fathom_key_rejected` and nothing is stored."
         ),
     )
+    @sensitive_variables()  # `data`: a serializer's repr shows its input
     def post(self, request: Request) -> Response:
         data = FathomKeyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -131,7 +153,7 @@ class FathomCredentialView(AccountApiView):
     @extend_schema(
         operation_id="credentials_fathom_update",
         request=AutoQueueInputSerializer,
-        responses={200: FathomConnectionSerializer, **errors(400, 401)},
+        responses={200: FathomConnectionSerializer, **errors(400, 401, 413, 415)},
         description="Turn auto-queue on or off: queue each meeting the webhook announces.",
     )
     def patch(self, request: Request) -> Response:
@@ -158,6 +180,7 @@ def _webhook_settings(request: Request) -> dict[str, Any]:
     )
 
 
+@method_decorator(hide_secrets_in_debug, name="dispatch")
 @method_decorator(sensitive_post_parameters("secret"), name="dispatch")
 class FathomWebhookSettingsView(AccountApiView):
     """Where Fathom should send the caller's webhook, and the secret it signs with."""
@@ -173,9 +196,10 @@ class FathomWebhookSettingsView(AccountApiView):
     @extend_schema(
         operation_id="credentials_fathom_webhook_set",
         request=WebhookSecretInputSerializer,
-        responses={200: WebhookSettingsSerializer, **errors(400, 401)},
+        responses={200: WebhookSettingsSerializer, **errors(400, 401, 413, 415)},
         description="Store the `whsec_...` secret Fathom showed for this webhook.",
     )
+    @sensitive_variables()  # `data`: a serializer's repr shows its input
     def put(self, request: Request) -> Response:
         data = WebhookSecretInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -185,13 +209,15 @@ class FathomWebhookSettingsView(AccountApiView):
         return Response(_webhook_settings(request))
 
 
+# The stored key is decrypted on the way (importing.meetings_sync).
+@method_decorator(hide_secrets_in_debug, name="dispatch")
 class MeetingSyncView(AccountApiView):
     throttle_classes = [FathomSyncThrottle]
 
     @extend_schema(
         operation_id="meetings_sync",
         request=None,
-        responses={200: SyncResultSerializer, **errors(400, 401), **FATHOM_ERRORS},
+        responses={200: SyncResultSerializer, **errors(400, 401, 429), **FATHOM_ERRORS},
         description=(
             "Import all your meetings from Fathom; safe to repeat. A sync that fails "
             "changes nothing. Imported meetings are not queued."

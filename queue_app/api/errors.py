@@ -5,26 +5,38 @@ whose `status` and `code` it sends as they are. Everything else here only picks 
 
 - `exception_handler` (REST_FRAMEWORK["EXCEPTION_HANDLER"], so every DRF view): the
   application's errors, DRF's own (validation, auth, permission, 404, 405, throttling),
-  Django's Http404 and PermissionDenied; a database or Redis that cannot be reached is 503
-  `unavailable`. Anything else is a bug: it is left to Django, which logs it with its
-  traceback and answers with `server_error` below.
+  Django's Http404, PermissionDenied and a body too large (413); a database or Redis that
+  cannot be reached is 503 `unavailable`. Anything else is a bug: it is left to Django,
+  which logs it with its traceback and answers with `server_error` below.
 - `bad_request`, `permission_denied`, `page_not_found`, `server_error`: the root URLconf's
   handler400/403/404/500, JSON under /api/ and /webhooks/ (unknown paths, errors outside a
   DRF view), Django's own pages elsewhere. With DEBUG on, Django shows its debug pages for
   404 and 500 instead, as it does for every path.
+- A database or Redis that cannot be reached outside a DRF view is 503 as well, logged as
+  one WARNING: `JsonErrorsMiddleware.process_exception` for a view (the webhook, the
+  pages), `server_error` for a middleware (a session or user lookup before any view;
+  with DEBUG off - with DEBUG on Django shows its debug page, logged at ERROR, as for
+  any middleware's exception). JSON under /api/ and /webhooks/, a short page elsewhere.
 - Fathom's webhook view answers its refusals with `error_response` directly.
+- `hide_secrets_in_debug`: for views that take secrets, error reports that hide them
+  with DEBUG on as well.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import InterfaceError as DatabaseInterfaceError
 from django.db import OperationalError as DatabaseOperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.log import log_response
 from django.views import defaults
+from django.views.debug import SafeExceptionReporterFilter
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions
@@ -36,6 +48,7 @@ from queue_app.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    RequestTooLarge,
     ServerError,
     ServiceUnavailable,
 )
@@ -88,6 +101,14 @@ def application_error(exc: Exception) -> ApplicationError | None:
         return NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return Forbidden()
+    # Django raises these reading a body (DRF's request.data); left to Django, they would be
+    # a 400 `bad_request` logged at ERROR with a traceback, for what is only a client's excess.
+    if isinstance(exc, RequestDataTooBig):
+        return RequestTooLarge()
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return RequestTooLarge(
+            "The request has more form fields or files than this service accepts."
+        )
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         return InvalidInput("; ".join(_flatten(exc.detail)), fields=fields)
@@ -110,6 +131,48 @@ def unavailable_service(exc: Exception) -> str | None:
     return None
 
 
+# Outside /api/ and /webhooks/: a page of its own, no template. The site's templates read
+# the signed-in user, which needs the database that is down.
+UNAVAILABLE_PAGE = (
+    "<!doctype html>\n<title>Service unavailable · fathomloom</title>\n"
+    "<h1>Service unavailable</h1>\n"
+    "<p>A service this page needs is unavailable; try again shortly.</p>\n"
+)
+
+
+def _unavailable(
+    request: HttpRequest | None, service: str, exc: BaseException, *, json: bool
+) -> HttpResponse:
+    """503 for a database or Redis that cannot be reached, logged as one WARNING."""
+    if json:
+        response: HttpResponse = error_response(ServiceUnavailable())
+    else:
+        response = HttpResponse(UNAVAILABLE_PAGE, status=503, content_type="text/html")
+    # One WARNING line, no traceback: the outage is not a bug here. Only the exception's
+    # class: a driver's message may name hosts and users. Marks the response as logged,
+    # so Django does not log it again at ERROR.
+    log_response(
+        "%s %s: %s is unavailable (%s)",
+        getattr(request, "method", "-"),
+        getattr(request, "path", "-"),
+        service,
+        f"{type(exc).__module__}.{type(exc).__qualname__}",
+        response=response,
+        request=request,
+        level="warning",
+    )
+    return response
+
+
+def unavailable_response(request: HttpRequest, exc: BaseException | None) -> HttpResponse | None:
+    """The 503 for `exc` if it says the database or Redis cannot be reached (JSON under
+    /api/ and /webhooks/, a short page elsewhere); None for any other exception."""
+    service = unavailable_service(exc) if isinstance(exc, Exception) else None
+    if service is None:
+        return None
+    return _unavailable(request, service, exc, json=_json_path(request))
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
     """DRF's EXCEPTION_HANDLER: the answer to an exception raised in an API view.
 
@@ -120,21 +183,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     service = unavailable_service(exc)
     if service is not None:
         set_rollback()
-        response = error_response(ServiceUnavailable())
-        # One WARNING line, no traceback: the outage is not a bug here. Only the exception's
-        # class: a driver's message may name hosts and users. Marks the response as logged,
-        # so Django does not log it again at ERROR.
-        log_response(
-            "%s %s: %s is unavailable (%s)",
-            getattr(request, "method", "-"),
-            getattr(request, "path", "-"),
-            service,
-            f"{type(exc).__module__}.{type(exc).__qualname__}",
-            response=response,
-            request=getattr(request, "_request", request),
-            level="warning",
-        )
-        return response
+        return _unavailable(getattr(request, "_request", request), service, exc, json=True)
     error = application_error(exc)
     if error is None:
         return None
@@ -144,6 +193,37 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     auth_header = getattr(exc, "auth_header", None)
     headers = {"WWW-Authenticate": auth_header} if auth_header else None
     return error_response(error, headers=headers)
+
+
+# --- error reports of views that handle secrets -----------------------------------------
+
+
+class AlwaysSafeExceptionReporterFilter(SafeExceptionReporterFilter):
+    """Django's filter of error reports, at work with DEBUG on too.
+
+    Django's steps aside when DEBUG is on ("your site is not safe anyway"), so its debug
+    page lists what sensitive_variables and sensitive_post_parameters mark, in clear; but
+    `make run` runs with DEBUG on, and with real Fathom keys.
+    """
+
+    def is_active(self, request: HttpRequest | None) -> bool:
+        return True
+
+
+_ALWAYS_SAFE = AlwaysSafeExceptionReporterFilter()
+
+
+def hide_secrets_in_debug(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A view whose error reports (the DEBUG page too) hide what sensitive_variables and
+    sensitive_post_parameters mark. For a class: method_decorator(..., name="dispatch")."""
+
+    @wraps(view)
+    def hiding(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # Django's reports take the filter from here (get_exception_reporter_filter).
+        request.exception_reporter_filter = _ALWAYS_SAFE
+        return view(request, *args, **kwargs)
+
+    return hiding
 
 
 # --- the root URLconf's error handlers ----------------------------------------------------
@@ -173,6 +253,11 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    # Django calls handler500 inside its `except` around the failing view or middleware
+    # (a session or user lookup before any view), so the exception is at hand here.
+    unavailable = unavailable_response(request, sys.exc_info()[1])
+    if unavailable is not None:
+        return unavailable
     if _json_path(request):
         return error_response(ServerError())
     return defaults.server_error(request)
@@ -189,6 +274,11 @@ class JsonErrorsMiddleware:
 
     def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """A view outside DRF (the webhook, the pages) that finds the database or Redis
+        down: 503, with DEBUG on too. A middleware's such failure reaches server_error."""
+        return unavailable_response(request, exception)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)

@@ -362,5 +362,7 @@ def test_staff_pause_and_resume(client_for, staff, alice):
 
 
 def test_a_wrong_method_gets_405_in_the_error_shape(client_for, alice, staff, alice_entry):
-    assert_error(client_for(alice).put(entry_url(alice_entry), {}, format="json"), 405, "method_not_allowed")
+    assert_error(
+        client_for(alice).put(entry_url(alice_entry), {}, format="json"), 405, "method_not_allowed"
+    )
     assert_error(client_for(staff).delete("/api/queue/clear"), 405, "method_not_allowed")

@@ -35,12 +35,21 @@ from queue_app.integrations.fathom.parsing import (
     DownloadStatus,
     FathomMeeting,
     parse_download_status,
+    parse_json,
     parse_meeting,
     parse_meetings_page,
 )
 
 if TYPE_CHECKING:
     from queue_app.integrations.fathom.ratelimit import RateLimiter
+
+try:
+    from django.views.decorators.debug import sensitive_variables
+except ImportError:  # pragma: no cover - the client is usable without Django
+
+    def sensitive_variables(*names: str) -> Callable[[Any], Any]:
+        return lambda function: function
+
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +104,8 @@ class FathomClient:
     """Fathom's API for one API key. Raises ``FathomError`` and never sleeps on a 429:
     the caller decides when to try again (``retry_after``)."""
 
+    # Every local, and every local of what it calls: httpx gets the key as a header.
+    @sensitive_variables()
     def __init__(
         self,
         api_key: str,
@@ -103,8 +114,11 @@ class FathomClient:
         timeout: float = 30.0,
         limiter: RateLimiter | None = None,
     ) -> None:
-        if not api_key:
-            raise ValueError("a Fathom API key is required")
+        # The key becomes the X-Api-Key header: printable ASCII without spaces, as Fathom
+        # issues them. Anything else fails in httpx (UnicodeEncodeError) or, a newline, splits
+        # the header. The message names no character of the key.
+        if not (api_key and api_key.isascii() and api_key.isprintable() and " " not in api_key):
+            raise ValueError("a Fathom API key is required: printable ASCII without spaces")
         self._api_key = api_key
         self.base_url = (base_url or _default_base_url()).rstrip("/")
         self.timeout = timeout
@@ -169,9 +183,11 @@ class FathomClient:
         logger.debug("Fathom %s %s -> %s", method, path, status)
         if status >= 300:
             raise self._status_error(response, doing=doing, subject=subject)
+        # Bounded parsing: 100,000 nested brackets from a broken or hostile answer must be a
+        # clear FathomMalformedResponse, not a RecursionError that fails the sync with a 500.
         try:
-            return response.json()
-        except ValueError:
+            return parse_json(response.content, "answer")
+        except FathomMalformedResponse:
             raise FathomMalformedResponse(
                 f"Fathom sent malformed JSON while {doing} ({status})", status=status
             ) from None
@@ -184,11 +200,11 @@ class FathomClient:
             retry_after = _seconds(response.headers.get("RateLimit-Reset"))
         detail = ""
         try:
-            body = response.json()
+            body = parse_json(response.content, "error answer")
             message = body.get("error") or body.get("message") if isinstance(body, dict) else None
             if isinstance(message, str) and message:
                 detail = ": " + self._scrub(message)[:200]
-        except (ValueError, httpx.ResponseNotRead):
+        except (FathomMalformedResponse, httpx.ResponseNotRead):
             pass
         if status == 429:
             wait = f"retry in {retry_after:g} s" if retry_after is not None else "retry later"

@@ -2,20 +2,125 @@
 
 Every parser raises a permanent ``FathomMalformedResponse`` when the JSON is not the
 documented shape; unknown fields are ignored.
+
+A meeting is bounded here, before anything touches a database: a recording_id that fits a
+bigint, times a datetime can convert, nesting a walk can follow, and no character that
+PostgreSQL cannot store (``parse_json`` does the same for the bytes of a webhook delivery).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from queue_app.integrations.fathom.errors import malformed
 
+# Fathom documents recording_id as a positive integer; a signed 64-bit one is what our
+# bigint column (PostgreSQL and SQLite alike) holds.
+MAX_RECORDING_ID = 2**63 - 1
+# A meeting is a few levels deep (meeting, transcript, entry, speaker); 32 leaves Fathom room
+# to grow and keeps json.loads and every walk over the data far from Python's recursion limit.
+MAX_DEPTH = 32
+# A recording's times lie well inside these: far from years 1 and 9999, where converting to
+# UTC or to a reader's time zone overflows datetime (on saving, or on every page that shows it).
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+
+# NUL (PostgreSQL's text and jsonb refuse it) and lone surrogates (no encoding takes them).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# A JSON string, escapes included; possessive, so it never backtracks, and it takes an
+# unterminated string to the end, so a hostile body cannot make the scan quadratic.
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_SQUARE_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def parse_json(body: bytes, what: str) -> Any:
+    """``body`` as JSON, refused (``FathomMalformedResponse``) unless it is UTF-8 JSON
+    nested at most ``MAX_DEPTH`` levels and without NaN or Infinity.
+
+    The nesting is measured on the bytes first: json.loads recurses once per level, so
+    100,000 opening brackets would raise RecursionError instead of a clear refusal.
+    """
+    try:
+        text = body.decode("utf-8-sig")  # RFC 8259: UTF-8; a leading BOM may be ignored
+    except UnicodeDecodeError as exc:
+        raise malformed(what, f"it is not UTF-8 (byte {exc.start})") from None
+    problem = _nesting_problem(body)
+    if problem:
+        raise malformed(what, problem)
+    try:
+        return json.loads(text, parse_constant=_not_a_number)
+    except ValueError as exc:  # JSONDecodeError, NaN, an integer of thousands of digits
+        raise malformed(what, f"it is not JSON ({str(exc)[:80]})") from None
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _nesting_problem(body: bytes) -> str | None:
+    """Why the brackets outside strings in ``body`` cannot be parsed safely, or None.
+
+    Strings are removed, then each pass deletes the innermost pairs, one level a pass
+    (C-speed replaces, no recursion): what remains after MAX_DEPTH passes is deeper.
+    """
+    brackets = _JSON_STRING.sub(b"", body).translate(_SQUARE_BRACKETS, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        if not brackets:
+            return None
+        inner_removed = brackets.replace(b"[]", b"")
+        if len(inner_removed) == len(brackets):
+            return "it is not JSON: its brackets are not nested in pairs"
+        brackets = inner_removed
+    return f"it is nested deeper than {MAX_DEPTH} levels" if brackets else None
+
+
+def _clean_text(text: str) -> str:
+    """``text`` without what no database stores: NUL goes, a lone surrogate becomes U+FFFD.
+
+    Cleaned rather than refused: neither carries meaning in Fathom's free text (titles
+    people type, summaries, transcripts), and refusing would lose the whole meeting, again
+    at every retry, and fail every later sync of the account.
+    """
+    if _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(lambda found: "" if found.group() == "\x00" else "\ufffd", text)
+
+
+def _clean_json(value: object, what: str, depth: int = 1) -> Any:
+    """A copy of decoded JSON with every string and key cleaned; refused if it holds what
+    JSON does not (NaN, Infinity, non-string keys, other types) or nests past MAX_DEPTH."""
+    if isinstance(value, str):
+        return _clean_text(value)
+    if value is None or isinstance(value, int):  # bool is an int
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):  # json.loads makes 1e400 infinite; jsonb refuses both
+            raise malformed(what, "it holds a number that is not finite")
+        return value
+    if depth > MAX_DEPTH:
+        raise malformed(what, f"it is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, list):
+        return [_clean_json(item, what, depth + 1) for item in value]
+    if isinstance(value, dict):
+        cleaned = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise malformed(what, f"it has a {type(key).__name__} key, not a string")
+            cleaned[_clean_text(key)] = _clean_json(item, what, depth + 1)
+        return cleaned
+    raise malformed(what, f"it holds a {type(value).__name__}, which is not JSON")
+
 
 @dataclass(frozen=True)
 class FathomMeeting:
-    """One meeting from ``GET /meetings``; ``raw`` keeps the dict exactly as received."""
+    """One meeting from ``GET /meetings``; ``raw`` keeps the dict as received, cleaned of
+    what no database stores (NUL, lone surrogates)."""
 
     recording_id: int
     title: str
@@ -36,9 +141,14 @@ def _parse_time(value: object, name: str, what: str) -> datetime | None:
         raise malformed(what, f"{name} is {type(value).__name__}, not a timestamp")
     try:
         # fromisoformat in 3.11 takes the trailing Z that Fathom sends.
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise malformed(what, f"{name} {value[:40]!r} is not a timestamp") from None
+    if parsed.tzinfo is None:  # Fathom's times are UTC; one without an offset is taken so
+        parsed = parsed.replace(tzinfo=UTC)
+    if not EARLIEST_TIME <= parsed < LATEST_TIME:
+        raise malformed(what, f"{name} {value[:40]!r} is not between 1970 and 2100")
+    return parsed
 
 
 def _opt_str(data: dict[str, Any], name: str, what: str) -> str:
@@ -50,11 +160,20 @@ def _opt_str(data: dict[str, Any], name: str, what: str) -> str:
     return value
 
 
-def parse_meeting(data: object) -> FathomMeeting:
-    """A meeting from Fathom's JSON: unknown fields ignored, missing optional ones empty.
+def _opt_url(received: dict[str, Any], name: str, what: str) -> str:
+    # Read before cleaning: a URL with a character cleaned away would point somewhere else,
+    # so it is left out instead.
+    url = _opt_str(received, name, what)
+    return "" if _UNSTORABLE.search(url) else url
 
-    Raises a permanent ``FathomMalformedResponse`` when ``data`` is not an object or its
-    ``recording_id`` is not an integer.
+
+def parse_meeting(data: object) -> FathomMeeting:
+    """A meeting from Fathom's JSON: unknown fields ignored, missing optional ones empty,
+    strings cleaned of NUL and lone surrogates.
+
+    Raises a permanent ``FathomMalformedResponse`` when ``data`` is not an object, its
+    ``recording_id`` is not a positive 64-bit integer, a time is not one between 1970 and
+    2100, or it holds what JSON does not or nests deeper than ``MAX_DEPTH``.
     """
     if not isinstance(data, dict):
         raise malformed("meeting", f"expected an object, got {type(data).__name__}")
@@ -62,7 +181,12 @@ def parse_meeting(data: object) -> FathomMeeting:
     # bool is an int subclass; True is not a recording.
     if not isinstance(recording_id, int) or isinstance(recording_id, bool):
         raise malformed("meeting", f"recording_id is {type(recording_id).__name__}, not an integer")
+    if not 1 <= recording_id <= MAX_RECORDING_ID:
+        # str() of a huge int is slow, and refused past 4300 digits.
+        shown = recording_id if recording_id.bit_length() <= 128 else "of that size"
+        raise malformed("meeting", f"recording_id {shown} is not a positive 64-bit integer")
     what = f"meeting (recording {recording_id})"
+    received, data = data, _clean_json(data, what)
     summary = ""
     default_summary = data.get("default_summary")
     if isinstance(default_summary, dict):
@@ -78,8 +202,8 @@ def parse_meeting(data: object) -> FathomMeeting:
         # Fathom's title is the recording's; the calendar event's title is the fallback.
         title=title or meeting_title,
         meeting_title=meeting_title,
-        url=_opt_str(data, "url", what),
-        share_url=_opt_str(data, "share_url", what),
+        url=_opt_url(received, "url", what),
+        share_url=_opt_url(received, "share_url", what),
         recording_start_time=_parse_time(
             data.get("recording_start_time"), "recording_start_time", what
         ),
