@@ -8,12 +8,15 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fathomloom.settings")
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddleware  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.sessions import CookieMiddleware, SessionMiddleware  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from realtime.auth import QueryTokenAuthMiddleware, SessionCookieGuard  # noqa: E402
+from realtime.auth import (  # noqa: E402
+    QueryTokenAuthMiddleware,
+    SessionAuthMiddleware,
+    SessionCookieGuard,
+)
 from realtime.origin import OriginGuard  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -34,7 +37,9 @@ application = ProtocolTypeRouter(
             CookieMiddleware(
                 SessionCookieGuard(
                     SessionMiddleware(
-                        AuthMiddleware(QueryTokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+                        SessionAuthMiddleware(
+                            QueryTokenAuthMiddleware(URLRouter(websocket_urlpatterns))
+                        )
                     )
                 )
             )

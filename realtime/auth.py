@@ -12,15 +12,26 @@ with 4401 like any unknown credential.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from realtime.tickets import aredeem_ticket, fingerprint
+
+logger = logging.getLogger(__name__)
+
+# A part the socket needs that cannot be reached: the socket is closed with 1013 (try again
+# later) and the client reconnects with its backoff.
+UNAVAILABLE_ERRORS = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
 
 # Tickets are secrets.token_urlsafe(32) (43 characters), API tokens 40 hex digits.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -52,6 +63,30 @@ def _user_by_api_token(key: str):
     return token.user
 
 
+async def _authenticate_token(token: str) -> tuple[Any, str | None]:
+    """The user a `?token=` names (a one-time ticket first, then an API token) and the
+    credential's fingerprint; AnonymousUser if it names none."""
+    ticket = await aredeem_ticket(token)
+    if ticket is not None:
+        return await _user_by_id(ticket["user_id"]), ticket.get("credential")
+    user = await _user_by_api_token(token) if len(token) <= 64 else AnonymousUser()
+    return user, fingerprint(token)
+
+
+class SessionAuthMiddleware(AuthMiddleware):
+    """Channels' AuthMiddleware (the session's user), but a database or Redis that is down
+    marks the socket unavailable (closed with 1013 by the consumer) instead of failing the
+    handshake with HTTP 500."""
+
+    async def resolve_scope(self, scope: dict[str, Any]) -> None:
+        try:
+            await super().resolve_scope(scope)
+        except UNAVAILABLE_ERRORS as exc:
+            logger.warning("socket session unavailable: %s", type(exc).__name__)
+            scope["user"]._wrapped = AnonymousUser()
+            scope["unavailable"] = True
+
+
 class QueryTokenAuthMiddleware:
     """Authenticate `?token=` (ticket first, then API token); else keep the session user."""
 
@@ -64,14 +99,15 @@ class QueryTokenAuthMiddleware:
         if token is not None and not _TOKEN_SHAPE.fullmatch(token):
             scope = {**scope, "user": AnonymousUser(), "credential": None}
         elif token is not None:
-            ticket = await aredeem_ticket(token)
-            if ticket is not None:
-                user = await _user_by_id(ticket["user_id"])
-                credential = ticket.get("credential")
+            try:
+                user, credential = await _authenticate_token(token)
+            except UNAVAILABLE_ERRORS as exc:
+                # Redis (tickets) or the database (users, tokens) is down: the consumer
+                # closes with 1013, try again later, rather than daphne answering HTTP 500.
+                logger.warning("socket authentication unavailable: %s", type(exc).__name__)
+                scope = {**scope, "user": AnonymousUser(), "credential": None, "unavailable": True}
             else:
-                user = await _user_by_api_token(token) if len(token) <= 64 else AnonymousUser()
-                credential = fingerprint(token)
-            scope = {**scope, "user": user, "credential": credential}
+                scope = {**scope, "user": user, "credential": credential}
         else:
             session = scope.get("session")
             key = getattr(session, "session_key", None)

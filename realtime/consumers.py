@@ -20,7 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from realtime import queue_feed
-from realtime.auth import query_params
+from realtime.auth import UNAVAILABLE_ERRORS, query_params
 from realtime.daphne_io import SocketWriter, close_on_bad_frames, is_closing
 from realtime.hub import get_hub
 from realtime.queue_feed import Viewer, event_for_viewer, snapshot_for_viewer
@@ -82,6 +82,9 @@ class QueueConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.pending: list[tuple[int, str]] = []
         self.last_seq = 0
+        if self.scope.get("unavailable"):  # Redis or the database down at authentication
+            await self._refuse(CLOSE_TRY_AGAIN_LATER)
+            return
         user = self.scope.get("user")
         params = query_params(self.scope)
         authenticated = user is not None and user.is_authenticated
@@ -108,7 +111,18 @@ class QueueConsumer(AsyncWebsocketConsumer):
             last_seq = self._parse_seq(params["last_seq"])
             if last_seq is None:
                 await self._error("invalid_last_seq", "last_seq must be a whole number >= 0.")
-        await self._start_stream(last_seq)
+        await self._start_stream_or_close(last_seq)
+
+    async def _start_stream_or_close(self, last_seq: int | None) -> None:
+        """_start_stream, or close with 1013 when the database cannot be read: the client
+        reconnects with its backoff and resumes from its last seq."""
+        try:
+            await self._start_stream(last_seq)
+        except UNAVAILABLE_ERRORS as exc:
+            logger.warning("socket stream unavailable: %s", type(exc).__name__)
+            self.closing = True
+            get_hub().unregister(self)
+            await self.close(code=CLOSE_TRY_AGAIN_LATER)
 
     async def _refuse(self, code: int) -> None:
         # Accept first: a close before accept is a bare HTTP 403 and loses the code.
@@ -245,7 +259,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
             if last_seq is None:
                 await self._error("invalid_last_seq", "last_seq must be a whole number >= 0.")
                 return
-            await self._start_stream(last_seq)
+            await self._start_stream_or_close(last_seq)
         else:
             await self._error("unknown_type", "Unknown message type.")
 

@@ -28,6 +28,7 @@ from queue_app.services.line import front_key
 # Errors are stored and shown to their owner; cap them so a huge response body cannot.
 MAX_ERROR_LENGTH = 2000
 WORKER_STOPPED = "The worker stopped responding."
+TASK_LOST = "The transfer never started (its task was lost); it is back in line."
 
 
 def _lease_until(now: datetime) -> datetime:
@@ -190,7 +191,9 @@ def transfers_requeue_expired() -> list[Decision]:
     """Put running entries whose lease ran out (their worker died) back at the front of
     the line, or fail them when the retry policy gives up. Returns a decision each."""
     decisions: list[Decision] = []
-    failure = Failure(WORKER_STOPPED, transient=True, kind="worker_lost")
+    stopped = Failure(WORKER_STOPPED, transient=True, kind="worker_lost")
+    # Claimed, but no worker ever began it: its task message was lost (a broker restart).
+    never_begun = Failure(TASK_LOST, transient=True, kind="task_lost")
     with transaction.atomic():
         state = lock_queue()
         now = timezone.now()
@@ -201,6 +204,7 @@ def transfers_requeue_expired() -> list[Decision]:
             .order_by("-started_at")
         )
         for entry in expired:
+            failure = stopped if entry.worker else never_begun
             decision = retry_policy.decide(
                 failure, attempts=entry.attempts, max_attempts=entry.max_attempts
             )

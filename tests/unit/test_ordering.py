@@ -183,3 +183,15 @@ def test_retry_or_fail_by_another_worker_is_refused(queued) -> None:
     assert QueueEvent.objects.count() == events
     entry.refresh_from_db()
     assert entry.status == EntryStatus.RUNNING
+
+
+def test_an_expired_claim_that_no_worker_began_says_its_task_was_lost(queued) -> None:
+    """Claimed by the dispatcher, but the task message never reached a worker (a broker
+    restart): not "the worker stopped responding", which would send operators looking for
+    a dead worker."""
+    entry = transfers.transfer_claim_next(worker="")
+    expire(entry)
+    [decision] = transfers.transfers_requeue_expired()
+    entry.refresh_from_db()
+    assert entry.status == EntryStatus.QUEUED
+    assert entry.last_error == transfers.TASK_LOST == decision.error

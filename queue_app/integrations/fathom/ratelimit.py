@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from queue_app.integrations.fathom.errors import FathomRateLimited, FathomUnavailable
 
@@ -97,7 +99,13 @@ class RateLimiter:
         if client is None:
             from django.conf import settings
 
-            client = redis.Redis.from_url(settings.REDIS_URL)
+            # With a retry: after a Redis restart each pooled connection is dead, and
+            # without one each would fail a call once (an attempt lost for a transfer).
+            client = redis.Redis.from_url(
+                settings.REDIS_URL,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+                retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            )
         self.redis = client
         if limits is None:
             from django.conf import settings
