@@ -120,7 +120,7 @@ def transfer(entry_id: str) -> None:
         logger.info("entry %s is not ours to run; skipping", entry_id)
         return
     try:
-        share_url = run_transfer(entry_id=entry_id, worker=worker)
+        done = run_transfer(entry_id=entry_id, worker=worker)
     except TransferCancelled:
         logger.info("entry %s was cancelled or taken back; stopped", entry_id)
         return
@@ -133,7 +133,10 @@ def transfer(entry_id: str) -> None:
     else:
         with_database(
             lambda: transfers.transfer_complete(
-                entry_id=entry_id, worker=worker, result_url=share_url
+                entry_id=entry_id,
+                worker=worker,
+                result_url=done.share_url,
+                bytes_moved=done.bytes_moved,
             ),
             what=f"entry {entry_id}",
         )

@@ -198,8 +198,16 @@ def _description(entry: QueueEntry) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
-    """Move one begun entry's recording to the uploader; returns the share URL."""
+@dataclass(frozen=True)
+class Transferred:
+    """A finished transfer: where the recording is shared, and how many bytes it moved."""
+
+    share_url: str
+    bytes_moved: int
+
+
+def run_transfer(*, entry_id: UUID | str, worker: str) -> Transferred:
+    """Move one begun entry's recording to the uploader."""
     try:
         entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry_id)
         with LeaseKeeper(entry_id=entry.id, worker=worker) as lease:
@@ -222,7 +230,9 @@ def run_transfer(*, entry_id: UUID | str, worker: str) -> str:
         ) from exc
 
 
-def _download_and_upload(client: FathomClient, entry: QueueEntry, progress: Progress) -> str:
+def _download_and_upload(
+    client: FathomClient, entry: QueueEntry, progress: Progress
+) -> Transferred:
     recording_id = entry.meeting.recording_id
     download_id = client.request_download(recording_id)
     ready = client.wait_for_download(
@@ -258,4 +268,4 @@ def _download_and_upload(client: FathomClient, entry: QueueEntry, progress: Prog
             downloaded.path, title=str(entry.meeting), description=_description(entry)
         )
     progress.report(STAGE_UPLOADING, 1.0, force=True)
-    return result.share_url
+    return Transferred(share_url=result.share_url, bytes_moved=downloaded.size)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from queue_app.models import EntryStatus, QueueEntry, QueueEvent
+from queue_app.models import EntryStatus, QueueEntry, QueueEvent, TransferAttempt
 from queue_app.services import line
 from tests.helpers import PASSWORD
 from tests.integration.wsclient import open_socket
@@ -164,6 +164,16 @@ def test_two_server_errors_then_success_takes_three_attempts(
     entry = line.entry_enqueue(meeting=meeting)
     final = wait_for([entry.id])[str(entry.id)]
     assert (final.status, final.attempts) == (EntryStatus.COMPLETED, 3)
+    # The worker's attempt history: two transient failures, kept, then the transfer with
+    # the bytes it moved (issue 16).
+    history = list(TransferAttempt.objects.filter(entry=entry).order_by("started_at", "id"))
+    assert [(a.number, a.outcome, a.error_kind) for a in history] == [
+        (1, "retrying", "fathom_unavailable"),
+        (2, "retrying", "fathom_unavailable"),
+        (3, "completed", ""),
+    ]
+    assert history[2].bytes_moved == len(sandbox.control.recording_bytes(1005))
+    assert all(a.worker and a.finished_at for a in history)
 
 
 def test_not_found_fails_at_once_with_a_readable_reason_and_an_email(
