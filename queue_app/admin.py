@@ -18,7 +18,13 @@ from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Case, F, IntegerField, OrderBy, QuerySet, Value, When
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -219,6 +225,17 @@ def move_to_bottom(
     )
 
 
+def _position_from(raw: str) -> int | str:
+    """A typed position: `top`, `bottom` or ASCII digits (int() would take "١٢" too);
+    anything else is the service's InvalidPosition, reported like its other refusals."""
+    raw = raw.strip()
+    if raw in ("top", "bottom"):
+        return raw
+    if raw.isascii() and raw.isdigit() and len(raw) < 19:
+        return int(raw)
+    raise errors.InvalidPosition(f"Type a whole number, top or bottom (got “{raw[:20]}”).")
+
+
 @admin.action(description="Move one selected entry to position N", permissions=["operate"])
 def move_to_position(
     modeladmin: QueueEntryAdmin, request: HttpRequest, queryset: QuerySet[QueueEntry]
@@ -305,13 +322,26 @@ class QueueEntryAdmin(admin.ModelAdmin):
         "owner",
         "attempts_display",
         "wait_time",
+        "created_at",
+        "started_at",
+        "finished_at",
         "error",
     )
     list_display_links = ("title",)
+    date_hierarchy = "created_at"
     list_filter = ("status", ("owner", admin.RelatedOnlyFieldListFilter))
     search_fields = ("meeting__title", "meeting__meeting_title", "owner__username")
     list_select_related = ("meeting", "owner")
-    sortable_by = ("title", "status_display", "owner", "attempts_display")
+    sortable_by = (
+        "position",
+        "title",
+        "status_display",
+        "owner",
+        "attempts_display",
+        "created_at",
+        "started_at",
+        "finished_at",
+    )
     list_per_page = 100
     action_form = QueueActionForm
     actions = [cancel_entries, retry_entries, move_to_top, move_to_bottom, move_to_position]
@@ -375,7 +405,8 @@ class QueueEntryAdmin(admin.ModelAdmin):
 
     # --- columns ---
 
-    @admin.display(description="Position")
+    # Sorting by position sorts by the line's key: queued entries in line order.
+    @admin.display(description="Position", ordering="order_key")
     def position(self, entry: QueueEntry) -> int | None:
         if hasattr(entry, "line_position"):  # filled in for the whole page by QueueChangeList
             return entry.line_position
@@ -424,6 +455,11 @@ class QueueEntryAdmin(admin.ModelAdmin):
             path("pause/", wrap(self.pause_view), name=f"{name}_pause"),
             path("resume/", wrap(self.resume_view), name=f"{name}_resume"),
             path("clear/", wrap(self.clear_view), name=f"{name}_clear"),
+            path(
+                "<uuid:entry_id>/operate/<str:verb>/",
+                wrap(self.operate_view),
+                name=f"{name}_operate",
+            ),
             *super().get_urls(),
         ]
 
@@ -448,6 +484,42 @@ class QueueEntryAdmin(admin.ModelAdmin):
         if request.method != "POST":  # a GET (a link, a prefetch) must never change the queue
             return HttpResponseNotAllowed(["POST"])
         return None
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {"can_operate": self.has_operate_permission(request), **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def operate_view(self, request: HttpRequest, entry_id: Any, verb: str) -> HttpResponse:
+        """The entry page's Retry, Cancel and Move buttons: the same services as the
+        actions, one change and one event each; back to the entry with what happened."""
+        if refused := self._queue_control(request):
+            return refused
+        calls = {
+            "retry": lambda: line.entry_retry(entry_id=entry_id),
+            "cancel": lambda: line.entry_cancel(entry_id=entry_id),
+            "move": lambda: line.entry_move(
+                entry_id=entry_id, position=_position_from(request.POST.get("position", ""))
+            ),
+        }
+        if verb not in calls:
+            raise Http404
+        try:
+            entry = calls[verb]()
+        except errors.QueueError as exc:
+            self.message_user(request, f"Could not {verb}: {exc}", messages.ERROR)
+        else:
+            self.log_change(request, entry, f"{verb.capitalize()} from the entry page.")
+            done = {"retry": "Retried", "cancel": "Cancelled", "move": "Moved"}[verb]
+            self.message_user(request, f"{done} “{entry.meeting}”.", messages.SUCCESS)
+        return HttpResponseRedirect(
+            reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[entry_id])
+        )
 
     def pause_view(self, request: HttpRequest) -> HttpResponse:
         if refused := self._queue_control(request):

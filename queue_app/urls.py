@@ -4,6 +4,7 @@ from queue_app import share, views, webhooks
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("start", views.landing, name="landing"),
     path("queue", views.queue, name="queue"),
     path("monitor", views.monitor, name="monitor"),
     path("monitor/stats", views.monitor_stats, name="monitor-stats"),

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -37,6 +37,14 @@ def _client_config(request: HttpRequest) -> dict[str, Any]:
         "concurrency": settings.QUEUE_CONCURRENCY,
         "login_url": f"{settings.LOGIN_URL}?next={request.path}",
     }
+
+
+@login_required
+@require_safe
+def landing(request: HttpRequest) -> HttpResponse:
+    """Where signing in leads (LOGIN_REDIRECT_URL): staff to the monitor, users to their
+    meetings."""
+    return redirect("monitor" if request.user.is_staff else "home")
 
 
 @login_required

@@ -318,7 +318,8 @@ CONTENT_SECURITY_POLICY = {
 
 # --- Auth, API ------------------------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/"
+# Staff land on the monitor, users on their meetings (queue_app.views.landing).
+LOGIN_REDIRECT_URL = "landing"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 REST_FRAMEWORK = {
