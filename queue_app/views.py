@@ -7,6 +7,7 @@ replays exactly what changed between rendering and connecting.
 
 from __future__ import annotations
 
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -18,8 +19,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from queue_app import accounts, selectors
+from queue_app.metrics import DatabaseCollector
 from queue_app.models import TransferAttempt
 
 # The monitor's throughput, failures and mean wait cover this window.
@@ -157,3 +160,22 @@ def monitor_stats(request: HttpRequest) -> JsonResponse:
     """The monitor's hour of throughput and failures, fetched again after transfers end."""
     _staff_only(request)
     return JsonResponse(_monitor_data())
+
+
+_metrics_registry = CollectorRegistry(auto_describe=False)
+_metrics_registry.register(DatabaseCollector())
+
+
+@require_safe
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape: staff signed in, or `Authorization: Bearer <METRICS_TOKEN>`."""
+    token = settings.METRICS_TOKEN
+    given = request.headers.get("Authorization", "")
+    by_token = bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    if not by_token:
+        if not request.user.is_authenticated:
+            response = HttpResponse("Sign in as staff or send the metrics token.", status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+        _staff_only(request)
+    return HttpResponse(generate_latest(_metrics_registry), content_type=CONTENT_TYPE_LATEST)

@@ -318,6 +318,8 @@ CONTENT_SECURITY_POLICY = {
 
 # --- Auth, API ------------------------------------------------------------------------------
 LOGIN_URL = "/accounts/login/"
+# Prometheus scrapes GET /metrics with `Authorization: Bearer <METRICS_TOKEN>` (or as staff).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 # Staff land on the monitor, users on their meetings (queue_app.views.landing).
 LOGIN_REDIRECT_URL = "landing"
 LOGOUT_REDIRECT_URL = "/accounts/login/"

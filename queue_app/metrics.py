@@ -1,0 +1,102 @@
+"""Metrics for Prometheus (GET /metrics): what the database knows, read at scrape time.
+
+The queue and the attempt history are the truth, so these are computed from them on each
+scrape: every web process answers the same numbers, and counters survive restarts of
+workers and web processes alike (no per-process state to lose or to add up). Names and
+labels follow celery-exporter's conventions (`*_total` counters, an `outcome` label).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from queue_app import selectors
+from queue_app.models import AttemptOutcome, QueueEntry, TransferAttempt
+
+# Upper bounds in seconds: transfers take seconds to an hour; waits seconds to days.
+TRANSFER_DURATION_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+QUEUE_WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
+
+
+def _histogram(
+    name: str, documentation: str, rows: Any, field: str, buckets: Sequence[float]
+) -> HistogramMetricFamily:
+    """A histogram of `field` (a duration) over `rows`, counted in one query."""
+    limits = {
+        f"le_{i}": Count("pk", filter=Q(**{f"{field}__lte": timedelta(seconds=b)}))
+        for i, b in enumerate(buckets)
+    }
+    counts = rows.aggregate(total=Count("pk"), sum=Sum(field), **limits)
+    cumulative = [(_le(b), counts[f"le_{i}"]) for i, b in enumerate(buckets)]
+    cumulative.append(("+Inf", counts["total"]))
+    total = counts["sum"].total_seconds() if counts["sum"] is not None else 0.0
+    return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=total)
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else f"{float(bound):g}"
+
+
+class DatabaseCollector(Collector):
+    """The queue's state and the transfers' history, from the database."""
+
+    def collect(self) -> Iterator[Metric]:
+        entries = GaugeMetricFamily(
+            "fathomloom_queue_entries", "Queue entries by status.", labels=["status"]
+        )
+        for status, count in selectors.queue_counts().items():
+            entries.add_metric([status], count)
+        yield entries
+        yield GaugeMetricFamily(
+            "fathomloom_queue_paused",
+            "1 while staff have paused the queue (no new transfers start).",
+            value=int(selectors.queue_state().paused),
+        )
+
+        finished = TransferAttempt.objects.filter(finished_at__isnull=False)
+        transfers = CounterMetricFamily(
+            "fathomloom_transfers",
+            "Transfer attempts that ended, by outcome (completed, retrying: failed and will"
+            " retry, failed: for good, requeued: worker lost, cancelled).",
+            labels=["outcome"],
+        )
+        by_outcome = dict(finished.values_list("outcome").annotate(n=Count("pk")))
+        for outcome in AttemptOutcome.values:
+            if outcome != AttemptOutcome.RUNNING:
+                transfers.add_metric([outcome], by_outcome.get(outcome, 0))
+        yield transfers
+        moved = finished.aggregate(total=Sum("bytes_moved"))["total"] or 0
+        yield CounterMetricFamily(
+            "fathomloom_transfer_bytes",
+            "Bytes moved by completed transfers.",
+            value=moved,
+        )
+
+        took = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+        yield _histogram(
+            "fathomloom_transfer_duration_seconds",
+            "How long completed transfers took, from claim to completion.",
+            finished.filter(outcome=AttemptOutcome.COMPLETED).annotate(took=took),
+            "took",
+            TRANSFER_DURATION_BUCKETS,
+        )
+        waited = ExpressionWrapper(F("started_at") - F("created_at"), output_field=DurationField())
+        yield _histogram(
+            "fathomloom_queue_wait_seconds",
+            "How long entries waited in line before their transfer started (last start).",
+            QueueEntry.objects.filter(started_at__isnull=False).annotate(waited=waited),
+            "waited",
+            QUEUE_WAIT_BUCKETS,
+        )

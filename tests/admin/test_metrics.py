@@ -1,0 +1,97 @@
+"""GET /metrics: Prometheus' text format, computed from the database, for staff or with
+METRICS_TOKEN; parsed here with prometheus-client's own parser."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from queue_app.models import QueueEntry, TransferAttempt
+from queue_app.retry_policy import Failure
+from queue_app.services import line, transfers
+
+pytestmark = pytest.mark.django_db
+TOKEN = "metrics-token-for-tests-0123456789"
+
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@pytest.fixture
+def scrape(settings):
+    settings.METRICS_TOKEN = TOKEN
+
+    def get() -> dict:
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        assert response.status_code == 200
+        assert response["Content-Type"].startswith("text/plain")
+        return samples(response.content.decode())
+
+    return get
+
+
+def test_queue_and_transfer_metrics_follow_the_database(scrape, alice, make_meeting):
+    done, failed, waiting = (line.entry_enqueue(meeting=make_meeting(alice)) for _ in range(3))
+    transfers.transfer_claim_next(worker="w")
+    transfers.transfer_complete(entry_id=done.pk, worker="w", bytes_moved=1000)
+    transfers.transfer_claim_next(worker="w")
+    gone = Failure("404", transient=False, kind="fathom_rejected")
+    transfers.transfer_retry_or_fail(entry_id=failed.pk, worker="w", failure=gone)
+    # The completed transfer took 40 s and waited 10 s in line.
+    claimed = timezone.now() - timedelta(seconds=100)
+    TransferAttempt.objects.filter(entry=done).update(
+        started_at=claimed, finished_at=claimed + timedelta(seconds=40)
+    )
+    QueueEntry.objects.filter(pk=done.pk).update(
+        created_at=claimed - timedelta(seconds=10), started_at=claimed
+    )
+    line.queue_pause()
+
+    got = scrape()
+
+    assert got["fathomloom_queue_entries", (("status", "queued"),)] == 1
+    assert got["fathomloom_queue_entries", (("status", "completed"),)] == 1
+    assert got["fathomloom_queue_entries", (("status", "failed"),)] == 1
+    assert got["fathomloom_queue_paused", ()] == 1
+    assert got["fathomloom_transfers_total", (("outcome", "completed"),)] == 1
+    assert got["fathomloom_transfers_total", (("outcome", "failed"),)] == 1
+    assert got["fathomloom_transfers_total", (("outcome", "retrying"),)] == 0
+    assert got["fathomloom_transfer_bytes_total", ()] == 1000
+    duration = "fathomloom_transfer_duration_seconds"
+    assert got[f"{duration}_bucket", (("le", "30"),)] == 0
+    assert got[f"{duration}_bucket", (("le", "60"),)] == 1
+    assert got[f"{duration}_count", ()] == 1 and got[f"{duration}_sum", ()] == 40
+    assert got["fathomloom_queue_wait_seconds_bucket", (("le", "15"),)] >= 1
+    assert waiting.pk
+
+
+def test_a_retry_keeps_the_failure_counted(scrape, alice, make_meeting):
+    entry = line.entry_enqueue(meeting=make_meeting(alice))
+    transfers.transfer_claim_next(worker="w")
+    gone = Failure("404", transient=False, kind="fathom_rejected")
+    transfers.transfer_retry_or_fail(entry_id=entry.pk, worker="w", failure=gone)
+    line.entry_retry(entry_id=entry.pk)
+    assert scrape()["fathomloom_transfers_total", (("outcome", "failed"),)] == 1
+
+
+def test_who_may_scrape(settings, alice, staff):
+    settings.METRICS_TOKEN = TOKEN
+    assert Client().get("/metrics").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    user = Client()
+    user.force_login(alice)
+    assert user.get("/metrics").status_code == 403
+    operator = Client()
+    operator.force_login(staff)
+    assert operator.get("/metrics").status_code == 200
+    settings.METRICS_TOKEN = ""  # no token set: a bearer of the empty string gets nothing
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
