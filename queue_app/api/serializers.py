@@ -50,10 +50,35 @@ class EnqueueInputSerializer(serializers.Serializer):
         return attrs
 
 
-class EntryIdsInputSerializer(serializers.Serializer):
-    entry_ids = serializers.ListField(
-        child=serializers.CharField(max_length=64), min_length=1, max_length=MAX_BULK
+class MatchingInputSerializer(serializers.Serializer):
+    """Which entries a bulk change takes, by filter instead of by id (the operator's
+    "retry all failed with error kind X", "cancel all of this user's waiting entries")."""
+
+    owner = serializers.CharField(
+        max_length=150, required=False, help_text="Their username (users: only their own)."
     )
+    error_kind = serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text="Retry only: the kind their last attempt failed with (`fathom_rejected`).",
+    )
+
+
+class EntryIdsInputSerializer(serializers.Serializer):
+    """The entries a bulk change takes: by id (`entry_ids`), or every one `matching`."""
+
+    entry_ids = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        min_length=1,
+        max_length=MAX_BULK,
+        required=False,
+    )
+    matching = MatchingInputSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("entry_ids" in attrs) == ("matching" in attrs):
+            raise serializers.ValidationError("Give either entry_ids or matching.")
+        return attrs
 
 
 @extend_schema_field(

@@ -18,7 +18,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
@@ -218,7 +218,8 @@ def bulk_response(
 
 
 class BulkEntriesView(ApiView):
-    """POST {"entry_ids": [...]}: one service for all of them, one event."""
+    """POST {"entry_ids": [...]} or {"matching": {...}}: one service call for all of them,
+    one event."""
 
     service: Any = None
 
@@ -226,8 +227,19 @@ class BulkEntriesView(ApiView):
         data = s.EntryIdsInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         owner = None if request.user.is_staff else request.user
-        result = type(self).service(entry_ids=data.validated_data["entry_ids"], owner=owner)
+        if "matching" in data.validated_data:
+            matching = dict(data.validated_data["matching"])
+            if owner is not None:  # users act on their own entries only
+                matching["owner"] = request.user.get_username()
+            entry_ids = [str(pk) for pk in self.matching(**matching)[: s.MAX_BULK]]
+        else:
+            entry_ids = data.validated_data["entry_ids"]
+        result = type(self).service(entry_ids=entry_ids, owner=owner)
         return bulk_response(request, result, "entry_id")
+
+    def matching(self, **filters: str) -> Any:
+        """The ids of the entries that `filters` select for this change."""
+        raise NotImplementedError
 
 
 BULK_RESPONSES = {
@@ -242,13 +254,19 @@ BULK_RESPONSES = {
         request=s.EntryIdsInputSerializer,
         responses=BULK_RESPONSES,
         description=(
-            "Cancel several entries (yours; staff: anyone's) in one change and one event."
-            " Each one not cancelled is listed with why (`not_found`, `invalid_state`)."
+            "Cancel several entries (yours; staff: anyone's) in one change and one event:"
+            " by id, or every waiting one `matching` an owner. Each one not cancelled is"
+            " listed with why (`not_found`, `invalid_state`)."
         ),
     )
 )
 class QueueCancelView(BulkEntriesView):
     service = staticmethod(line.entries_cancel)
+
+    def matching(self, *, owner: str | None = None, error_kind: str | None = None) -> Any:
+        if error_kind is not None:
+            raise ValidationError({"matching": ["error_kind selects entries to retry only."]})
+        return selectors.waiting_entries(owner=owner).values_list("pk", flat=True)
 
 
 @extend_schema_view(
@@ -258,12 +276,18 @@ class QueueCancelView(BulkEntriesView):
         responses=BULK_RESPONSES,
         description=(
             "Put several failed or cancelled entries (yours; staff: anyone's) back at the end"
-            " of the line, in the order given, in one change and one event."
+            " of the line, in the order given, in one change and one event: by id, or every"
+            " failed one `matching` an owner and the error kind of its last attempt."
         ),
     )
 )
 class QueueRetryView(BulkEntriesView):
     service = staticmethod(line.entries_retry)
+
+    def matching(self, *, owner: str | None = None, error_kind: str | None = None) -> Any:
+        return selectors.failed_entries(owner=owner, error_kind=error_kind).values_list(
+            "pk", flat=True
+        )
 
 
 class EntryView(ApiView):

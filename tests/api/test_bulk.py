@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from queue_app.models import EntryStatus, QueueEntry, QueueEvent
+from queue_app.retry_policy import Failure
 from queue_app.services import line, transfers
 from tests.helpers import assert_error
 from tests.queue_helpers import fail_transfer
@@ -134,3 +135,72 @@ def test_anonymous_callers_are_refused(api):
     assert_error(
         api.post("/api/queue/cancel", {"entry_ids": ["x"]}, format="json"), 401, "not_authenticated"
     )
+
+
+def _failed(owner, make_meeting, kind: str) -> QueueEntry:
+    entry = line.entry_enqueue(meeting=make_meeting(owner))
+    transfers.transfer_claim_next(worker="w")
+    transfers.transfer_retry_or_fail(
+        entry_id=entry.pk, worker="w", failure=Failure(f"{kind}!", transient=False, kind=kind)
+    )
+    return entry
+
+
+def test_staff_retry_every_failure_of_a_kind_in_one_event(
+    client_for, staff, alice, bob, make_meeting
+):
+    rejected = [
+        _failed(alice, make_meeting, "fathom_rejected"),
+        _failed(bob, make_meeting, "fathom_rejected"),
+    ]
+    other = _failed(alice, make_meeting, "upload_failed")
+    seq = last_seq()
+
+    body = (
+        client_for(staff)
+        .post("/api/queue/retry", {"matching": {"error_kind": "fathom_rejected"}}, format="json")
+        .json()
+    )
+
+    assert {e["id"] for e in body["entries"]} == {str(e.pk) for e in rejected}
+    assert body["refused"] == []
+    [event] = events_since(seq)
+    assert event.update_type == "task_retried" and len(event.payload) == 2
+    assert QueueEntry.objects.get(pk=other.pk).status == EntryStatus.FAILED
+
+
+def test_cancel_all_of_a_users_waiting_entries(client_for, staff, alice, bob, make_meeting):
+    alices = [line.entry_enqueue(meeting=make_meeting(alice)) for _ in range(3)]
+    bobs = line.entry_enqueue(meeting=make_meeting(bob))
+    body = (
+        client_for(staff)
+        .post("/api/queue/cancel", {"matching": {"owner": "alice"}}, format="json")
+        .json()
+    )
+    assert {e["id"] for e in body["entries"]} == {str(e.pk) for e in alices}
+    assert QueueEntry.objects.get(pk=bobs.pk).status == EntryStatus.QUEUED
+
+
+def test_a_user_matching_reaches_only_their_own_entries(client_for, alice, bob, make_meeting):
+    mine = line.entry_enqueue(meeting=make_meeting(alice))
+    theirs = line.entry_enqueue(meeting=make_meeting(bob))
+    body = (
+        client_for(alice)
+        .post("/api/queue/cancel", {"matching": {"owner": "bob"}}, format="json")
+        .json()
+    )
+    assert [e["id"] for e in body["entries"]] == [str(mine.pk)]
+    assert QueueEntry.objects.get(pk=theirs.pk).status == EntryStatus.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/queue/cancel", {"matching": {"error_kind": "x"}}),
+        ("/api/queue/cancel", {"matching": {}, "entry_ids": ["x"]}),
+        ("/api/queue/retry", {}),
+        ("/api/queue/retry", {"matching": "everything"}),
+    ],
+)
+def test_bad_matching_is_refused(client_for, staff, path, body):
+    assert_error(client_for(staff).post(path, body, format="json"), 400, "invalid")
