@@ -53,6 +53,12 @@ def test_staff_pause_and_resume_from_the_monitor(
     running_row = monitor.locator("#running > tr")
     expect(running_row).to_contain_text(str(running_one))
     expect(running_row).to_contain_text("worker-7@host")
+    # Elapsed time since the transfer started, ticking (m:ss).
+    elapsed = running_row.locator(".elapsed")
+    expect(elapsed).to_have_text(re.compile(r"^\d+:\d\d$"))
+    first = elapsed.text_content()
+    expect(elapsed).not_to_have_text(first, timeout=3000)
+
     admin = monitor.get_by_role("link", name=re.compile("queue entries"))
     expect(admin).to_have_attribute("href", "/admin/queue_app/queueentry/")
 
@@ -82,6 +88,10 @@ def test_staff_pause_and_resume_from_the_monitor(
     mine = alice_page.locator("#line > li.mine")
     expect(mine).to_contain_text("Place 1")
     expect(monitor.locator("#line > tr")).to_contain_text(str(waiting_one))
+    # Since when it waits: a time of day, and how long.
+    expect(monitor.locator("#line > tr .waiting")).to_have_text(
+        re.compile(r"^\d\d:\d\d.* \(under a minute\)$")
+    )
     screenshot(alice_page, "queue-paused")
     screenshot(monitor, "monitor")
 

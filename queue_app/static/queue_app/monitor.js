@@ -28,6 +28,7 @@
       el("td", {}, el("a", { href: adminUrl(entry.id), class: "title" })),
       el("td", { class: "owner" }),
       el("td", { class: "worker mono" }),
+      el("td", { class: "elapsed" }),
       el("td", {}, F.progressBar(`Transfer of “${entry.title}”`)),
       el("td", { class: "attempt" })
     );
@@ -38,8 +39,34 @@
     row.querySelector(".owner").textContent = entry.owner;
     row.querySelector(".worker").textContent =
       entry.status === "retrying" ? "waiting to retry" : entry.worker || "starting";
+    // Running: time since it started, ticking (tickElapsed). Waiting to retry: none.
+    row.dataset.started = entry.status === "running" ? entry.started_at || "" : "";
+    showElapsed(row);
     F.updateProgress(row.querySelector(".progress"), entry);
     row.querySelector(".attempt").textContent = `${entry.attempts} of ${entry.max_attempts}`;
+  }
+
+  function clock(seconds) {
+    const s = Math.floor(seconds);
+    const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+    return (hms[0] ? `${hms[0]}:` : "") + hms.slice(1).map((n) => String(n).padStart(2, "0")).join(":");
+  }
+
+  function showElapsed(row) {
+    const started = row.dataset.started;
+    row.querySelector(".elapsed").textContent = started
+      ? clock(Math.max((Date.now() - Date.parse(started)) / 1000, 0))
+      : "";
+  }
+
+  function tickElapsed() {
+    document.querySelectorAll("#running > tr").forEach(showElapsed);
+  }
+
+  function waitingSince(iso) {
+    if (!iso) return "";
+    const at = new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return `${at} (${since(iso)})`;
   }
 
   function createPlace(entry) {
@@ -58,7 +85,7 @@
     row.querySelector(".place").textContent = entry.position;
     row.querySelector(".title").textContent = entry.title;
     row.querySelector(".owner").textContent = entry.owner;
-    row.querySelector(".waiting").textContent = since(entry.created_at);
+    row.querySelector(".waiting").textContent = waitingSince(entry.created_at);
   }
 
   function render(state) {
@@ -141,6 +168,7 @@
     onConnection: F.showConnection,
   });
   client.start();
+  setInterval(tickElapsed, 1000);
   setInterval(() => {
     if (client.state) render(client.state);
     refreshStatsSoon();
