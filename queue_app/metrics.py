@@ -8,7 +8,6 @@ labels follow celery-exporter's conventions (`*_total` counters, an `outcome` la
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -39,14 +38,10 @@ def _histogram(
         for i, b in enumerate(buckets)
     }
     counts = rows.aggregate(total=Count("pk"), sum=Sum(field), **limits)
-    cumulative = [(_le(b), counts[f"le_{i}"]) for i, b in enumerate(buckets)]
+    cumulative = [(f"{float(b):g}", counts[f"le_{i}"]) for i, b in enumerate(buckets)]
     cumulative.append(("+Inf", counts["total"]))
     total = counts["sum"].total_seconds() if counts["sum"] is not None else 0.0
     return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=total)
-
-
-def _le(bound: float) -> str:
-    return "+Inf" if math.isinf(bound) else f"{float(bound):g}"
 
 
 class DatabaseCollector(Collector):

@@ -121,19 +121,7 @@ def active_entries() -> list[dict[str, Any]]:
         .values(*ENTRY_COLUMNS, username_column())
     )
     mean = average_transfer_seconds()
-    concurrency = settings.QUEUE_CONCURRENCY
-    result = []
-    for row in rows:
-        position = positions.get(row["id"])
-        payload = entry_payload(row, position)
-        payload["eta_seconds"] = eta_seconds(
-            position=position,
-            status=row["status"],
-            started_at=row["started_at"],
-            mean=mean,
-            concurrency=concurrency,
-        )
-        result.append(payload)
+    result = [_payload_with_eta(row, positions.get(row["id"]), mean) for row in rows]
     result.sort(key=lambda e: (e["position"] is not None, e["position"] or 0))
     return result
 
@@ -189,39 +177,41 @@ def entry_visible_to(*, user: Any, entry_id: UUID | str) -> QueueEntry | None:
     return entries.filter(pk=entry_id).first()
 
 
-def entry_detail_for(*, user: Any, entry: QueueEntry) -> dict[str, Any]:
-    """One entry as `user` sees it (redacted unless owner or staff), with position and ETA."""
-    position = entry_position(entry)
-    payload = entry_payload(entry_row(entry), position)
+def _payload_with_eta(row: dict[str, Any], position: int | None, mean: float) -> dict[str, Any]:
+    """entry_payload() plus `eta_seconds`, which snapshots and the API carry (not events)."""
+    payload = entry_payload(row, position)
     payload["eta_seconds"] = eta_seconds(
         position=position,
-        status=entry.status,
-        started_at=entry.started_at,
-        mean=average_transfer_seconds(),
+        status=row["status"],
+        started_at=row["started_at"],
+        mean=mean,
         concurrency=settings.QUEUE_CONCURRENCY,
     )
-    return entry_for_viewer(payload, Viewer.of(user))
+    return payload
 
 
-def entries_detail_for(*, user: Any, entries: list[QueueEntry]) -> list[dict[str, Any]]:
-    """Several entries as `user` sees them, with positions and ETAs, in a fixed number of
-    queries (a bulk of 2,000 would otherwise count the line 2,000 times)."""
-    positions = entry_positions()
-    mean, concurrency = average_transfer_seconds(), settings.QUEUE_CONCURRENCY
+def entry_detail_for(*, user: Any, entry: QueueEntry) -> dict[str, Any]:
+    """One entry as `user` sees it (redacted unless owner or staff), with position and ETA
+    (its position by one count, not the whole line's)."""
+    [detail] = entries_detail_for(
+        user=user, entries=[entry], positions={entry.pk: entry_position(entry)}
+    )
+    return detail
+
+
+def entries_detail_for(
+    *, user: Any, entries: list[QueueEntry], positions: dict[Any, int | None] | None = None
+) -> list[dict[str, Any]]:
+    """Entries as `user` sees them, with positions and ETAs, in a fixed number of queries
+    (a bulk of 2,000 would otherwise count the line 2,000 times)."""
+    if positions is None:
+        positions = entry_positions()
+    mean = average_transfer_seconds()
     viewer = Viewer.of(user)
-    result = []
-    for entry in entries:
-        position = positions.get(entry.pk)
-        payload = entry_payload(entry_row(entry), position)
-        payload["eta_seconds"] = eta_seconds(
-            position=position,
-            status=entry.status,
-            started_at=entry.started_at,
-            mean=mean,
-            concurrency=concurrency,
-        )
-        result.append(entry_for_viewer(payload, viewer))
-    return result
+    return [
+        entry_for_viewer(_payload_with_eta(entry_row(entry), positions.get(entry.pk), mean), viewer)
+        for entry in entries
+    ]
 
 
 def meeting_of(*, user: Any, meeting_id: int) -> Meeting | None:

@@ -40,7 +40,6 @@ from queue_app.services.changes import (
 KEY_GAP = 1 << 16
 
 Position = int | Literal["top", "bottom"]
-ALREADY_QUEUED = "This meeting is already in the queue."
 
 
 def back_key() -> int:
@@ -81,7 +80,7 @@ def _key_for_position(entry: QueueEntry, position: int) -> int | None:
 
 def _refuse_if_in_line(meeting_id: int) -> None:
     if QueueEntry.objects.filter(meeting_id=meeting_id, status__in=ACTIVE_STATUSES).exists():
-        raise AlreadyQueued(ALREADY_QUEUED)
+        raise AlreadyQueued()
 
 
 def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
@@ -106,7 +105,7 @@ def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> Queue
             )
             request_dispatch()
     except IntegrityError as exc:  # the partial unique index, if the check above raced
-        raise AlreadyQueued(ALREADY_QUEUED) from exc
+        raise AlreadyQueued() from exc
     return entry
 
 
@@ -175,7 +174,7 @@ def entry_retry(*, entry_id: UUID | str) -> QueueEntry:
             )
             request_dispatch()
     except IntegrityError as exc:
-        raise AlreadyQueued(ALREADY_QUEUED) from exc
+        raise AlreadyQueued() from exc
     return entry
 
 
@@ -236,7 +235,7 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
             elif meeting.owner_id != owner.pk:
                 refused.append(Refusal(pk, "not_yours", "This meeting is someone else's."))
             elif pk in in_line:
-                refused.append(Refusal(pk, AlreadyQueued.code, ALREADY_QUEUED))
+                refused.append(Refusal(pk, AlreadyQueued.code, AlreadyQueued.default_detail))
             else:
                 new.append(
                     QueueEntry(
@@ -344,7 +343,9 @@ def entries_retry(*, entry_ids: Iterable[Any], owner: Any | None = None) -> Bulk
         able = []
         for entry in entries:
             if entry.meeting_id in busy:
-                refused.append(Refusal(str(entry.pk), AlreadyQueued.code, ALREADY_QUEUED))
+                refused.append(
+                    Refusal(str(entry.pk), AlreadyQueued.code, AlreadyQueued.default_detail)
+                )
                 continue
             busy.add(entry.meeting_id)
             able.append(entry)

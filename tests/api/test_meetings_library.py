@@ -31,7 +31,7 @@ def library(alice, bob, make_meeting):
         meeting.save()
         meetings[title] = meeting
     make_meeting(bob, "Weekly sync of bob")
-    running = line.entry_enqueue(meeting=meetings["Board review"])
+    line.entry_enqueue(meeting=meetings["Board review"])  # it will be running
     failed = line.entry_enqueue(meeting=meetings["Hiring loop"])
     transfers.transfer_claim_next(worker="w")  # Board review runs
     transfers.transfer_claim_next(worker="w2")
@@ -42,7 +42,6 @@ def library(alice, bob, make_meeting):
     line.entry_enqueue(meeting=meetings["Weekly retro"])  # waiting
     cancelled = line.entry_enqueue(meeting=meetings["Q4 plan"])
     line.entry_cancel(entry_id=cancelled.pk)
-    assert running.pk
     return meetings
 
 
