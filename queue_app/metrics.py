@@ -1,24 +1,36 @@
-"""Metrics for Prometheus (GET /metrics): what the database knows, read at scrape time.
+"""Metrics for Prometheus (GET /metrics): what the database knows, read at scrape time,
+and what each process counted (the live path, Fathom's API).
 
 The queue and the attempt history are the truth, so these are computed from them on each
 scrape: every web process answers the same numbers, and counters survive restarts of
 workers and web processes alike (no per-process state to lose or to add up). Names and
 labels follow celery-exporter's conventions (`*_total` counters, an `outcome` label).
+
+Counts that only a process knows (sockets, publishes, fan-outs in realtime/metrics.py;
+calls to Fathom in integrations/fathom/metrics.py) use prometheus-client's multiprocess
+mode: with PROMETHEUS_MULTIPROC_DIR set (scripts/stack.py sets it, emptied at start),
+every process writes its counts to its own file there and a scrape adds them up, so one
+/metrics covers daphne, every Celery worker child and beat, and a restarted process's
+counts stay counted. Without it, /metrics serves this process's own counts.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from queue_app import selectors
@@ -95,3 +107,43 @@ class DatabaseCollector(Collector):
             "waited",
             QUEUE_WAIT_BUCKETS,
         )
+
+
+# A live gauge's file (fathomloom_websocket_connections): gauge_livesum_<pid>.db.
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def forget_dead_processes(path: str) -> None:
+    """Drop the live gauges of processes that have exited (a daphne killed or restarted),
+    so that its sockets stop counting. Its counters stay: they only ever add up.
+
+    The processes of one stack.py run share a machine, so a pid tells; daphne has no
+    exit hook that would also run on SIGKILL."""
+    for name in os.listdir(path):
+        match = _LIVE_GAUGE_FILE.match(name)
+        if match and not _alive(int(match.group(1))):
+            mark_process_dead(int(match.group(1)), path)
+
+
+def scrape_registry() -> CollectorRegistry:
+    """What a scrape of /metrics collects: the database, and every process's counts
+    (multiprocess mode) or this process's own."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector())
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path and os.path.isdir(path):
+        forget_dead_processes(path)
+        MultiProcessCollector(registry, path=path)
+    else:
+        registry.register(REGISTRY)
+    return registry

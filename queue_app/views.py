@@ -19,10 +19,10 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from queue_app import accounts, selectors
-from queue_app.metrics import DatabaseCollector
+from queue_app.metrics import scrape_registry
 from queue_app.models import TransferAttempt
 
 # The monitor's throughput, failures and mean wait cover this window.
@@ -162,10 +162,6 @@ def monitor_stats(request: HttpRequest) -> JsonResponse:
     return JsonResponse(_monitor_data())
 
 
-_metrics_registry = CollectorRegistry(auto_describe=False)
-_metrics_registry.register(DatabaseCollector())
-
-
 @require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus' scrape: staff signed in, or `Authorization: Bearer <METRICS_TOKEN>`."""
@@ -178,4 +174,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
         _staff_only(request)
-    return HttpResponse(generate_latest(_metrics_registry), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(scrape_registry()), content_type=CONTENT_TYPE_LATEST)

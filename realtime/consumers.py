@@ -19,7 +19,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from realtime import queue_feed
+from realtime import metrics, queue_feed
 from realtime.auth import UNAVAILABLE_ERRORS, query_params
 from realtime.daphne_io import SocketWriter, close_on_bad_frames, is_closing
 from realtime.hub import get_hub
@@ -309,6 +309,10 @@ class QueueConsumer(AsyncWebsocketConsumer):
         if is_closing(getattr(self, "writer", None)):
             return
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        metrics.closed(code)  # every close the server starts, by code (docs/operations.md)
+        await super().close(code=code, reason=reason)
 
     async def _error(self, code: str, detail: str) -> None:
         await self.send(text_data=json.dumps({"type": "error", "code": code, "detail": detail}))

@@ -26,13 +26,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime import queue_feed
+from realtime import metrics, queue_feed
 from realtime.publisher import HUB_GROUPS
 from realtime.queue_feed import (
     Viewer,
@@ -128,6 +129,7 @@ class Hub:
     def add(self, subscriber: Subscriber) -> None:
         """Start delivering to `subscriber` (register() waits for the hub first)."""
         self.subscribers.add(subscriber)
+        metrics.connections(len(self.subscribers))
         viewer = subscriber.viewer
         if viewer not in self.by_viewer:
             self.by_viewer[viewer] = set()
@@ -204,6 +206,7 @@ class Hub:
 
     def unregister(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
+        metrics.connections(len(self.subscribers))
         viewer = subscriber.viewer
         same_viewer = self.by_viewer.get(viewer)
         if same_viewer is None:
@@ -300,6 +303,7 @@ class Hub:
             await self.fan_out(message)
 
     async def fan_out(self, message: dict[str, Any]) -> None:
+        started = time.perf_counter()
         seq = self.last_seq = message["seq"]
         # Who may see more than the redacted copy: staff, and the owners of the entries in
         # the event (audience_key tells them apart). Everyone else shares one copy.
@@ -317,6 +321,7 @@ class Hub:
                 copy = encoded[key] = (text, websocket_frame(text))
             text, frame = copy
             await _each(subscribers, lambda s, t=text, f=frame: s.deliver(seq, t, f))
+        metrics.fanned_out(time.perf_counter() - started)
 
     async def send_progress(self, update: dict[str, Any]) -> None:
         """A ProgressUpdate to the sockets of the entry's owner and of staff."""

@@ -19,6 +19,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from realtime import metrics
+
 logger = logging.getLogger(__name__)
 
 SEND_TIMEOUT_SECONDS = 5.0
@@ -72,7 +74,9 @@ def publish_to_group(group: str, message: dict[str, Any]) -> bool:
         # A Redis outage fails every publish; the log repairs it (hubs catch up), so one
         # WARNING line each, not a traceback at ERROR.
         logger.warning("publishing to group %s failed: %s", group, type(exc).__name__)
+        metrics.published(message["type"], sent=False)
         return False
+    metrics.published(message["type"], sent=True)
     return True
 
 

@@ -292,6 +292,16 @@ def announce(port: int, env: dict[str, str], procs: subprocess.Popen[bytes]) -> 
     say("Ctrl-C stops everything.")
 
 
+def fresh_metrics_dir(env: dict[str, str], name: str = "prometheus") -> None:
+    """PROMETHEUS_MULTIPROC_DIR for the processes started here, emptied first: each
+    process writes its metrics there and GET /metrics adds them up (docs/operations.md).
+    Files of an earlier run would count its processes again."""
+    path = VAR / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
 def run(env: dict[str, str], sandbox: Sandbox) -> int:
     port = int(env.get("PORT", "8000"))
     env.setdefault("DEBUG", "1")
@@ -310,6 +320,7 @@ def run(env: dict[str, str], sandbox: Sandbox) -> int:
         seed += ["--password-file", str(VAR / "demo-password")]
     subprocess.run(seed, env=env, check=True)
     env["WEB_PORT"] = str(port)
+    fresh_metrics_dir(env)
     env["BEAT_SCHEDULE"] = str(VAR / "celerybeat-schedule")
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     procs = subprocess.Popen(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -66,7 +67,13 @@ def fathom_sandbox() -> Iterator[SandboxProcess]:
 def process_env(django_db_setup, django_db_blocker, fathom_sandbox) -> dict[str, str]:
     with django_db_blocker.unblock():
         url = database_url(connection.settings_dict)
+    # The session's processes count their metrics together there, as a stack.py run's
+    # do (prometheus-client's multiprocess mode); emptied, for this session's alone.
+    metrics_dir = LOG_DIR.parent / "test-prometheus"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     env = dict(os.environ)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     env.update(
         DATABASE_URL=url,
         # The test settings (fathomloom.settings.test), as here: the same fixed SECRET_KEY

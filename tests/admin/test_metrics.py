@@ -3,13 +3,18 @@ METRICS_TOKEN; parsed here with prometheus-client's own parser."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from queue_app.integrations.fathom import FathomClient, FathomError, FathomRateLimited
+from queue_app.integrations.fathom.ratelimit import Limit, RateLimiter
 from queue_app.models import QueueEntry, TransferAttempt
 from queue_app.retry_policy import Failure
 from queue_app.services import line, transfers
@@ -94,3 +99,59 @@ def test_who_may_scrape(settings, alice, staff):
     assert operator.get("/metrics").status_code == 200
     settings.METRICS_TOKEN = ""  # no token set: a bearer of the empty string gets nothing
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 401
+
+
+def delta(after: dict, before: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_calls_to_fathom_are_counted_by_endpoint_and_status(scrape, sandbox):
+    before = scrape()
+    with FathomClient("sandbox-key-alice", base_url=sandbox.base_url) as client:
+        client.check_key()
+        download_id = client.request_download(1001)
+        client.get_download(1001, download_id)
+    stranger = FathomClient("not-a-sandbox-key", base_url=sandbox.base_url)
+    unreachable = FathomClient("sandbox-key-alice", base_url="http://127.0.0.1:9")
+    for client in (stranger, unreachable):
+        with client, pytest.raises(FathomError):
+            client.check_key()
+    after = scrape()
+
+    requests = "fathomloom_fathom_requests_total"
+    assert delta(after, before, requests, endpoint="/meetings", status="200") == 1
+    assert delta(after, before, requests, endpoint="/meetings", status="401") == 1
+    assert delta(after, before, requests, endpoint="/meetings", status="error") == 1
+    # Ids become {id}: one series per endpoint, not one per recording.
+    assert delta(after, before, requests, endpoint="/recordings/{id}/download", status="202") == 1
+    assert (
+        delta(after, before, requests, endpoint="/recordings/{id}/downloads/{id}", status="200")
+        == 1
+    )
+    assert not any("1001" in dict(labels).get("endpoint", "") for _, labels in after)
+
+
+def test_rate_limit_waits_and_refusals_are_counted(scrape):
+    waited: list[float] = []
+    prefix = f"test-metrics-{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    one_a_second = {"api": Limit(capacity=1, per_second=1)}
+    limiter = RateLimiter(client, limits=one_a_second, prefix=prefix, sleep=waited.append)
+    before = scrape()
+    try:
+        limiter.acquire("api", key_fingerprint="k")  # the burst's token: no wait
+        limiter.acquire("api", key_fingerprint="k")  # the next one: about a second away
+        with pytest.raises(FathomRateLimited):
+            limiter.acquire("api", key_fingerprint="k", max_wait=0.5)  # two seconds: refused
+    finally:
+        client.delete(*client.keys(f"{prefix}:*") or ["none"])
+    after = scrape()
+
+    wait = "fathomloom_fathom_rate_limit_wait_seconds"
+    assert len(waited) == 1
+    assert delta(after, before, f"{wait}_count", bucket="api") == 1
+    assert delta(after, before, f"{wait}_sum", bucket="api") == pytest.approx(waited[0])
+    assert delta(after, before, f"{wait}_bucket", bucket="api", le="0.5") == 0
+    assert delta(after, before, f"{wait}_bucket", bucket="api", le="1.0") == 1
+    assert delta(after, before, "fathomloom_fathom_rate_limit_refusals_total", bucket="api") == 1

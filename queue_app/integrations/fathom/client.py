@@ -31,6 +31,7 @@ from queue_app.integrations.fathom.errors import (
     FathomUnavailable,
     malformed,
 )
+from queue_app.integrations.fathom.metrics import counted
 from queue_app.integrations.fathom.parsing import (
     DownloadStatus,
     FathomMeeting,
@@ -169,7 +170,7 @@ class FathomClient:
             for bucket in buckets:
                 self.limiter.acquire(bucket, key_fingerprint=self.key_fingerprint)
         try:
-            response = self._api.request(method, path, params=params)
+            response = counted(self._api.request, method, path, params=params)
         except httpx.TimeoutException as exc:
             raise FathomUnavailable(
                 f"Fathom did not answer within {self.timeout:g} s while {doing} "

@@ -16,6 +16,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from queue_app.integrations.fathom.errors import FathomRateLimited, FathomUnavailable
+from queue_app.integrations.fathom.metrics import rate_limit_waited
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -134,6 +135,7 @@ class RateLimiter:
             raise FathomUnavailable(
                 f"The shared Fathom rate limiter could not reach Redis ({type(exc).__name__})"
             ) from None
+        rate_limit_waited(bucket, wait)
         if wait < 0:
             raise FathomRateLimited(
                 f"Fathom's {bucket} rate limit for this key is used up for the next "
