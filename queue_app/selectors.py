@@ -146,6 +146,17 @@ def queue_snapshot_for(user: Any) -> dict[str, Any]:
     return snapshot_for_viewer(queue_snapshot(), Viewer.of(user))
 
 
+def queue_page_for(user: Any, *, offset: int, limit: int) -> dict[str, Any]:
+    """The queue as `user` may see it (queue_snapshot_for), with the line cut to one page:
+    every running or retrying entry, then the places offset+1 to offset+limit.
+    `queue_length` stays the number of every active entry, so a client knows how far the
+    line goes on."""
+    snapshot = queue_snapshot_for(user)
+    not_in_line = [e for e in snapshot["queue"] if e["position"] is None]
+    in_line = [e for e in snapshot["queue"] if e["position"] is not None]
+    return {**snapshot, "queue": not_in_line + in_line[offset : offset + limit]}
+
+
 def events_after(*, seq: int, before: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
     """Full event messages with seq > `seq` (and < `before`), oldest first."""
     events = QueueEvent.objects.filter(seq__gt=seq)
@@ -416,3 +427,17 @@ def waiting_entries(*, owner: str | None = None) -> QuerySet:
     if owner is not None:
         entries = entries.filter(**{username_column(): owner})
     return entries.select_related("meeting", "owner").order_by("order_key")
+
+
+def failed_entries_page(
+    *, owner: str | None, error_kind: str | None, offset: int, limit: int
+) -> tuple[int, list[QueueEntry]]:
+    """How many entries failed for good (by owner and last error kind, as the bulk retry
+    selects them), and one page of them, newest failure first, each with
+    `last_error_kind`."""
+    last_kind = TransferAttempt.objects.filter(entry=OuterRef("pk")).order_by("-started_at", "-id")
+    entries = failed_entries(owner=owner, error_kind=error_kind)
+    if error_kind is None:
+        entries = entries.annotate(last_error_kind=Subquery(last_kind.values("error_kind")[:1]))
+    entries = entries.order_by("-finished_at", "-created_at")
+    return entries.count(), list(entries[offset : offset + limit])

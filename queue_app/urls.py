@@ -8,6 +8,7 @@ urlpatterns = [
     path("queue", views.queue, name="queue"),
     path("monitor", views.monitor, name="monitor"),
     path("monitor/stats", views.monitor_stats, name="monitor-stats"),
+    path("monitor/entries", views.monitor_entries, name="monitor-entries"),
     path("metrics", views.metrics, name="metrics"),
     path("share/<str:token>", share.share, name="share"),
     path("webhooks/fathom", webhooks.fathom_webhook, name="fathom-webhook"),

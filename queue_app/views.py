@@ -21,13 +21,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from queue_app import accounts, selectors
+from queue_app import accounts, selectors, stats
 from queue_app.metrics import scrape_registry
 from queue_app.models import TransferAttempt
 
 # The monitor's throughput, failures and mean wait cover this window.
 MONITOR_WINDOW = timedelta(hours=1)
 ZERO_ID = "00000000-0000-0000-0000-000000000000"
+# Rows per page of the monitor's line and failed list.
+MONITOR_PAGE_SIZE = 50
+MONITOR_MAX_PAGE_SIZE = 500
 
 
 def _client_config(request: HttpRequest) -> dict[str, Any]:
@@ -110,11 +113,13 @@ def _staff_only(request: HttpRequest) -> None:
         raise PermissionDenied("Staff only.")
 
 
-def _monitor_data() -> dict[str, Any]:
+def _monitor_data(window: str = "hour") -> dict[str, Any]:
     since = timezone.now() - MONITOR_WINDOW
     return {
         "stats": selectors.queue_stats_since(since=since),
         "failures": [_failure(attempt) for attempt in selectors.recent_failures(since=since)],
+        "chart": stats.activity(window=window),
+        "error_kinds": stats.error_kinds(),
     }
 
 
@@ -149,17 +154,69 @@ def monitor(request: HttpRequest) -> HttpResponse:
                 # The script puts each entry's id in place of the zeros.
                 "admin_entry_url": reverse("admin:queue_app_queueentry_change", args=[ZERO_ID]),
                 "stats_url": reverse("monitor-stats"),
+                "entries_url": reverse("monitor-entries"),
+                "page_size": MONITOR_PAGE_SIZE,
             },
         },
     )
 
 
+def _bad_request(detail: str) -> JsonResponse:
+    # The API's error shape (queue_app/api/errors.py), for the monitor's script.
+    return JsonResponse({"code": "invalid", "detail": detail}, status=400)
+
+
 @login_required
 @require_safe
 def monitor_stats(request: HttpRequest) -> JsonResponse:
-    """The monitor's hour of throughput and failures, fetched again after transfers end."""
+    """The monitor's numbers and charts (`?window=hour` or `day`), fetched again after
+    transfers end."""
     _staff_only(request)
-    return JsonResponse(_monitor_data())
+    window = request.GET.get("window", "hour")
+    if window not in stats.WINDOWS:
+        return _bad_request(f"window must be one of: {', '.join(stats.WINDOWS)}.")
+    return JsonResponse(_monitor_data(window))
+
+
+def _page_params(request: HttpRequest) -> tuple[int, int] | None:
+    """?offset= and ?limit= (1 to MONITOR_MAX_PAGE_SIZE), or None if malformed."""
+    offset, limit = request.GET.get("offset", "0"), request.GET.get("limit", str(MONITOR_PAGE_SIZE))
+    if not (offset.isascii() and offset.isdigit() and limit.isascii() and limit.isdigit()):
+        return None
+    if len(offset) > 9 or not 1 <= int(limit) <= MONITOR_MAX_PAGE_SIZE:
+        return None
+    return int(offset), int(limit)
+
+
+@login_required
+@require_safe
+def monitor_entries(request: HttpRequest) -> JsonResponse:
+    """Failed entries for the monitor's filter: `?owner=` (a username), `?error_kind=`
+    (of the last attempt), a page by `?offset=` and `?limit=`; with the total matching."""
+    _staff_only(request)
+    page = _page_params(request)
+    if page is None:
+        return _bad_request(f"offset is a whole number; limit from 1 to {MONITOR_MAX_PAGE_SIZE}.")
+    owner = request.GET.get("owner") or None
+    error_kind = request.GET.get("error_kind") or None
+    total, entries = selectors.failed_entries_page(
+        owner=owner, error_kind=error_kind, offset=page[0], limit=page[1]
+    )
+    return JsonResponse(
+        {"total": total, "offset": page[0], "entries": [_failed_row(e) for e in entries]}
+    )
+
+
+def _failed_row(entry: Any) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "title": str(entry.meeting),
+        "owner": entry.owner.get_username(),
+        "error": entry.last_error,
+        "error_kind": entry.last_error_kind or "",
+        "attempts": entry.attempts,
+        "finished_at": entry.finished_at.isoformat() if entry.finished_at else None,
+    }
 
 
 @require_safe

@@ -18,6 +18,8 @@ from queue_app.selectors import MEETING_STATES, meeting_state
 MAX_BIGINT = 2**63 - 1
 EVENTS_PAGE_SIZE = 100
 EVENTS_MAX_PAGE_SIZE = 500
+# GET /api/queue?limit=: at most this many places of the line a page.
+QUEUE_MAX_PAGE_SIZE = 500
 _DIGITS = re.compile(r"[0-9]{1,30}")
 
 
@@ -117,6 +119,13 @@ class PositionField(serializers.Field):
 
 class MoveInputSerializer(serializers.Serializer):
     position = PositionField()
+
+
+class QueuePageQuerySerializer(serializers.Serializer):
+    """GET /api/queue?offset=&limit=: one page of the line (the monitor pages with it)."""
+
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
+    limit = serializers.IntegerField(min_value=1, max_value=QUEUE_MAX_PAGE_SIZE, required=False)
 
 
 class EventsQuerySerializer(serializers.Serializer):

@@ -157,11 +157,24 @@ class TokenView(ApiView):
 class QueueView(ApiView):
     @extend_schema(
         operation_id="queue_snapshot",
-        responses={200: s.QUEUE_SNAPSHOT_SCHEMA, **errors(401)},
-        description="The active queue; others' entries carry only id, position and status.",
+        parameters=[s.QueuePageQuerySerializer],
+        responses={200: s.QUEUE_SNAPSHOT_SCHEMA, **errors(400, 401)},
+        description=(
+            "The active queue; others' entries carry only id, position and status. With"
+            " `limit` (and `offset`): every running or retrying entry, then places"
+            " offset+1 to offset+limit of the line; `queue_length` still counts every"
+            " active entry."
+        ),
     )
     def get(self, request: Request) -> Response:
-        return Response(selectors.queue_snapshot_for(request.user))
+        query = s.QueuePageQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        if "limit" not in query.validated_data:
+            return Response(selectors.queue_snapshot_for(request.user))
+        page = query.validated_data
+        return Response(
+            selectors.queue_page_for(request.user, offset=page["offset"], limit=page["limit"])
+        )
 
     @extend_schema(
         operation_id="queue_enqueue",
