@@ -467,6 +467,9 @@ class QueueEntryAdmin(admin.ModelAdmin):
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         context = {
+            # Read before the list: the page's script follows the queue from this seq and
+            # says the list is stale after any later change (admin_live.js).
+            "queue_seq": selectors.current_seq(),
             "queue_paused": selectors.queue_state().paused,
             "queued_count": selectors.queued_entries().count(),
             "can_operate": self.has_operate_permission(request),
