@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from playwright.sync_api import expect
 
-from queue_app.models import EntryStatus, QueueEntry
+from queue_app.models import EntryStatus, QueueEntry, TransferAttempt
 from queue_app.retry_policy import Failure
 from queue_app.selectors import queue_state
 from queue_app.services import line, transfers
@@ -159,8 +161,19 @@ def test_operator_console_charts_actions_filters_and_bulk(
         ("Design crit", "fathom_rejected"),
         ("Hiring loop", "fathom_rejected"),
     ]
-    for title, kind in history:
-        finish(line.entry_enqueue(meeting=make_meeting(alice, title)), "worker-1@h", kind=kind)
+    now = timezone.now()
+    for n, (title, kind) in enumerate(history):
+        entry = line.entry_enqueue(meeting=make_meeting(alice, title))
+        finish(entry, "worker-1@h", kind=kind)
+        # Spread over the hour, each after a longer wait in line, as a real hour would be.
+        finished = now - timedelta(minutes=50 - 12 * n)
+        started = finished - timedelta(seconds=40)
+        TransferAttempt.objects.filter(entry=entry).update(started_at=started, finished_at=finished)
+        QueueEntry.objects.filter(pk=entry.pk).update(
+            created_at=started - timedelta(seconds=20 + 25 * n),
+            started_at=started,
+            finished_at=finished,
+        )
     ops = line.entry_enqueue(meeting=make_meeting(bob, "Ops standup"))
     finish(ops, "worker-2@h", kind="upload_failed")
     running = line.entry_enqueue(meeting=make_meeting(alice, "All hands"))
@@ -180,10 +193,16 @@ def test_operator_console_charts_actions_filters_and_bulk(
     expect(monitor.locator("#chart-wait canvas")).to_have_count(1)
     assert painted_pixels(monitor, "chart-throughput") > 20
     assert painted_pixels(monitor, "chart-failures") > 20
+    expect(monitor.locator("#chart-wait")).to_contain_text(
+        "Longest mean wait in the last hour: 1 min 35 s"
+    )
+    assert painted_pixels(monitor, "chart-wait") > 5
     monitor.get_by_role("button", name="Last day").click()
     expect(monitor.locator("#charts-range")).to_contain_text("by the quarter hour")
     expect(throughput).to_contain_text("2 completed in the last day")
     assert painted_pixels(monitor, "chart-throughput") > 20
+    monitor.get_by_role("button", name="Last hour").click()
+    expect(throughput).to_contain_text("2 completed in the last hour")
 
     # Running: elapsed time and worker, and the attempt history a row expands to.
     running_row = monitor.locator("#running > tr")
@@ -205,6 +224,7 @@ def test_operator_console_charts_actions_filters_and_bulk(
     expect(dialog).to_be_hidden()
     expect(places.first).to_contain_text("Bob's call 2")  # the move's event, live
     expect(places.first.locator(".place")).to_have_text("1")
+    screenshot(monitor, "monitor")
     assert QueueEntry.objects.get(pk=bobs[1].pk).order_key < retro.order_key
 
     # Filter: failed, of error kind fathom_rejected; then every one of them retried at once.
@@ -220,7 +240,6 @@ def test_operator_console_charts_actions_filters_and_bulk(
     expect(hiring.locator(".attempts > li")).to_have_text(
         [re.compile(r"Attempt 1: failed · worker-1@h .*fathom_rejected: fathom_rejected: refused")]
     )
-    screenshot(monitor, "monitor")
     monitor.get_by_role("button", name="Retry all matching…").click()
     expect(dialog).to_contain_text("Retry 2 failed entries?")
     expect(dialog).to_contain_text("with error kind fathom_rejected")

@@ -436,7 +436,20 @@
     const waits = data.wait_seconds.filter((v) => v != null);
     if (!waits.length) return [0, `No transfer started ${range}`];
     const longest = Math.max(...waits);
-    return [waits.length, `Longest mean wait ${range}: ${longest < 60 ? `${Math.round(longest)} s` : F.formatDuration(longest).replace("about ", "")}`];
+    return [waits.length, `Longest mean wait ${range}: ${spelled(longest)}`];
+  }
+
+  function spelled(seconds) {
+    const s = Math.round(seconds);
+    if (s < 60) return `${s} s`;
+    if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
+    return `${Math.floor(s / 3600)} h${Math.floor(s / 60) % 60 ? ` ${Math.floor(s / 60) % 60} min` : ""}`;
+  }
+
+  function waitLabel(seconds) {
+    if (seconds >= 3600) return `${+(seconds / 3600).toFixed(1)}h`;
+    if (seconds >= 60) return `${+(seconds / 60).toFixed(1)}m`;
+    return `${+seconds.toFixed(1)}s`;
   }
 
   function drawCharts(data) {
@@ -454,10 +467,10 @@
       const opts = {
         width,
         height: 150,
-        legend: { show: figure.id === "chart-failures" },
+        legend: { show: false }, // the caption's colour keys name the series
         cursor: { drag: { x: false, y: false } },
         scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max || 0, 1)] } },
-        axes: [{}, { size: 44, values: (u, ticks) => ticks.map((v) => (wait ? `${Math.round(v)}s` : Number.isInteger(v) ? String(v) : "")) }],
+        axes: [{}, { size: 48, values: (u, ticks) => ticks.map((v) => (wait ? waitLabel(v) : Number.isInteger(v) ? String(v) : "")) }],
         series: [{}, ...spec.series],
       };
       if (charts[figure.id]) charts[figure.id].destroy();
