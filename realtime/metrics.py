@@ -42,6 +42,14 @@ WEBSOCKET_CLOSES = Counter(
     ["code"],
 )
 
+# Known label values start at 0, so a rate() or an alert sees the series before the first
+# occurrence (Prometheus' advice for labels with a known set of values).
+for _type in ("queue.event", "progress.update", "access.revoked"):
+    EVENTS_PUBLISHED.labels(_type)
+    PUBLISH_FAILURES.labels(_type)
+for _code in (1000, 1012, 1013, 4008, 4029, 4401, 4403):
+    WEBSOCKET_CLOSES.labels(str(_code))
+
 
 def connections(count: int) -> None:
     """This process now holds `count` sockets."""

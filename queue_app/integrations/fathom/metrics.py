@@ -36,6 +36,11 @@ RATE_LIMIT_REFUSALS = Counter(
     ["bucket"],
 )
 
+# The limiter's buckets start at 0, so alerts see them before the first wait.
+for _bucket in ("api", "download"):
+    RATE_LIMIT_WAIT.labels(_bucket)
+    RATE_LIMIT_REFUSALS.labels(_bucket)
+
 
 def endpoint(path: str) -> str:
     """'/recordings/1001/downloads/dl-7' -> '/recordings/{id}/downloads/{id}'."""
