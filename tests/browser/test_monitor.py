@@ -182,8 +182,18 @@ def test_operator_console_charts_actions_filters_and_bulk(
     bobs = [line.entry_enqueue(meeting=make_meeting(bob, f"Bob's call {n}")) for n in (1, 2)]
 
     monitor = new_page()
+    errors: list[str] = []  # script errors and CSP refusals (Chromium logs both)
+
+    def console(message) -> None:
+        if message.type == "error":
+            errors.append(f"{message.text} ({message.location.get('url')})")
+
+    monitor.on("console", console)
+    monitor.on("pageerror", lambda e: errors.append(str(e)))
     sign_in(monitor, quiet_server.base_url, "admin", next_path="/monitor")
     expect(monitor.locator("#connection")).to_have_attribute("data-state", "live")
+    csp = monitor.context.request.get(f"{quiet_server.base_url}/monitor").headers
+    assert "script-src 'self'" in csp["content-security-policy"]
 
     # The charts: drawn (uPlot from this site, under the CSP), from the attempt history.
     throughput, failures = monitor.locator("#chart-throughput"), monitor.locator("#chart-failures")
@@ -269,3 +279,5 @@ def test_operator_console_charts_actions_filters_and_bulk(
     }
     monitor.get_by_label("Owner", exact=True).fill("")
     expect(places).to_have_count(3)  # retro and the two retried
+    # The site has no favicon (Chromium asks for one): that is the only refusal allowed.
+    assert [e for e in errors if not e.endswith("/favicon.ico)")] == []

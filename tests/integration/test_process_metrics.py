@@ -4,17 +4,19 @@ published, and sockets of a real daphne; parsed with prometheus-client's parser.
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect
 
 from queue_app.models import EntryStatus
 from queue_app.services import line
 from tests.helpers import PASSWORD
 from tests.integration.test_pipeline import wait_for
 from tests.integration.wsclient import open_socket
-from tests.processes import login
+from tests.processes import login, start_daphne, ws_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -56,8 +58,8 @@ def test_transfers_by_worker_processes_and_live_sockets_are_counted(
 
     sockets = [open_socket(live_server_url, session=operator) for _ in range(3)]
     try:
-        for socket in sockets:
-            assert socket.recv()["type"] == "QueueSnapshot"
+        for each in sockets:
+            assert each.recv()["type"] == "QueueSnapshot"
         opened = scrape(operator)
         assert value(opened, "fathomloom_websocket_connections") == connections + 3
 
@@ -65,10 +67,10 @@ def test_transfers_by_worker_processes_and_live_sockets_are_counted(
         done = wait_for([e.id for e in entries])
         assert all(e.status == EntryStatus.COMPLETED for e in done.values())
         # Each socket is sent both completions (daphne's hub has fanned them out).
-        for socket in sockets:
+        for each in sockets:
             completions = 0
             while completions < 2:
-                completions += socket.recv_update()["update_type"] == "task_completed"
+                completions += each.recv_update()["update_type"] == "task_completed"
         after = scrape_until(
             operator,
             lambda s: (
@@ -77,8 +79,8 @@ def test_transfers_by_worker_processes_and_live_sockets_are_counted(
             ),
         )
     finally:
-        for socket in sockets:
-            socket.close()
+        for each in sockets:
+            each.close()
 
     # From the database: two more completed transfers.
     completed = "fathomloom_transfers_total"
@@ -125,3 +127,47 @@ def test_server_closes_are_counted_by_code(live_server_url, transactional_db, ma
     after = scrape(operator)
     assert value(after, closes, code="4401") - value(before, closes, code="4401") == 1
     assert value(after, closes, code="4029") - value(before, closes, code="4029") == 1
+
+
+def test_a_slow_client_close_is_counted_by_its_code(
+    process_env, transactional_db, make_user, make_meeting, settings
+):
+    settings.QUEUE_DISPATCH_ON_COMMIT = False  # nothing here needs a worker
+    make_user("admin", is_staff=True)
+    alice = make_user("alice")
+    # A daphne of its own with small buffers (as in test_live_updates), writing its counts
+    # to the session's directory like every other process: any web process serves them.
+    process, base_url = start_daphne(
+        {
+            **process_env,
+            "REALTIME_MAX_BACKLOG_BYTES": str(128 * 1024),
+            "REALTIME_SOCKET_SNDBUF": str(32 * 1024),
+        },
+        name="daphne-slow-metrics",
+    )
+    try:
+        operator = login(base_url, "admin", PASSWORD)
+        closes = "fathomloom_websocket_closes_total"
+        before = scrape(operator)
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", int(base_url.rsplit(":", 1)[1])))
+        stalled = connect(
+            ws_url(base_url),
+            sock=raw,
+            origin=base_url,
+            additional_headers={"Cookie": f"sessionid={operator.cookies['sessionid']}"},
+            max_queue=1,
+            proxy=None,
+            legacy=True,
+        )
+        with stalled:
+            for i in range(400):  # never read: the server closes it as too slow (4008)
+                line.entry_enqueue(meeting=make_meeting(alice, f"{i:04d} " + "x" * 480))
+            after = scrape_until(
+                operator,
+                lambda s: value(s, closes, code="4008") > value(before, closes, code="4008"),
+            )
+        assert value(after, closes, code="4008") - value(before, closes, code="4008") == 1
+    finally:
+        process.stop()
