@@ -21,6 +21,7 @@
   const filter = { state: "waiting", owner: "", error_kind: "" };
   let page = 0;
   let lineView = { entries: [], total: 0 }; // the page of the line on show, and how many match
+  let retryingMatching = 0; // entries waiting to retry that the filter matches
   let failedView = { entries: [], total: 0 };
   let client = null;
   const known = new Map(); // entry id -> the entry as last drawn
@@ -129,7 +130,8 @@
   }
 
   function openAction(kind, entry) {
-    const n = kind === "bulk-retry" ? failedView.total : lineView.total;
+    // Cancelling "waiting" entries takes those waiting to retry too (shown as running).
+    const n = kind === "bulk-retry" ? failedView.total : lineView.total + retryingMatching;
     const what = {
       cancel: [`Cancel “${entry && entry.title}”?`, `${entry && entry.owner}'s entry leaves the line (a running transfer stops).`],
       retry: [`Retry “${entry && entry.title}”?`, `It goes back to the end of the line.`],
@@ -377,7 +379,7 @@
     }
     const label = waiting ? "waiting" : "failed";
     document.getElementById("filter-count").textContent = `${view.total} ${label} ${describeFilter()}`.trim() + ".";
-    document.getElementById("bulk-cancel").disabled = view.total === 0;
+    document.getElementById("bulk-cancel").disabled = view.total + retryingMatching === 0;
     document.getElementById("bulk-retry").disabled = view.total === 0;
     document.getElementById("page-info").textContent = `Page ${page + 1} of ${pages}`;
     document.getElementById("page-prev").disabled = page === 0;
@@ -390,6 +392,7 @@
     );
     F.renderKeyed(document.getElementById("running"), running, (e) => e.id, createRunning, updateRunning);
     document.getElementById("running-empty").hidden = running.length > 0;
+    retryingMatching = running.filter((e) => e.status === "retrying").length;
     lineView = lineFromState(state);
     drawEntries();
     const inLine = state.queue.filter((e) => e.position != null).length;
