@@ -109,6 +109,8 @@ def test_staff_pause_and_resume_from_the_monitor(
     assert waiting.status == EntryStatus.COMPLETED and waiting.result_url
     expect(monitor.locator("#stat-completed")).to_have_text("2")
     expect(monitor.locator("#line > tr")).to_have_count(0)
+    # The worker's transfer is on the throughput chart, redrawn when it completed.
+    expect(monitor.locator("#chart-throughput")).to_have_attribute("data-total", "2")
 
 
 @pytest.fixture
@@ -281,3 +283,33 @@ def test_operator_console_charts_actions_filters_and_bulk(
     expect(places).to_have_count(3)  # retro and the two retried
     # The site has no favicon (Chromium asks for one): that is the only refusal allowed.
     assert [e for e in errors if not e.endswith("/favicon.ico)")] == []
+
+
+def test_the_monitor_pages_through_a_long_line(
+    quiet_server, transactional_db, new_page, make_user, make_meeting, no_dispatch
+):
+    make_user("admin", is_staff=True)
+    alice = make_user("alice")
+    meetings = [make_meeting(alice, f"Recording {n:02d}") for n in range(1, 56)]
+    line.entries_enqueue(owner=alice, meeting_ids=[m.pk for m in meetings])
+
+    monitor = new_page()
+    sign_in(monitor, quiet_server.base_url, "admin", next_path="/monitor")
+    places = monitor.locator("#line > tr")
+    expect(places).to_have_count(50)
+    expect(monitor.locator("#page-info")).to_have_text("Page 1 of 2")
+    expect(monitor.get_by_role("button", name="Previous")).to_be_disabled()
+    monitor.get_by_role("button", name="Next").click()
+    expect(places).to_have_count(5)
+    expect(places.locator(".place")).to_have_text(["51", "52", "53", "54", "55"])
+    expect(places.first).to_contain_text("Recording 51")
+    expect(monitor.get_by_role("button", name="Next")).to_be_disabled()
+
+    # The page follows the line: two cancelled ahead, and page 2 holds 3.
+    first, second = QueueEntry.objects.filter(status=EntryStatus.QUEUED).order_by("order_key")[:2]
+    line.entries_cancel(entry_ids=[str(first.pk), str(second.pk)], owner=None)
+    expect(places).to_have_count(3)
+    expect(places.first.locator(".place")).to_have_text("51")
+    expect(places.first).to_contain_text("Recording 53")
+    monitor.get_by_role("button", name="Previous").click()
+    expect(places).to_have_count(50)
