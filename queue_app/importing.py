@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 # Column sizes of Meeting; PostgreSQL refuses a longer value, so a long title is cut and
 # a URL too long to store whole is left out (a cut URL would point somewhere else).
 TITLE_LENGTH = Meeting._meta.get_field("title").max_length
+NAME_LENGTH = Meeting._meta.get_field("team").max_length
 URL_LENGTH = Meeting._meta.get_field("url").max_length
 # Pages link to a meeting's URL: only an absolute http(s) URL without spaces or control
 # characters is kept (a `javascript:` URL there would run in our origin).
@@ -67,7 +68,7 @@ def _fields_of(meeting: FathomMeeting) -> dict[str, Any]:
     duration = None
     if start is not None and end is not None and timedelta(0) <= end - start <= MAX_DURATION:
         duration = int((end - start).total_seconds())
-    return {
+    fields: dict[str, Any] = {
         "title": meeting.title[:TITLE_LENGTH],
         "meeting_title": meeting.meeting_title[:TITLE_LENGTH],
         "url": _storable_url(meeting.url),
@@ -77,7 +78,14 @@ def _fields_of(meeting: FathomMeeting) -> dict[str, Any]:
         "duration_seconds": duration,
         "summary": meeting.summary,
         "raw": meeting.raw,
+        "meeting_type": meeting.meeting_type[:NAME_LENGTH],
+        "meeting_url": _storable_url(meeting.meeting_url),
+        "team": meeting.team[:NAME_LENGTH],
     }
+    if meeting.transcript is not None:
+        # Only when Fathom sent one: a listing without include_transcript keeps what we have.
+        fields["transcript"] = meeting.transcript
+    return fields
 
 
 def _upsert(owner: Any, meeting: FathomMeeting) -> tuple[Meeting, str]:
@@ -98,6 +106,14 @@ def _upsert(owner: Any, meeting: FathomMeeting) -> tuple[Meeting, str]:
             setattr(row, name, fields[name])
         row.save(update_fields=[*changed, "updated_at"])
     return row, "updated"
+
+
+def meeting_set_media_kind(*, meeting: Meeting, media_kind: str) -> None:
+    """Record what a transfer moves of the meeting: "video", or "audio" when Fathom has
+    only the audio of it."""
+    if meeting.media_kind != media_kind:
+        meeting.media_kind = media_kind
+        Meeting.objects.filter(pk=meeting.pk).update(media_kind=media_kind)
 
 
 def meeting_upsert(*, owner: Any, meeting: FathomMeeting) -> tuple[Meeting, bool]:
@@ -122,7 +138,7 @@ def meetings_sync(*, user: Any, client: FathomClient | None = None) -> SyncResul
             raise accounts.FathomNotConnected("Connect your Fathom account first.")
         client = accounts.fathom_client_for(api_key)
     try:
-        meetings = list(client.iter_meetings(include_summary=True))
+        meetings = list(client.iter_meetings(include_summary=True, include_transcript=True))
     except FathomError as exc:
         raise accounts.account_error_from(exc, api_key=api_key) from None
     finally:
