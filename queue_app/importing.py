@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from queue_app import accounts, errors
+from queue_app import accounts, download_callbacks, errors
 from queue_app.integrations.fathom import FathomError, FathomMeeting
 from queue_app.models import FathomAccount, Meeting, QueueEntry, WebhookDelivery
 from queue_app.services import line
@@ -216,6 +216,31 @@ def _auto_queue(account: FathomAccount, meeting: Meeting) -> bool:
     except errors.AlreadyQueued:  # queued by its owner a moment ago: as good
         return False
     return True
+
+
+def meeting_of_owner_exists(*, owner_id: int, recording_id: int) -> bool:
+    """Whether the user has imported this recording (a callback must be about one)."""
+    return Meeting.objects.filter(owner_id=owner_id, recording_id=recording_id).exists()
+
+
+def download_callback_accept(
+    *, account: FathomAccount, webhook_id: str, download_id: str, body: bytes
+) -> str:
+    """Hand a verified download callback to the transfer waiting for it, once per
+    `webhook-id`: "received", or "duplicate" for one seen before.
+
+    The id is stored with the webhook deliveries' (the same retention): if Redis cannot
+    take the callback, the id is not kept either, and Fathom's retry is accepted.
+    """
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                WebhookDelivery.objects.create(account=account, webhook_id=webhook_id)
+        except IntegrityError:
+            return "duplicate"
+        download_callbacks.callback_post(account_id=account.pk, download_id=download_id, body=body)
+    logger.info("Fathom download callback %s for account %s received", webhook_id, account.pk)
+    return "received"
 
 
 def deliveries_prune(*, older_than: timedelta = DELIVERY_RETENTION) -> int:
