@@ -10,6 +10,7 @@ the worker starts waiting is not lost, and one that never comes costs one timeou
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -19,6 +20,8 @@ from django.urls import reverse
 
 from queue_app.integrations.fathom.parsing import parse_json
 from queue_app.models import FathomAccount
+
+logger = logging.getLogger(__name__)
 
 MAILBOX_PREFIX = "fathomloom:download-callback"
 # A download's signed URL lives about a day; a callback nobody took is useless after that.
@@ -77,7 +80,8 @@ def callback_wait(
     timeout: float,
     on_tick: Callable[[], None] | None = None,
 ) -> bytes | None:
-    """The body of the download's callback once it arrives, or None after `timeout` s.
+    """The body of the download's callback once it arrives, or None after `timeout` s
+    (or at once when Redis cannot be reached: the transfer then polls Fathom instead).
 
     `on_tick` runs between waits of WAIT_SLICE_SECONDS (a transfer reports progress
     there, which raises once the entry was cancelled).
@@ -86,15 +90,24 @@ def callback_wait(
     deadline = time.monotonic() + timeout
     client = _redis()
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            popped = client.blpop([key], timeout=max(0.05, min(WAIT_SLICE_SECONDS, left)))
-            if popped is not None:
-                client.delete(key)  # a repeated callback is not needed any more
-                return popped[1]
-            if on_tick is not None:
-                on_tick()
+        return _wait(client, key, deadline, on_tick)
+    except redis.RedisError as exc:
+        logger.warning("download callback mailbox unreachable (%s); polling", type(exc).__name__)
+        return None
     finally:
         client.close()
+
+
+def _wait(
+    client: redis.Redis, key: str, deadline: float, on_tick: Callable[[], None] | None
+) -> bytes | None:
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        popped = client.blpop([key], timeout=max(0.05, min(WAIT_SLICE_SECONDS, left)))
+        if popped is not None:
+            client.delete(key)  # a repeated callback is not needed any more
+            return popped[1]
+        if on_tick is not None:
+            on_tick()

@@ -244,9 +244,13 @@ def _download_and_upload(
 ) -> Transferred:
     recording_id = entry.meeting.recording_id
     ready = _ready_download(client, entry, progress)
-    media = ready.media
-    assert media is not None  # parse_download_status refuses a completed one without
-    kind = ready.media_kind or "video"
+    media, kind = ready.media, ready.media_kind
+    if media is None or kind is None:  # parse_download_status refuses such an answer
+        raise TransferFailed(
+            "Fathom said the download is ready but gave no file.",
+            transient=True,
+            kind="fathom_malformed",
+        )
     meeting_set_media_kind(meeting=entry.meeting, media_kind=kind)
     suffix = ".m4a" if kind == "audio" else ".mp4"
     with tempfile.TemporaryDirectory(prefix="fathomloom-") as folder:

@@ -58,8 +58,9 @@ def post(account, payload, *, webhook_id="msg_cb1", secret=SECRET, signature=Non
 @pytest.fixture
 def download_id():
     did = f"dl_{uuid.uuid4().hex[:16]}"
+    url = settings.REDIS_URL  # a test may point the setting elsewhere meanwhile
     yield did
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    client = redis.Redis.from_url(url)
     for key in client.scan_iter(f"{download_callbacks.MAILBOX_PREFIX}:*:{did}"):
         client.delete(key)
     client.close()
@@ -168,3 +169,19 @@ def test_callbacks_are_on_by_default_only_for_a_public_base_url(url, public):
     from fathomloom.settings.base import _reachable_from_outside
 
     assert _reachable_from_outside(url) is public
+
+
+def test_an_unreachable_mailbox_means_polling_not_a_failed_transfer(settings, account):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    started = time.monotonic()
+    assert waiting(account, "dl_unreachable", timeout=30) is None
+    assert time.monotonic() - started < 10
+
+
+def test_redis_down_is_503_and_keeps_nothing_so_fathoms_retry_is_taken(
+    settings, account, recording, download_id
+):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    response = post(account, completed(download_id))
+    assert response.status_code == 503
+    assert not WebhookDelivery.objects.exists()
