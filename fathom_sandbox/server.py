@@ -956,9 +956,10 @@ def _wrong_types(payload: dict[str, Any]) -> dict[str, Any]:
             item["recording_id"] = str(item["recording_id"])
     if "download_id" in out:
         out["download_id"] = 12345
-    if "video" in out:
-        out["video"]["file_size_bytes"] = str(out["video"]["file_size_bytes"])
-        out["video"]["url"] = 42
+    for kind in ("video", "audio"):
+        if kind in out:
+            out[kind]["file_size_bytes"] = str(out[kind]["file_size_bytes"])
+            out[kind]["url"] = 42
     if "status" in out and "items" not in out:
         out["status"] = ["completed"]
     return out

@@ -320,8 +320,6 @@ class DownloadStatus:
 
 
 DOWNLOAD_STATUSES = ("processing", "completed", "failed", "expired")
-# Fathom's FailureReason; another value is kept as sent (a newer Fathom may add reasons).
-FAILURE_REASONS = ("generation_failed", "generation_timeout")
 
 
 def _opt_int(data: dict[str, Any], name: str, what: str) -> int | None:
@@ -376,6 +374,8 @@ def parse_download_status(data: object, *, download_id: str | None = None) -> Do
     audio = _download_file(data, "audio", what)
     if status == "completed" and video is None and audio is None:
         raise malformed(what, "a completed download has neither video nor audio")
+    # Fathom's FailureReason (generation_failed, generation_timeout); another value is kept
+    # as sent, cut short: a newer Fathom may add reasons.
     reason = data.get("failure_reason")
     if reason is not None and not isinstance(reason, str):
         raise malformed(what, f"failure_reason is {type(reason).__name__}, not a string")
