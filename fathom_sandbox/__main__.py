@@ -26,6 +26,13 @@ def main(argv: list[str] | None = None) -> int:
         help="polls answered `processing` before a download completes",
     )
     parser.add_argument("--signed-url-ttl", type=float, default=defaults.signed_url_ttl)
+    parser.add_argument("--download-ttl", type=float, default=defaults.download_ttl)
+    parser.add_argument(
+        "--callback-delay",
+        type=float,
+        default=defaults.callback_delay,
+        help="seconds before a download's destination_url is POSTed",
+    )
     parser.add_argument("--no-seed", action="store_true", help="start with no keys at all")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
@@ -37,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         page_size=args.page_size,
         processing_polls=args.processing_polls,
         signed_url_ttl=args.signed_url_ttl,
+        download_ttl=args.download_ttl,
+        callback_delay=args.callback_delay,
     )
     server = make_server(
         args.host, args.port, config=config, seed=not args.no_seed, verbose=args.verbose

@@ -38,6 +38,10 @@ _TOPICS = (
     "Pricing discussion",
 )
 
+# A team's own meeting types (Fathom's /meeting_types); None: no type assigned.
+_MEETING_TYPES = ("Customer call", "Internal sync", None)
+_SHARED_WITH = ("no_teams", "single_team", "multiple_teams", "all_teams")
+
 _BASE_TIME = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 
 
@@ -69,9 +73,32 @@ def build_meeting(
     created = created_at or end + timedelta(seconds=42)
     title = title or f"{_TOPICS[recording_id % len(_TOPICS)]} #{recording_id}"
     share = f"sb{recording_id}"
+    meeting_type = _MEETING_TYPES[recording_id % len(_MEETING_TYPES)]
+    # Customer calls have a guest from outside the recorder's company.
+    external = meeting_type == "Customer call"
+    invitees = [
+        {
+            "name": recorder_name,
+            "matched_speaker_display_name": recorder_name,
+            "email": recorder_email,
+            "email_domain": recorder_email.rpartition("@")[2],
+            "is_external": False,
+        }
+    ]
+    if external:
+        invitees.append(
+            {
+                "name": "Casey Client",
+                "matched_speaker_display_name": "Casey Client",
+                "email": "casey@client.example",
+                "email_domain": "client.example",
+                "is_external": True,
+            }
+        )
     meeting: dict[str, Any] = {
         "title": title,
         "meeting_title": title,
+        "meeting_type": meeting_type,
         "recording_id": recording_id,
         "url": f"https://fathom.video/calls/{recording_id}",
         "share_url": f"https://fathom.video/share/{share}",
@@ -80,17 +107,11 @@ def build_meeting(
         "scheduled_end_time": _iso(start.replace(minute=0, second=0) + timedelta(hours=1)),
         "recording_start_time": _iso(start),
         "recording_end_time": _iso(end),
-        "calendar_invitees_domains_type": "only_internal",
+        "calendar_invitees_domains_type": "one_or_more_external" if external else "only_internal",
+        "shared_with": _SHARED_WITH[recording_id % len(_SHARED_WITH)],
         "transcript_language": "en",
-        "calendar_invitees": [
-            {
-                "name": recorder_name,
-                "matched_speaker_display_name": recorder_name,
-                "email": recorder_email,
-                "email_domain": recorder_email.rpartition("@")[2],
-                "is_external": False,
-            }
-        ],
+        "meeting_url": f"https://meet.example/sandbox-{recording_id}",
+        "calendar_invitees": invitees,
         "recorded_by": {
             "name": recorder_name,
             "email": recorder_email,
@@ -119,6 +140,15 @@ def build_meeting(
                 "recording_timestamp": "00:10:00",
                 "recording_playback_url": f"https://fathom.video/calls/{recording_id}?t=600",
                 "assignee": {"name": recorder_name, "email": recorder_email, "team": team},
+            }
+        ],
+        "highlights": [
+            {
+                "type": "bookmark",
+                "summary": "Decision",
+                "start_time": 120.0,
+                "end_time": 135.5,
+                "text": "We ship on Friday.",
             }
         ],
         "crm_matches": {"contacts": [], "companies": [], "deals": [], "error": None},

@@ -24,6 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .deliveries import new_secret, post_signed
 from .seed import MEDIA_DIR, build_meeting, seed_meetings
 
 API_PREFIX = "/external/v1"
@@ -36,9 +37,26 @@ FAULT_KINDS = {
     "reset",  # close the connection without answering
     "malformed_json",  # 200 with a body that is not JSON
     "wrong_types",  # 200 with the usual fields in the wrong types
-    "generation_failed",  # the download (GET .../downloads/<id>) reports `failed`
+    "generation_failed",  # the download reports `failed`, failure_reason generation_failed
+    "generation_timeout",  # the download reports `failed`, failure_reason generation_timeout
     "expired",  # the download reports `expired`; on /signed/ a 403 as for an expired URL
+    "drop_callback",  # on POST .../download: never POST to its destination_url
 }
+# Fathom's documented values (fathom-python 0.0.43's models).
+DOMAINS_TYPES = ("all", "only_internal", "one_or_more_external")
+TRIGGERED_FOR = (
+    "my_recordings",
+    "shared_external_recordings",
+    "my_shared_with_team_recordings",
+    "shared_team_recordings",
+)
+WEBHOOK_INCLUDES = (
+    "include_transcript",
+    "include_crm_matches",
+    "include_summary",
+    "include_action_items",
+)
+DAY = 24 * 3600.0
 
 
 @dataclass
@@ -48,11 +66,14 @@ class Config:
     rate_limit: int = 60  # API calls per window per key, as Fathom documents
     rate_window: float = 60.0
     download_limit: int = 30  # download requests per window per key
-    page_size: int = 5  # default page of GET /meetings; small so that the seed data pages
-    max_page_size: int = 100
+    # Fathom's page size is its own (no parameter sets it); small so the seed data pages.
+    page_size: int = 5
     processing_polls: int = 1  # polls that still say `processing` before `completed`
-    download_ttl: float = 3600.0  # a completed download turns `expired` after this
-    signed_url_ttl: float = 900.0
+    # Fathom: downloads and their signed URLs expire "roughly 24 hours after generation".
+    download_ttl: float = DAY
+    signed_url_ttl: float = DAY
+    # Seconds after a download request with destination_url until Fathom POSTs the result.
+    callback_delay: float = 0.3
 
 
 @dataclass
@@ -83,6 +104,8 @@ class Download:
     created: float
     polls: int = 0
     outcome: str | None = None  # "failed" or "expired" once a fault decided it
+    failure_reason: str | None = None
+    ready: bool = False  # completed ahead of the poll count (a callback was sent)
 
 
 def fingerprint(api_key: str) -> str:
@@ -104,6 +127,8 @@ class SandboxState:
             self.meetings: dict[str, list[dict[str, Any]]] = seed_meetings() if self.seed else {}
             self.downloads: dict[str, Download] = {}
             self.signed: dict[str, tuple[int, float]] = {}
+            self.webhooks: dict[str, dict[str, Any]] = {}
+            self.deliveries: list[dict[str, Any]] = []
             self.faults: list[Fault] = []
             self.requests: list[dict[str, Any]] = []
             self.windows: dict[tuple[str, str], tuple[float, int]] = {}
@@ -114,7 +139,7 @@ class SandboxState:
 
     def add_meeting(self, api_key: str, meeting: dict[str, Any]) -> dict[str, Any]:
         media = meeting.get("_media")
-        if media is not None and not (MEDIA_DIR / media).is_file():
+        if media and not (MEDIA_DIR / media).is_file():
             raise ValueError(f"no media file {media!r}")
         with self.lock:
             if self.find_recording(int(meeting["recording_id"])) is not None:
@@ -130,6 +155,14 @@ class SandboxState:
                 if meeting.get("recording_id") == recording_id:
                     return api_key, meeting
         return None
+
+    def webhooks_of(self, api_key: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(w) for w in self.webhooks.values() if w["api_key"] == api_key]
+
+    def record_delivery(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.deliveries.append(entry)
 
     def media_bytes(self, name: str) -> bytes:
         if name not in self._media_cache:
@@ -197,10 +230,35 @@ def _public(meeting: dict[str, Any], query: dict[str, list[str]]) -> dict[str, A
         ("include_summary", "default_summary"),
         ("include_action_items", "action_items"),
         ("include_crm_matches", "crm_matches"),
+        ("include_highlights", "highlights"),
     ):
         if not _flag(query, flag):
             out[key] = None
     return copy.deepcopy(out)
+
+
+def _webhook_payload(meeting: dict[str, Any], webhook: dict[str, Any]) -> dict[str, Any]:
+    """The meeting as a webhook delivers it: the includes the webhook asked for."""
+    query = {flag: ["true"] for flag in WEBHOOK_INCLUDES if webhook.get(flag)}
+    return _public(meeting, query)
+
+
+def _page(items: list[Any], query: dict[str, list[str]], size: int) -> dict[str, Any]:
+    """One page of a Fathom list: ``{limit, next_cursor, items}``, by opaque cursor."""
+    offset = 0
+    if query.get("cursor", [""])[-1]:
+        try:
+            offset = int(base64.urlsafe_b64decode(query["cursor"][-1].encode()).decode())
+        except ValueError:
+            raise ApiError(400, "invalid cursor") from None
+    more = offset + size < len(items)
+    return {
+        "limit": size,
+        "next_cursor": (
+            base64.urlsafe_b64encode(str(offset + size).encode()).decode() if more else None
+        ),
+        "items": items[offset : offset + size],
+    }
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
@@ -263,11 +321,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
         path = url.path
         query = parse_qs(url.query, keep_blank_values=True)
         self._extra_headers: dict[str, str] = {}
+        self._body: bytes | None = None  # one handler serves every request of a connection
         try:
             if path.startswith(CONTROL_PREFIX + "/") or path == CONTROL_PREFIX:
                 self._control(method, path[len(CONTROL_PREFIX) :], query)
                 return
-            self._discard_body()
+            self._body = self._read_body()
             relative = path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else path
             api_key = self.headers.get("X-Api-Key")
             entry = {
@@ -300,15 +359,16 @@ class SandboxHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-    def _discard_body(self) -> None:
-        # Unread request bodies would be parsed as the next request on a kept-alive connection.
+    def _read_body(self) -> bytes:
+        # Read whole, always: an unread body would be parsed as the next request on a
+        # kept-alive connection.
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        return self.rfile.read(length) if length else b""
 
     def _read_json(self) -> Any:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._body
+        if raw is None:
+            raw = self._body = self._read_body()
         if not raw:
             return {}
         try:
@@ -376,18 +436,34 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if fault is not None and self._apply_early_fault(fault):
             return
 
+        status = 200
         if method == "GET" and path == "/meetings":
             payload = self._list_meetings(api_key, query)
-            status = 200
+        elif method == "GET" and path == "/teams":
+            payload = self._list_teams(api_key, query)
+        elif method == "GET" and path == "/team_members":
+            payload = self._list_team_members(api_key, query)
+        elif method == "GET" and path == "/meeting_types":
+            payload = self._list_meeting_types(api_key, query)
+        elif method == "POST" and path == "/webhooks":
+            payload = self._create_webhook(api_key, self._read_json())
+            status = 201
+        elif method == "DELETE" and (m := re.fullmatch(r"/webhooks/([\w-]+)", path)):
+            self._delete_webhook(api_key, m.group(1))
+            self._send(204, b"", "application/json")
+            return
+        elif method == "GET" and (
+            m := re.fullmatch(r"/recordings/(\d+)/(summary|transcript)", path)
+        ):
+            payload = self._recording_part(api_key, int(m.group(1)), m.group(2), query)
         elif (m := re.fullmatch(r"/recordings/(\d+)/download", path)) and method == "POST":
-            payload = self._request_download(api_key, int(m.group(1)))
+            payload = self._request_download(api_key, int(m.group(1)), self._read_json(), fault)
             status = 202
         elif (m := re.fullmatch(r"/recordings/(\d+)/downloads/([\w-]+)", path)) and method in (
             "GET",
             "HEAD",
         ):
             payload = self._get_download(api_key, int(m.group(1)), m.group(2), fault)
-            status = 200
         else:
             raise ApiError(404, "not found")
 
@@ -425,20 +501,19 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return False
 
     def _list_meetings(self, api_key: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        config = self.state.config
+        # No page-size parameter: Fathom documents none (a `limit` sent is ignored).
         try:
-            limit = int(query.get("limit", [config.page_size])[-1])
-            offset = 0
-            if query.get("cursor", [""])[-1]:
-                offset = int(base64.urlsafe_b64decode(query["cursor"][-1].encode()).decode())
             created_after = [_parse_time(v) for v in query.get("created_after", [])[-1:]]
             created_before = [_parse_time(v) for v in query.get("created_before", [])[-1:]]
         except ValueError:
             raise ApiError(400, "invalid query parameter") from None
-        if not 1 <= limit <= config.max_page_size:
-            raise ApiError(400, f"limit must be between 1 and {config.max_page_size}")
+        domains_type = query.get("calendar_invitees_domains_type", ["all"])[-1]
+        if domains_type not in DOMAINS_TYPES:
+            raise ApiError(400, f"calendar_invitees_domains_type must be one of {DOMAINS_TYPES}")
         recorded_by = set(_values(query, "recorded_by"))
         teams = set(_values(query, "teams"))
+        domains = set(_values(query, "calendar_invitees_domains"))
+        meeting_type = query.get("meeting_type", [None])[-1]
         with self.state.lock:
             meetings = list(self.state.meetings.get(api_key, []))
         selected = []
@@ -453,17 +528,133 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 continue
             if teams and recorder.get("team") not in teams:
                 continue
+            invitees = meeting.get("calendar_invitees") or []
+            if domains and not domains & {i.get("email_domain") for i in invitees}:
+                continue
+            if domains_type != "all" and meeting["calendar_invitees_domains_type"] != domains_type:
+                continue
+            if meeting_type is not None and meeting.get("meeting_type") != meeting_type:
+                continue
             selected.append(meeting)
-        page = selected[offset : offset + limit]
-        more = offset + limit < len(selected)
-        next_cursor = (
-            base64.urlsafe_b64encode(str(offset + limit).encode()).decode() if more else None
-        )
-        return {
-            "limit": limit,
-            "next_cursor": next_cursor,
-            "items": [_public(m, query) for m in page],
+        page = _page(selected, query, self.state.config.page_size)
+        page["items"] = [_public(m, query) for m in page["items"]]
+        return page
+
+    def _visible_teams(self, api_key: str) -> set[str]:
+        with self.state.lock:
+            meetings = list(self.state.meetings.get(api_key, []))
+        return {t for m in meetings if (t := (m.get("recorded_by") or {}).get("team"))}
+
+    def _list_teams(self, api_key: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        items = [
+            {"name": name, "created_at": "2025-01-06T09:00:00Z"}
+            for name in sorted(self._visible_teams(api_key))
+        ]
+        return _page(items, query, self.state.config.page_size)
+
+    def _list_team_members(self, api_key: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        teams = self._visible_teams(api_key)
+        wanted = query.get("team", [None])[-1]
+        if wanted is not None:
+            teams &= {wanted}
+        members: dict[str, dict[str, Any]] = {}
+        with self.state.lock:
+            every = [m for ms in self.state.meetings.values() for m in ms]
+        for meeting in every:
+            recorder = meeting.get("recorded_by") or {}
+            if recorder.get("team") in teams and recorder.get("email") not in members:
+                members[recorder["email"]] = {
+                    "name": recorder.get("name") or recorder["email"],
+                    "email": recorder["email"],
+                    "created_at": "2025-01-06T09:00:00Z",
+                }
+        items = sorted(members.values(), key=lambda m: m["email"])
+        return _page(items, query, self.state.config.page_size)
+
+    def _list_meeting_types(self, api_key: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        with self.state.lock:
+            names = {m["meeting_type"] for m in self.state.meetings.get(api_key, [])}
+        items = [
+            {"name": name, "status": "active", "created_at": "2025-01-06T09:00:00Z"}
+            for name in sorted(n for n in names if n)
+        ]
+        return _page(items, query, self.state.config.page_size)
+
+    def _create_webhook(self, api_key: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be an object")
+        url = body.get("destination_url")
+        if not isinstance(url, str) or not re.match(r"https?://[^\s/]+", url):
+            raise ApiError(400, "destination_url must be an http(s) URL")
+        triggered_for = body.get("triggered_for")
+        if (
+            not isinstance(triggered_for, list)
+            or not triggered_for
+            or any(t not in TRIGGERED_FOR for t in triggered_for)
+        ):
+            raise ApiError(400, f"triggered_for must list some of {TRIGGERED_FOR}")
+        includes = {flag: body.get(flag, False) for flag in WEBHOOK_INCLUDES}
+        if any(not isinstance(v, bool) for v in includes.values()):
+            raise ApiError(400, "include_* must be booleans")
+        if not any(includes.values()):
+            raise ApiError(400, f"at least one of {WEBHOOK_INCLUDES} must be true")
+        webhook = {
+            "id": "wh_" + secrets.token_hex(8),
+            "url": url,
+            "secret": new_secret(),
+            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **includes,
+            "triggered_for": list(triggered_for),
         }
+        with self.state.lock:
+            self.state.webhooks[webhook["id"]] = {**webhook, "api_key": api_key}
+        return webhook
+
+    def _delete_webhook(self, api_key: str, webhook_id: str) -> None:
+        with self.state.lock:
+            webhook = self.state.webhooks.get(webhook_id)
+            if webhook is None or webhook["api_key"] != api_key:
+                raise ApiError(404, f"webhook {webhook_id} not found")
+            del self.state.webhooks[webhook_id]
+
+    def _recording_part(
+        self, api_key: str, recording_id: int, part: str, query: dict[str, list[str]]
+    ) -> dict[str, Any]:
+        meeting = self._owned_recording(api_key, recording_id)
+        payload = (
+            {"summary": copy.deepcopy(meeting.get("default_summary"))}
+            if part == "summary"
+            else {"transcript": copy.deepcopy(meeting.get("transcript") or [])}
+        )
+        destination = query.get("destination_url", [None])[-1]
+        if destination is None:
+            return payload
+        # Asynchronous: the answer names the URL, and Fathom POSTs the data there.
+        self._post_to(api_key, destination, payload, kind=part)
+        return {"destination_url": destination}
+
+    def _post_to(
+        self,
+        api_key: str,
+        url: str,
+        payload: Any,
+        *,
+        kind: str,
+        delay: float = 0.0,
+        before_send: Any = None,
+    ) -> None:
+        # Signed like Fathom's webhooks; with the secrets of the key's webhooks, as Fathom
+        # does not say which secret signs a destination_url POST (see the README).
+        secrets_ = [w["secret"] for w in self.state.webhooks_of(api_key)]
+        post_signed(
+            url,
+            payload,
+            secrets_=secrets_,
+            kind=kind,
+            record=self.state.record_delivery,
+            delay=delay,
+            before_send=before_send,
+        )
 
     def _owned_recording(self, api_key: str, recording_id: int) -> dict[str, Any]:
         with self.state.lock:
@@ -473,63 +664,103 @@ class SandboxHandler(BaseHTTPRequestHandler):
             raise ApiError(404, f"recording {recording_id} not found")
         return found[1]
 
-    def _request_download(self, api_key: str, recording_id: int) -> dict[str, Any]:
-        self._owned_recording(api_key, recording_id)
+    def _request_download(
+        self, api_key: str, recording_id: int, body: Any, fault: Fault | None
+    ) -> dict[str, Any]:
+        meeting = self._owned_recording(api_key, recording_id)
+        if meeting.get("_access") == "limited":
+            raise ApiError(403, "limited-access share: downloading is not allowed")
+        if not meeting.get("_media"):
+            raise ApiError(422, "this recording has no media to download")
+        destination = body.get("destination_url") if isinstance(body, dict) else None
+        if destination is not None and (
+            not isinstance(destination, str) or not re.match(r"https?://[^\s/]+", destination)
+        ):
+            raise ApiError(400, "destination_url must be an http(s) URL")
         download = Download(
             download_id=f"dl_{secrets.token_hex(8)}",
             recording_id=recording_id,
             api_key=api_key,
             created=time.monotonic(),
         )
+        if fault is not None and fault.fault in ("generation_failed", "generation_timeout"):
+            download.outcome, download.failure_reason = "failed", fault.fault
+        # Audio-only recordings complete at once (Fathom's reference), as does every
+        # download with processing_polls 0.
+        download.ready = bool(meeting.get("_audio_only")) or self.state.config.processing_polls <= 0
         with self.state.lock:
             self.state.downloads[download.download_id] = download
-        return {
-            "download_id": download.download_id,
-            "recording_id": recording_id,
-            "status": "processing",
-        }
+        if destination and not (fault is not None and fault.fault == "drop_callback"):
+            host = self._host()  # this handler serves other requests by the time it posts
+
+            def completed() -> dict[str, Any] | None:
+                # Only a completed download is POSTed ("when the download completes").
+                with self.state.lock:
+                    if download.outcome is not None:
+                        return None
+                    download.ready = True
+                return self._download_payload(download, meeting, host)
+
+            self._post_to(
+                api_key,
+                destination,
+                None,
+                kind="download",
+                delay=0.0 if download.ready else self.state.config.callback_delay,
+                before_send=completed,
+            )
+        return self._download_payload(download, meeting)
 
     def _get_download(
         self, api_key: str, recording_id: int, download_id: str, fault: Fault | None
     ) -> dict[str, Any]:
         meeting = self._owned_recording(api_key, recording_id)
-        config = self.state.config
         with self.state.lock:
             download = self.state.downloads.get(download_id)
             if download is None or download.recording_id != recording_id:
                 raise ApiError(404, f"download {download_id} not found")
-            if fault is not None and fault.fault == "generation_failed":
-                download.outcome = "failed"
+            if fault is not None and fault.fault in ("generation_failed", "generation_timeout"):
+                download.outcome, download.failure_reason = "failed", fault.fault
             elif fault is not None and fault.fault == "expired":
                 download.outcome = "expired"
             download.polls += 1
-            polls = download.polls
-        payload: dict[str, Any] = {"download_id": download_id, "recording_id": recording_id}
+        return self._download_payload(download, meeting)
+
+    def _host(self) -> str:
+        return self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+
+    def _download_payload(
+        self, download: Download, meeting: dict[str, Any], host: str | None = None
+    ) -> dict[str, Any]:
+        """A RecordingDownload as Fathom answers it: status, and the file once completed
+        (``video``, or ``audio`` alone for an audio-only recording)."""
+        host = host or self._host()
+        config = self.state.config
+        payload: dict[str, Any] = {
+            "download_id": download.download_id,
+            "recording_id": download.recording_id,
+        }
         if download.outcome == "failed":
             payload["status"] = "failed"
-            payload["error"] = {
-                "code": "generation_failed",
-                "message": "The video file could not be generated.",
-            }
+            payload["failure_reason"] = download.failure_reason or "generation_failed"
         elif (
             download.outcome == "expired"
             or time.monotonic() - download.created > config.download_ttl
         ):
             payload["status"] = "expired"
-        elif polls <= config.processing_polls:
+        elif not download.ready and download.polls <= config.processing_polls:
             payload["status"] = "processing"
         else:
-            media = meeting["_media"]
-            data = self.state.media_bytes(media)
+            data = self.state.media_bytes(meeting["_media"])
             token = secrets.token_urlsafe(24)
             expires = time.time() + config.signed_url_ttl
             with self.state.lock:
-                self.state.signed[token] = (recording_id, expires)
-            host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_address[1]}"
+                self.state.signed[token] = (download.recording_id, expires)
+            audio = bool(meeting.get("_audio_only"))
             payload["status"] = "completed"
-            payload["video"] = {
+            payload["audio" if audio else "video"] = {
                 "url": f"http://{host}/signed/{token}?expires={int(expires)}",
-                "content_type": "video/mp4",
+                "content_type": "audio/mp4" if audio else "video/mp4",
                 "file_size_bytes": len(data),
                 "expires_at": datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
@@ -628,6 +859,19 @@ class SandboxHandler(BaseHTTPRequestHandler):
                     setattr(state.config, name, type(getattr(state.config, name))(value))
                 state.windows.clear()
             self._json(200, asdict(state.config))
+        elif path == "/webhooks" and method == "GET":
+            with state.lock:
+                hooks = [
+                    {
+                        **{k: v for k, v in w.items() if k not in ("secret", "api_key")},
+                        "key_fingerprint": fingerprint(w["api_key"]),
+                    }
+                    for w in state.webhooks.values()
+                ]
+            self._json(200, hooks)
+        elif path == "/deliveries" and method == "GET":
+            with state.lock:
+                self._json(200, list(state.deliveries))
         elif path == "/reset" and method == "POST":
             state.reset()
             self._json(200, {"ok": True})
@@ -636,8 +880,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         elif (m := re.fullmatch(r"/recordings/(\d+)(/sha256|/media)?", path)) and method == "GET":
             with state.lock:
                 found = state.find_recording(int(m.group(1)))
-            if found is None:
-                raise ApiError(404, "no such recording")
+            if found is None or not found[1].get("_media"):
+                raise ApiError(404, "no such recording, or it has no media")
             data = state.media_bytes(found[1]["_media"])
             if m.group(2) == "/media":
                 self._send(200, data, "video/mp4")
@@ -669,6 +913,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
         except (KeyError, TypeError, ValueError):
             raise ApiError(400, "recording_id is required") from None
         media = body.pop("media", None)
+        notify = bool(body.pop("notify", True))
+        flags = {
+            "_audio_only": bool(body.pop("audio_only", False)),
+            "_access": "limited" if body.pop("limited_access", False) else "standard",
+        }
+        no_media = bool(body.pop("no_media", False))
         builder_args = {
             k: body.pop(k)
             for k in ("recorder_name", "recorder_email", "team", "title")
@@ -677,10 +927,23 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if "created_at" in body:
             builder_args["created_at"] = _parse_time(str(body.pop("created_at")))
         meeting = build_meeting(recording_id, media=media, **builder_args, **body)
+        meeting.update(flags)
+        if no_media:
+            meeting["_media"] = None
         try:
             self.state.add_meeting(api_key, meeting)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+        if notify:
+            # Fathom's "new meeting content ready": one signed delivery per webhook.
+            for webhook in self.state.webhooks_of(api_key):
+                post_signed(
+                    webhook["url"],
+                    _webhook_payload(meeting, webhook),
+                    secrets_=[webhook["secret"]],
+                    kind="webhook",
+                    record=self.state.record_delivery,
+                )
         self._json(201, {k: v for k, v in meeting.items() if not k.startswith("_")})
 
 
@@ -693,9 +956,10 @@ def _wrong_types(payload: dict[str, Any]) -> dict[str, Any]:
             item["recording_id"] = str(item["recording_id"])
     if "download_id" in out:
         out["download_id"] = 12345
-    if "video" in out:
-        out["video"]["file_size_bytes"] = str(out["video"]["file_size_bytes"])
-        out["video"]["url"] = 42
+    for kind in ("video", "audio"):
+        if kind in out:
+            out[kind]["file_size_bytes"] = str(out[kind]["file_size_bytes"])
+            out[kind]["url"] = 42
     if "status" in out and "items" not in out:
         out["status"] = ["completed"]
     return out

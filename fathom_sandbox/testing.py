@@ -78,6 +78,14 @@ class SandboxControl:
         """Makes ``api_key`` valid, with no meetings."""
         self._call("POST", "/meetings", {"api_key": api_key, "key_only": True})
 
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The webhooks registered through ``POST /webhooks`` (no secrets)."""
+        return self._call("GET", "/webhooks")
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Every POST the sandbox made: webhooks and callbacks, each attempt and its status."""
+        return self._call("GET", "/deliveries")
+
     def recording(self, recording_id: int) -> dict[str, Any]:
         """``{"size", "sha256", "media"}`` of the file served for the recording."""
         return self._call("GET", f"/recordings/{recording_id}/sha256")

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_variables
@@ -32,6 +33,10 @@ from queue_app.models import FathomAccount
 logger = logging.getLogger(__name__)
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
+# What the registered webhook fires for: the user's own recordings, those they shared with
+# individuals and (Team Plans) with teams: the ones they can download. Fathom refuses the
+# team trigger on other plans; registration then falls back to the first alone.
+WEBHOOK_TRIGGERS = ("my_recordings", "my_shared_with_team_recordings")
 
 # What Fathom issues: printable ASCII, no spaces. The key becomes an X-Api-Key header, where
 # anything else cannot be encoded (a 500) or, a newline, splits the header (a 503). At least
@@ -97,11 +102,19 @@ def fathom_account_status(user: Any) -> dict[str, Any]:
     """What the user may see of their connection: never the key, only its last four."""
     account = fathom_account_of(user)
     if account is None:
-        return {"connected": False, "last4": None, "auto_queue": False}
+        return {
+            "connected": False,
+            "last4": None,
+            "auto_queue": False,
+            "webhook_registered": False,
+            "webhook_error": None,
+        }
     return {
         "connected": True,
         "last4": f"…{account.api_key_last4}",
         "auto_queue": account.auto_queue,
+        "webhook_registered": bool(account.fathom_webhook_id),
+        "webhook_error": account.webhook_error or None,
     }
 
 
@@ -182,14 +195,27 @@ def fathom_account_set_key(
     if client is None:
         client = fathom_client_for(api_key)
     try:
-        client.check_key()
-    except FathomError as exc:
-        error = account_error_from(exc, api_key=api_key)
-        logger.info("Fathom key for user %s not saved: %s", _user_id(user), error.code)
-        raise error from None
+        try:
+            client.check_key()
+        except FathomError as exc:
+            error = account_error_from(exc, api_key=api_key)
+            logger.info("Fathom key for user %s not saved: %s", _user_id(user), error.code)
+            raise error from None
+        account = _store_key(user, api_key)
+        if settings.FATHOM_WEBHOOK_REGISTRATION:
+            account = _register_webhook(account, client, api_key=api_key)
     finally:
         if own_client:
             client.close()
+    return account
+
+
+@sensitive_variables()
+def _store_key(user: Any, api_key: str) -> FathomAccount:
+    """Store the checked key; a webhook registered with an earlier key is deleted first."""
+    earlier = fathom_account_of(user)
+    if earlier is not None and earlier.fathom_webhook_id:
+        _delete_webhook(earlier)
     with transaction.atomic():
         account, created = FathomAccount.objects.select_for_update().get_or_create(
             user_id=_user_id(user),
@@ -203,6 +229,85 @@ def fathom_account_set_key(
         "Fathom key for user %s saved (%s)", _user_id(user), "new" if created else "replaced"
     )
     return account
+
+
+def fathom_webhook_url(account: FathomAccount) -> str:
+    """Where Fathom delivers the account's webhooks: PUBLIC_BASE_URL and the account's token."""
+    path = reverse("fathom-webhook") + f"?account={account.webhook_token}"
+    return settings.PUBLIC_BASE_URL.rstrip("/") + path
+
+
+@sensitive_variables()
+def _register_webhook(
+    account: FathomAccount, client: FathomClient, *, api_key: str
+) -> FathomAccount:
+    """Create the account's webhook in Fathom (POST /webhooks) and keep its id and secret,
+    encrypted. A refusal keeps the key connected: the reason is stored in webhook_error and
+    the manual route (copy the URL into Fathom, paste its secret here) stays open."""
+    url = fathom_webhook_url(account)
+    created = None
+    error: FathomError | None = None
+    for triggers in (WEBHOOK_TRIGGERS, WEBHOOK_TRIGGERS[:1]):
+        try:
+            created = client.create_webhook(
+                url,
+                triggered_for=list(triggers),
+                include_summary=True,
+                include_transcript=True,
+            )
+            break
+        except FathomError as exc:
+            error = exc
+            if exc.status != 400:  # only a refused trigger is worth a second try
+                break
+    with transaction.atomic():
+        account = FathomAccount.objects.select_for_update().get(pk=account.pk)
+        if created is not None:
+            account.fathom_webhook_id = created.id
+            account.webhook_secret_encrypted = crypto.encrypt(created.secret)
+            account.webhook_error = ""
+            logger.info("Fathom webhook registered for user %s", account.user_id)
+        else:
+            assert error is not None
+            account.fathom_webhook_id = ""
+            account.webhook_error = (
+                "Fathom did not register the webhook "
+                f"({_scrub(error.reason, api_key)}). Add it in Fathom by hand: copy the "
+                "webhook URL shown here into Fathom's API settings, then paste the secret "
+                "Fathom shows."
+            )
+            logger.warning(
+                "Fathom webhook for user %s not registered: %s", account.user_id, error.kind
+            )
+        account.save(
+            update_fields=[
+                "fathom_webhook_id",
+                "webhook_secret_encrypted",
+                "webhook_error",
+                "updated_at",
+            ]
+        )
+    return account
+
+
+@sensitive_variables()
+def _delete_webhook(account: FathomAccount) -> bool:
+    """Delete the account's registered webhook in Fathom (DELETE /webhooks/{id}), with the
+    key it was registered with. False when Fathom could not be asked: the webhook then
+    stays in Fathom, and its deliveries are refused here (no account, or a new secret)."""
+    try:
+        api_key = crypto.decrypt(account.api_key_encrypted)
+    except crypto.CredentialDecryptError:
+        logger.warning("Fathom webhook of user %s not deleted: key unreadable", account.user_id)
+        return False
+    try:
+        with fathom_client_for(api_key) as client:
+            client.delete_webhook(account.fathom_webhook_id)
+    except FathomError as exc:
+        logger.warning("Fathom webhook of user %s not deleted: %s", account.user_id, exc.kind)
+        return False
+    logger.info("Fathom webhook of user %s deleted", account.user_id)
+    return True
 
 
 def fathom_account_set_auto_queue(*, user: Any, auto_queue: bool) -> FathomAccount:
@@ -242,11 +347,20 @@ def fathom_webhook_settings(*, user: Any, absolute_uri: Callable[[str], str]) ->
     if account is None:
         raise FathomNotConnected("Connect your Fathom account first.")
     path = reverse("fathom-webhook") + f"?account={account.webhook_token}"
-    return {"url": absolute_uri(path), "secret_set": bool(account.webhook_secret_encrypted)}
+    return {
+        "url": absolute_uri(path),
+        "secret_set": bool(account.webhook_secret_encrypted),
+        "registered": bool(account.fathom_webhook_id),
+        "error": account.webhook_error or None,
+    }
 
 
 def fathom_account_disconnect(*, user: Any) -> bool:
-    """Forget the user's key, webhook secret and settings. False if none was connected."""
+    """Delete the webhook registered in Fathom, then forget the user's key, webhook secret
+    and settings. False if none was connected."""
+    account = fathom_account_of(user)
+    if account is not None and account.fathom_webhook_id:
+        _delete_webhook(account)
     deleted, _ = FathomAccount.objects.filter(user_id=_user_id(user)).delete()
     if deleted:
         logger.info("Fathom account of user %s disconnected", _user_id(user))

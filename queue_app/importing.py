@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from queue_app import accounts, errors
+from queue_app import accounts, download_callbacks, errors
 from queue_app.integrations.fathom import FathomError, FathomMeeting
 from queue_app.models import FathomAccount, Meeting, QueueEntry, WebhookDelivery
 from queue_app.services import line
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 # Column sizes of Meeting; PostgreSQL refuses a longer value, so a long title is cut and
 # a URL too long to store whole is left out (a cut URL would point somewhere else).
 TITLE_LENGTH = Meeting._meta.get_field("title").max_length
+NAME_LENGTH = Meeting._meta.get_field("team").max_length
 URL_LENGTH = Meeting._meta.get_field("url").max_length
 # Pages link to a meeting's URL: only an absolute http(s) URL without spaces or control
 # characters is kept (a `javascript:` URL there would run in our origin).
@@ -67,7 +68,7 @@ def _fields_of(meeting: FathomMeeting) -> dict[str, Any]:
     duration = None
     if start is not None and end is not None and timedelta(0) <= end - start <= MAX_DURATION:
         duration = int((end - start).total_seconds())
-    return {
+    fields: dict[str, Any] = {
         "title": meeting.title[:TITLE_LENGTH],
         "meeting_title": meeting.meeting_title[:TITLE_LENGTH],
         "url": _storable_url(meeting.url),
@@ -77,7 +78,14 @@ def _fields_of(meeting: FathomMeeting) -> dict[str, Any]:
         "duration_seconds": duration,
         "summary": meeting.summary,
         "raw": meeting.raw,
+        "meeting_type": meeting.meeting_type[:NAME_LENGTH],
+        "meeting_url": _storable_url(meeting.meeting_url),
+        "team": meeting.team[:NAME_LENGTH],
     }
+    if meeting.transcript is not None:
+        # Only when Fathom sent one: a listing without include_transcript keeps what we have.
+        fields["transcript"] = meeting.transcript
+    return fields
 
 
 def _upsert(owner: Any, meeting: FathomMeeting) -> tuple[Meeting, str]:
@@ -98,6 +106,14 @@ def _upsert(owner: Any, meeting: FathomMeeting) -> tuple[Meeting, str]:
             setattr(row, name, fields[name])
         row.save(update_fields=[*changed, "updated_at"])
     return row, "updated"
+
+
+def meeting_set_media_kind(*, meeting: Meeting, media_kind: str) -> None:
+    """Record what a transfer moves of the meeting: "video", or "audio" when Fathom has
+    only the audio of it."""
+    if meeting.media_kind != media_kind:
+        meeting.media_kind = media_kind
+        Meeting.objects.filter(pk=meeting.pk).update(media_kind=media_kind)
 
 
 def meeting_upsert(*, owner: Any, meeting: FathomMeeting) -> tuple[Meeting, bool]:
@@ -122,7 +138,7 @@ def meetings_sync(*, user: Any, client: FathomClient | None = None) -> SyncResul
             raise accounts.FathomNotConnected("Connect your Fathom account first.")
         client = accounts.fathom_client_for(api_key)
     try:
-        meetings = list(client.iter_meetings(include_summary=True))
+        meetings = list(client.iter_meetings(include_summary=True, include_transcript=True))
     except FathomError as exc:
         raise accounts.account_error_from(exc, api_key=api_key) from None
     finally:
@@ -200,6 +216,31 @@ def _auto_queue(account: FathomAccount, meeting: Meeting) -> bool:
     except errors.AlreadyQueued:  # queued by its owner a moment ago: as good
         return False
     return True
+
+
+def meeting_of_owner_exists(*, owner_id: int, recording_id: int) -> bool:
+    """Whether the user has imported this recording (a callback must be about one)."""
+    return Meeting.objects.filter(owner_id=owner_id, recording_id=recording_id).exists()
+
+
+def download_callback_accept(
+    *, account: FathomAccount, webhook_id: str, download_id: str, body: bytes
+) -> str:
+    """Hand a verified download callback to the transfer waiting for it, once per
+    `webhook-id`: "received", or "duplicate" for one seen before.
+
+    The id is stored with the webhook deliveries' (the same retention): if Redis cannot
+    take the callback, the id is not kept either, and Fathom's retry is accepted.
+    """
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                WebhookDelivery.objects.create(account=account, webhook_id=webhook_id)
+        except IntegrityError:
+            return "duplicate"
+        download_callbacks.callback_post(account_id=account.pk, download_id=download_id, body=body)
+    logger.info("Fathom download callback %s for account %s received", webhook_id, account.pk)
+    return "received"
 
 
 def deliveries_prune(*, older_than: timedelta = DELIVERY_RETENTION) -> int:

@@ -29,6 +29,14 @@ class Meeting(models.Model):
     duration_seconds = models.PositiveIntegerField(null=True, blank=True)
     summary = models.TextField(blank=True)
     raw = models.JSONField(default=dict, blank=True)
+    # Issue 12: what users filter and read by. Fathom's meeting type name, the call's own
+    # link, the recorder's team; the transcript as [{speaker, text, timestamp}].
+    meeting_type = models.CharField(max_length=255, blank=True)
+    meeting_url = models.URLField(max_length=1000, blank=True)
+    team = models.CharField(max_length=255, blank=True, db_index=True)
+    transcript = models.JSONField(default=list, blank=True)
+    # What the last transfer moved: "video", or "audio" for an audio-only recording.
+    media_kind = models.CharField(max_length=8, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -237,6 +245,10 @@ class FathomAccount(models.Model):
     # verified with this account's own secret. Not a secret itself: the signature is.
     webhook_token = models.CharField(max_length=64, unique=True, default=new_webhook_token)
     webhook_secret_encrypted = models.TextField(blank=True, editable=False)
+    # The webhook registered in Fathom for this account (POST /webhooks), deleted with it;
+    # blank when registration was refused (webhook_error says why) or the route is manual.
+    fathom_webhook_id = models.CharField(max_length=255, blank=True, editable=False)
+    webhook_error = models.TextField(blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

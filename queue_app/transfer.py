@@ -20,10 +20,17 @@ from uuid import UUID
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
-from queue_app.accounts import fathom_api_key_for, fathom_client_for
+from queue_app import download_callbacks
+from queue_app.accounts import fathom_account_of, fathom_api_key_for, fathom_client_for
 from queue_app.broadcast import publish_progress
 from queue_app.crypto import CredentialDecryptError
-from queue_app.integrations.fathom import FathomClient, FathomError
+from queue_app.importing import meeting_set_media_kind
+from queue_app.integrations.fathom import (
+    DownloadStatus,
+    FathomClient,
+    FathomError,
+    parse_download_status,
+)
 from queue_app.integrations.uploaders import UploadError, get_uploader
 from queue_app.models import QueueEntry
 from queue_app.retry_policy import Failure
@@ -200,10 +207,12 @@ def _description(entry: QueueEntry) -> str:
 
 @dataclass(frozen=True)
 class Transferred:
-    """A finished transfer: where the recording is shared, and how many bytes it moved."""
+    """A finished transfer: where the recording is shared, how many bytes it moved, and
+    what it moved: "video", or "audio" for a recording Fathom has no video of."""
 
     share_url: str
     bytes_moved: int
+    media_kind: str = "video"
 
 
 def run_transfer(*, entry_id: UUID | str, worker: str) -> Transferred:
@@ -234,25 +243,22 @@ def _download_and_upload(
     client: FathomClient, entry: QueueEntry, progress: Progress
 ) -> Transferred:
     recording_id = entry.meeting.recording_id
-    download_id = client.request_download(recording_id)
-    ready = client.wait_for_download(
-        recording_id,
-        download_id,
-        poll_interval=settings.FATHOM_POLL_INTERVAL_SECONDS,
-        on_poll=lambda status: progress.report(STAGE_REQUESTING, 0.0),
-    )
-    if not ready.video_url:
+    ready = _ready_download(client, entry, progress)
+    media, kind = ready.media, ready.media_kind
+    if media is None or kind is None:  # parse_download_status refuses such an answer
         raise TransferFailed(
-            "Fathom said the download is ready but gave no video URL.",
+            "Fathom said the download is ready but gave no file.",
             transient=True,
             kind="fathom_malformed",
         )
+    meeting_set_media_kind(meeting=entry.meeting, media_kind=kind)
+    suffix = ".m4a" if kind == "audio" else ".mp4"
     with tempfile.TemporaryDirectory(prefix="fathomloom-") as folder:
         progress.report(STAGE_DOWNLOADING, 0.0)
         downloaded = client.download_video(
-            ready.video_url,
-            Path(folder) / f"{recording_id}.mp4",
-            expected_size=ready.file_size_bytes,
+            media.url,
+            Path(folder) / f"{recording_id}{suffix}",
+            expected_size=media.file_size_bytes,
             on_progress=lambda done, total: progress.report(
                 STAGE_DOWNLOADING, done / total if total else 0.0
             ),
@@ -268,4 +274,44 @@ def _download_and_upload(
             downloaded.path, title=str(entry.meeting), description=_description(entry)
         )
     progress.report(STAGE_UPLOADING, 1.0, force=True)
-    return Transferred(share_url=result.share_url, bytes_moved=downloaded.size)
+    return Transferred(share_url=result.share_url, bytes_moved=downloaded.size, media_kind=kind)
+
+
+def _ready_download(client: FathomClient, entry: QueueEntry, progress: Progress) -> DownloadStatus:
+    """Fathom's completed download of the entry's recording: its first answer when that is
+    already complete, else the callback Fathom POSTs (when one was asked for) and, if none
+    comes within FATHOM_CALLBACK_WAIT_SECONDS, polling."""
+    recording_id = entry.meeting.recording_id
+    account = fathom_account_of(entry.owner_id)
+    destination = download_callbacks.callback_url_for(account)
+    first = client.request_download(recording_id, destination_url=destination)
+    ready = client.settle_download(first, recording_id)
+    if ready is not None:
+        return ready
+    if destination is not None and account is not None:
+        body = download_callbacks.callback_wait(
+            account_id=account.pk,
+            download_id=first.download_id,
+            timeout=settings.FATHOM_CALLBACK_WAIT_SECONDS,
+            on_tick=lambda: progress.report(STAGE_REQUESTING, 0.0),
+        )
+        if body is not None:
+            # Verified and parsed by the receiver already; parsed again here, as bytes
+            # from Redis are not trusted blindly.
+            pushed = parse_download_status(download_callbacks.decode(body))
+            if pushed.download_id == first.download_id:
+                ready = client.settle_download(pushed, recording_id)
+                if ready is not None:
+                    return ready
+        else:
+            logger.info(
+                "entry %s: no download callback within %g s; polling Fathom",
+                entry.id,
+                settings.FATHOM_CALLBACK_WAIT_SECONDS,
+            )
+    return client.wait_for_download(
+        recording_id,
+        first.download_id,
+        poll_interval=settings.FATHOM_POLL_INTERVAL_SECONDS,
+        on_poll=lambda status: progress.report(STAGE_REQUESTING, 0.0),
+    )

@@ -12,4 +12,9 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("share/<str:token>", share.share, name="share"),
     path("webhooks/fathom", webhooks.fathom_webhook, name="fathom-webhook"),
+    path(
+        "webhooks/fathom/download",
+        webhooks.fathom_download_callback,
+        name="fathom-download-callback",
+    ),
 ]

@@ -20,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
+from queue_app import download_callbacks
 from queue_app.accounts import fathom_account_by_webhook_token, webhook_secret_of
 from queue_app.api.errors import error_response, hide_secrets_in_debug
 from queue_app.crypto import CredentialDecryptError
@@ -33,10 +34,14 @@ from queue_app.errors import (
     StaleTimestamp,
     WebhookVerificationError,
 )
-from queue_app.importing import webhook_delivery_import
-from queue_app.integrations.fathom import FathomError, parse_meeting
+from queue_app.importing import (
+    download_callback_accept,
+    meeting_of_owner_exists,
+    webhook_delivery_import,
+)
+from queue_app.integrations.fathom import FathomError, parse_download_status, parse_meeting
 from queue_app.integrations.fathom.parsing import parse_json
-from queue_app.models import WebhookDelivery
+from queue_app.models import FathomAccount, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -97,23 +102,25 @@ def verify(
         raise InvalidSignature("No signature in webhook-signature matches this delivery.")
 
 
-@csrf_exempt  # Fathom cannot send a CSRF token; the signature authenticates instead.
-@hide_secrets_in_debug  # with DEBUG on too (`make run`)
-@sensitive_variables("secret")  # a 500 page or error mail would show the signing key
-def fathom_webhook(request: HttpRequest) -> JsonResponse:
-    """POST /webhooks/fathom?account=<token>: one Fathom delivery.
-
-    A signed delivery whose body is not a Fathom meeting we can store is refused whole (400
-    `malformed_body`) before anything is written, its webhook-id included: a corrected
-    redelivery with the same id is then imported, not taken for a duplicate.
-    """
+def _verified(
+    request: HttpRequest, *, max_bytes: int | None = None
+) -> tuple[FathomAccount, str, bytes] | JsonResponse:
+    """(account, webhook-id, body) of a POST signed with the account's webhook secret, or
+    the refusal to answer. Nothing is written before this returns."""
     if request.method != "POST":
         response = error_response(MethodNotAllowed("Only POST is accepted."))
         response["Allow"] = "POST"
         return response
+    if max_bytes is not None:
+        # Refused unread when it says it is too big; read, when it was.
+        announced = request.META.get("CONTENT_LENGTH") or "0"
+        if not announced.isdigit() or int(announced) > max_bytes:
+            return error_response(DeliveryTooLarge())
     try:
         body = request.body
     except RequestDataTooBig:
+        return error_response(DeliveryTooLarge())
+    if max_bytes is not None and len(body) > max_bytes:
         return error_response(DeliveryTooLarge())
     webhook_id = request.headers.get("webhook-id", "")
     token = request.GET.get("account", "")
@@ -136,13 +143,30 @@ def fathom_webhook(request: HttpRequest) -> JsonResponse:
             body=body,
         )
     except WebhookVerificationError as exc:
-        logger.warning("Fathom webhook for account %s refused: %s", account.pk, exc.code)
+        logger.warning("Fathom POST for account %s refused: %s", account.pk, exc.code)
         return error_response(exc)
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
         return error_response(MalformedHeaders("webhook-id is too long."))
     if not (webhook_id.isascii() and webhook_id.isprintable()):
         # Standard Webhooks ids are printable ASCII; a NUL would fail the insert instead.
         return error_response(MalformedHeaders("webhook-id must be printable ASCII."))
+    return account, webhook_id, body
+
+
+@csrf_exempt  # Fathom cannot send a CSRF token; the signature authenticates instead.
+@hide_secrets_in_debug  # with DEBUG on too (`make run`)
+@sensitive_variables("secret")  # a 500 page or error mail would show the signing key
+def fathom_webhook(request: HttpRequest) -> JsonResponse:
+    """POST /webhooks/fathom?account=<token>: one Fathom delivery.
+
+    A signed delivery whose body is not a Fathom meeting we can store is refused whole (400
+    `malformed_body`) before anything is written, its webhook-id included: a corrected
+    redelivery with the same id is then imported, not taken for a duplicate.
+    """
+    verified = _verified(request)
+    if isinstance(verified, JsonResponse):
+        return verified
+    account, webhook_id, body = verified
     try:
         # Bounded before anything touches the database: see parsing.parse_json/parse_meeting.
         fathom_meeting = parse_meeting(parse_json(body, "webhook delivery"))
@@ -158,3 +182,33 @@ def fathom_webhook(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
         {"status": "imported", "created": outcome.created, "queued": outcome.queued}
     )
+
+
+@csrf_exempt  # Fathom cannot send a CSRF token; the signature authenticates instead.
+@hide_secrets_in_debug
+@sensitive_variables("secret")
+def fathom_download_callback(request: HttpRequest) -> JsonResponse:
+    """POST /webhooks/fathom/download?account=<token>: a finished download Fathom POSTs to
+    the `destination_url` a transfer gave it (docs/credentials.md).
+
+    Verified like a webhook delivery, with the account's webhook secret; at most
+    MAX_CALLBACK_BYTES; once per `webhook-id`; only for a recording of the account's user.
+    Then handed to the transfer waiting for it (download_callbacks).
+    """
+    verified = _verified(request, max_bytes=download_callbacks.MAX_CALLBACK_BYTES)
+    if isinstance(verified, JsonResponse):
+        return verified
+    account, webhook_id, body = verified
+    try:
+        status = parse_download_status(parse_json(body, "download callback"))
+    except FathomError as exc:
+        logger.warning("Fathom callback for account %s refused: %s", account.pk, exc.reason)
+        return error_response(MalformedBody(exc.reason))
+    if status.recording_id is None or not meeting_of_owner_exists(
+        owner_id=account.user_id, recording_id=status.recording_id
+    ):
+        return error_response(MalformedBody("The download is not of one of your recordings."))
+    outcome = download_callback_accept(
+        account=account, webhook_id=webhook_id, download_id=status.download_id, body=body
+    )
+    return JsonResponse({"status": outcome})

@@ -238,6 +238,29 @@ UPLOADER_BACKEND = env_str("UPLOADER_BACKEND", "queue_app.integrations.uploaders
 # How this service is reached from outside, for share links (no trailing slash).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
+
+def _reachable_from_outside(url: str) -> bool:
+    """Whether `url`'s host is a public name (dotted, not loopback or a private address)."""
+    import ipaddress
+
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return "." in host and host != "localhost" and not host.endswith(".localhost")
+
+
+# --- Fathom pushing to us (docs/credentials.md) ---------------------------------------------
+# Connecting a Fathom key registers its webhook (POST /webhooks) at PUBLIC_BASE_URL.
+FATHOM_WEBHOOK_REGISTRATION = env_bool("FATHOM_WEBHOOK_REGISTRATION", True)
+# A download asks Fathom to POST the finished file to us (destination_url) rather than
+# being polled; by default only when PUBLIC_BASE_URL is a name Fathom can reach.
+FATHOM_DOWNLOAD_CALLBACKS = env_bool(
+    "FATHOM_DOWNLOAD_CALLBACKS", _reachable_from_outside(PUBLIC_BASE_URL)
+)
+# How long a transfer waits for that callback before polling after all.
+FATHOM_CALLBACK_WAIT_SECONDS = env_float("FATHOM_CALLBACK_WAIT_SECONDS", 300.0)
+
 # --- Email ----------------------------------------------------------------------------------
 # A failed transfer emails its owner. The console backend prints mail to the worker's log.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -73,11 +73,19 @@ class FathomConnectionSerializer(serializers.Serializer):
         allow_null=True, help_text="`…` and the key's last four characters; null if none."
     )
     auto_queue = serializers.BooleanField()
+    webhook_registered = serializers.BooleanField(
+        help_text="Fathom's webhook was registered for this account when it was connected."
+    )
+    webhook_error = serializers.CharField(
+        allow_null=True, help_text="Why Fathom did not register it (then add it by hand)."
+    )
 
 
 class WebhookSettingsSerializer(serializers.Serializer):
     url = serializers.URLField(help_text="Register this URL as the webhook's destination.")
     secret_set = serializers.BooleanField()
+    registered = serializers.BooleanField(help_text="Registered in Fathom automatically.")
+    error = serializers.CharField(allow_null=True, help_text="Why registration was refused.")
 
 
 class SyncResultSerializer(serializers.Serializer):
@@ -140,7 +148,9 @@ class FathomCredentialView(AccountApiView):
         },
         description=(
             "Connect a Fathom API key, replacing any earlier one. Fathom is asked first: a key "
-            "it refuses gets 400 `fathom_key_rejected` and nothing is stored."
+            "it refuses gets 400 `fathom_key_rejected` and nothing is stored. Then the webhook "
+            "is registered in Fathom (`webhook_registered`); if Fathom refuses, the key stays "
+            "connected and `webhook_error` says why."
         ),
     )
     @sensitive_variables()  # `data`: a serializer's repr shows its input
@@ -167,7 +177,10 @@ class FathomCredentialView(AccountApiView):
     @extend_schema(
         operation_id="credentials_fathom_disconnect",
         responses={204: None, **errors(401)},
-        description="Forget the key, the webhook secret and auto-queue. Meetings stay.",
+        description=(
+            "Delete the webhook registered in Fathom, then forget the key, the webhook secret "
+            "and auto-queue. Meetings stay."
+        ),
     )
     def delete(self, request: Request) -> Response:
         accounts.fathom_account_disconnect(user=request.user)

@@ -48,7 +48,8 @@ def sandbox(sandbox_process, settings):
     """The sandbox, freshly seeded, with FathomClient pointed at it."""
     sandbox_process.control.reset()
     settings.FATHOM_API_BASE_URL = sandbox_process.base_url
-    return sandbox_process.control
+    yield sandbox_process.control
+    sandbox_process.control.reset()  # no webhook registered here outlives the test
 
 
 def meeting_list_requests(control) -> list[dict]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from typing import Any
 
-from queue_app.integrations.fathom import FathomError, FathomMeeting, parse_meeting
+from queue_app.integrations.fathom import CreatedWebhook, FathomError, FathomMeeting, parse_meeting
 
 
 def meeting_json(recording_id: int, title: str = "", **extra: Any) -> dict[str, Any]:
@@ -43,6 +44,29 @@ class FakeFathom:
         self.pages_fetched = 0
         self.key_checks = 0
         self.closed = False
+        # Webhooks: refused with `webhook_refusal` when set; created and deleted are kept.
+        self.webhook_refusal: FathomError | None = None
+        self.webhooks_created: list[dict[str, Any]] = []
+        self.webhooks_deleted: list[str] = []
+
+    def __enter__(self) -> FakeFathom:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def create_webhook(self, destination_url: str, **options: Any) -> CreatedWebhook:
+        self._authorise()
+        if self.webhook_refusal is not None:
+            raise self.webhook_refusal
+        number = len(self.webhooks_created) + 1
+        self.webhooks_created.append({"destination_url": destination_url, **options})
+        secret = "whsec_" + base64.b64encode(f"fake-webhook-secret-{number:012d}".encode()).decode()
+        return CreatedWebhook(id=f"wh_fake_{number}", secret=secret, url=destination_url)
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._authorise()
+        self.webhooks_deleted.append(webhook_id)
 
     def _authorise(self) -> None:
         if self.fail is not None:

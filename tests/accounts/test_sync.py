@@ -145,3 +145,38 @@ def test_fathom_failing_on_any_page_is_a_clear_error_and_imports_nothing(
 
     assert_error(response, status, code)
     assert not Meeting.objects.exists()
+
+
+def test_a_sync_keeps_what_users_filter_and_read_by(client_for, alice, sandbox):
+    client = client_for(alice)
+    client.post("/api/credentials/fathom", {"api_key": SANDBOX_ALICE_KEY}, format="json")
+    assert client.post(SYNC).status_code == 200
+
+    meetings = {m.recording_id: m for m in Meeting.objects.filter(owner=alice)}
+    typed = meetings[1002]  # the seed's types rotate: 1002 % 3 == 0 is a "Customer call"
+    assert typed.meeting_type == "Customer call"
+    assert typed.meeting_url == "https://meet.example/sandbox-1002"
+    assert typed.team in ("Sales", "Engineering")
+    assert typed.summary.startswith("## Summary")
+    assert typed.transcript == [
+        {"speaker": "Alice Johnson", "text": f"Welcome to {typed.title}.", "timestamp": "00:00:05"}
+    ]
+    assert {m.meeting_type for m in meetings.values()} == {"Customer call", "Internal sync", ""}
+    assert {m.team for m in meetings.values()} == {"Sales", "Engineering"}
+    listed = meeting_list_requests(sandbox)
+    assert all("include_transcript=true" in r["query"] for r in listed[1:])  # after the check
+
+
+def test_a_listing_without_the_transcript_keeps_the_stored_one(alice):
+    with_transcript = meeting_json(
+        1, transcript=[{"speaker": {"display_name": "A"}, "text": "hi", "timestamp": "00:00:01"}]
+    )
+    importing.meetings_sync(
+        user=alice, client=FakeFathom(ALICE_KEY, valid_keys={ALICE_KEY}, pages=[[with_transcript]])
+    )
+    importing.meetings_sync(
+        user=alice, client=FakeFathom(ALICE_KEY, valid_keys={ALICE_KEY}, pages=[[meeting_json(1)]])
+    )
+    assert Meeting.objects.get().transcript == [
+        {"speaker": "A", "text": "hi", "timestamp": "00:00:01"}
+    ]

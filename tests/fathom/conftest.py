@@ -23,10 +23,13 @@ def sandbox(sandbox_process) -> SandboxProcess:
 
 
 @pytest.fixture
-def control(sandbox: SandboxProcess) -> SandboxControl:
+def control(sandbox: SandboxProcess) -> Iterator[SandboxControl]:
     assert sandbox.control is not None
     sandbox.control.reset()
-    return sandbox.control
+    yield sandbox.control
+    # Reset afterwards too: the sandbox is the session's, and a short signed-URL lifetime
+    # or a registered webhook left behind would reach the next test using it.
+    sandbox.control.reset()
 
 
 @pytest.fixture

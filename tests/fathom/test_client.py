@@ -36,7 +36,7 @@ def api_calls(control: SandboxControl, path_end: str = "") -> list[dict]:
 
 
 def completed_download(client: FathomClient, recording_id: int):
-    download_id = client.request_download(recording_id)
+    download_id = client.request_download(recording_id).download_id
     return client.wait_for_download(recording_id, download_id, poll_interval=0.05)
 
 
@@ -59,11 +59,14 @@ def test_iter_meetings_follows_next_cursor_to_the_last_page(alice_client, contro
     assert first.raw["recording_id"] == first.recording_id
 
 
-def test_limit_is_the_page_size_and_iteration_still_reaches_the_end(alice_client, control):
-    meetings = list(alice_client.iter_meetings(limit=4))
+def test_no_undocumented_page_size_is_sent_and_paging_follows_fathoms_size(alice_client, control):
+    control.configure(page_size=4)
+    meetings = list(alice_client.iter_meetings())
 
     assert {m.recording_id for m in meetings} == ALICE_IDS
-    assert len(api_calls(control, "/meetings")) == 3
+    calls = api_calls(control, "/meetings")
+    assert len(calls) == 3  # 12 meetings at Fathom's page of 4
+    assert not any("limit" in call["query"] for call in calls)
 
 
 def test_include_flags_reach_fathom_and_fill_the_meeting(alice_client, control):
@@ -110,7 +113,7 @@ def test_each_key_sees_only_its_own_meetings(sandbox, control):
 def test_check_key_accepts_a_good_key_with_one_call(alice_client, control):
     alice_client.check_key()
     calls = api_calls(control)
-    assert len(calls) == 1 and "limit=1" in calls[0]["query"]
+    assert len(calls) == 1 and "limit" not in calls[0]["query"]
 
 
 def test_check_key_with_a_bad_key_says_the_key_was_refused(sandbox, control):
@@ -227,9 +230,9 @@ def test_wrong_types_in_a_download_are_permanent(alice_client, control):
     control.add_fault("wrong_types", match="/recordings/1001/download", method="POST")
     with pytest.raises(FathomMalformedResponse) as caught:
         alice_client.request_download(1001)
-    assert "download_id" in caught.value.reason
+    assert "status" in caught.value.reason
 
-    download_id = alice_client.request_download(1001)
+    download_id = alice_client.request_download(1001).download_id
     control.add_fault("wrong_types", match="/recordings/1001/downloads/*")
     with pytest.raises(FathomMalformedResponse) as caught:
         alice_client.get_download(1001, download_id)
@@ -242,7 +245,7 @@ def test_wrong_types_in_a_download_are_permanent(alice_client, control):
 
 def test_wait_for_download_polls_until_completed(alice_client, control):
     control.configure(processing_polls=2)
-    download_id = alice_client.request_download(1001)
+    download_id = alice_client.request_download(1001).download_id
     seen = []
 
     status = alice_client.wait_for_download(
@@ -251,12 +254,12 @@ def test_wait_for_download_polls_until_completed(alice_client, control):
 
     assert seen == ["processing", "processing", "completed"]
     assert status.download_id == download_id
-    assert status.video_url and status.file_size_bytes == control.recording(1001)["size"]
+    assert status.media_url and status.media_size == control.recording(1001)["size"]
 
 
 def test_a_failed_download_is_permanent_and_says_why(alice_client, control):
     control.add_fault("generation_failed", match="/recordings/1003/downloads/*")
-    download_id = alice_client.request_download(1003)
+    download_id = alice_client.request_download(1003).download_id
     with pytest.raises(FathomDownloadFailed) as caught:
         alice_client.wait_for_download(1003, download_id, poll_interval=0.05)
     assert caught.value.transient is False
@@ -266,7 +269,7 @@ def test_a_failed_download_is_permanent_and_says_why(alice_client, control):
 
 def test_an_expired_download_is_transient(alice_client, control):
     control.add_fault("expired", match="/recordings/1001/downloads/*")
-    download_id = alice_client.request_download(1001)
+    download_id = alice_client.request_download(1001).download_id
     with pytest.raises(FathomDownloadExpired) as caught:
         alice_client.wait_for_download(1001, download_id, poll_interval=0.05)
     assert caught.value.transient is True
@@ -274,7 +277,7 @@ def test_an_expired_download_is_transient(alice_client, control):
 
 def test_waiting_too_long_is_transient(alice_client, control):
     control.configure(processing_polls=1000)
-    download_id = alice_client.request_download(1001)
+    download_id = alice_client.request_download(1001).download_id
     with pytest.raises(FathomUnavailable) as caught:
         alice_client.wait_for_download(1001, download_id, poll_interval=0.05, timeout=0.3)
     assert caught.value.transient is True
@@ -287,9 +290,9 @@ def test_a_full_download_is_byte_identical_and_never_sends_the_key(alice_client,
     progress = []
 
     result = alice_client.download_video(
-        status.video_url,
+        status.media_url,
         dest,
-        expected_size=status.file_size_bytes,
+        expected_size=status.media_size,
         on_progress=lambda done, total: progress.append((done, total)),
         chunk_size=4096,
     )
@@ -297,7 +300,7 @@ def test_a_full_download_is_byte_identical_and_never_sends_the_key(alice_client,
     original = control.recording_bytes(1002)
     assert dest.read_bytes() == original
     assert result.path == dest
-    assert result.size == len(original) == status.file_size_bytes
+    assert result.size == len(original) == status.media_size
     assert (
         result.sha256 == hashlib.sha256(original).hexdigest() == control.recording(1002)["sha256"]
     )
@@ -316,15 +319,13 @@ def test_a_truncated_download_is_transient_and_leaves_no_partial_file(
     dest = tmp_path / "video.mp4"
 
     with pytest.raises(FathomDownloadIncomplete) as caught:
-        alice_client.download_video(status.video_url, dest, expected_size=status.file_size_bytes)
+        alice_client.download_video(status.media_url, dest, expected_size=status.media_size)
 
     assert caught.value.transient is True
-    assert f"after 1000 of {status.file_size_bytes} bytes" in caught.value.reason
+    assert f"after 1000 of {status.media_size} bytes" in caught.value.reason
     assert list(tmp_path.iterdir()) == []
     # The same signed URL works on the next try.
-    result = alice_client.download_video(
-        status.video_url, dest, expected_size=status.file_size_bytes
-    )
+    result = alice_client.download_video(status.media_url, dest, expected_size=status.media_size)
     assert result.sha256 == control.recording(1001)["sha256"]
 
 
@@ -334,9 +335,7 @@ def test_a_size_other_than_announced_is_transient_and_leaves_no_file(
     status = completed_download(alice_client, 1001)
     dest = tmp_path / "video.mp4"
     with pytest.raises(FathomDownloadIncomplete):
-        alice_client.download_video(
-            status.video_url, dest, expected_size=status.file_size_bytes + 1
-        )
+        alice_client.download_video(status.media_url, dest, expected_size=status.media_size + 1)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -345,7 +344,7 @@ def test_an_expired_signed_url_is_transient(alice_client, control, tmp_path):
     status = completed_download(alice_client, 1001)
     with pytest.raises(FathomDownloadExpired) as caught:
         alice_client.download_video(
-            status.video_url, tmp_path / "v.mp4", expected_size=status.file_size_bytes
+            status.media_url, tmp_path / "v.mp4", expected_size=status.media_size
         )
     assert caught.value.transient is True
     assert caught.value.status == 403
@@ -357,7 +356,7 @@ def test_a_5xx_on_the_signed_url_is_transient(alice_client, control, tmp_path):
     control.add_fault("status", match="/signed/*", status=502)
     with pytest.raises(FathomUnavailable):
         alice_client.download_video(
-            status.video_url, tmp_path / "v.mp4", expected_size=status.file_size_bytes
+            status.media_url, tmp_path / "v.mp4", expected_size=status.media_size
         )
     assert list(tmp_path.iterdir()) == []
 
@@ -400,10 +399,10 @@ def test_the_api_key_never_appears_in_errors_reprs_or_logs(
         control.add_fault("truncate", match="/signed/*", bytes=100)
         expect_error(
             lambda: client.download_video(
-                status.video_url, tmp_path / "v.mp4", expected_size=status.file_size_bytes
+                status.media_url, tmp_path / "v.mp4", expected_size=status.media_size
             )
         )
-        texts = [repr(client), str(status), repr(status), status.video_url]
+        texts = [repr(client), str(status), repr(status), status.media_url]
     with FathomClient(secret + "-wrong", base_url=sandbox.base_url) as wrong:
         expect_error(wrong.check_key)
 

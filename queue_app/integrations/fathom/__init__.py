@@ -10,19 +10,27 @@ The modules import each other directly (never this package ``__init__``), so imp
 of them never runs this file's imports and there is no circle through it.
 """
 
-from queue_app.integrations.fathom.client import DEFAULT_BASE_URL, DownloadedFile, FathomClient
+from queue_app.integrations.fathom.client import (
+    DEFAULT_BASE_URL,
+    CreatedWebhook,
+    DownloadedFile,
+    FathomClient,
+)
 from queue_app.integrations.fathom.errors import (
     FathomDownloadExpired,
     FathomDownloadFailed,
     FathomDownloadIncomplete,
     FathomError,
     FathomMalformedResponse,
+    FathomNoAccess,
+    FathomNoMedia,
     FathomRateLimited,
     FathomRejected,
     FathomUnavailable,
 )
 from queue_app.integrations.fathom.parsing import (
     DOWNLOAD_STATUSES,
+    DownloadFile,
     DownloadStatus,
     FathomMeeting,
     parse_download_status,
@@ -41,6 +49,8 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_LIMITS",
     "DOWNLOAD_STATUSES",
+    "CreatedWebhook",
+    "DownloadFile",
     "DownloadStatus",
     "DownloadedFile",
     "FathomClient",
@@ -50,6 +60,8 @@ __all__ = [
     "FathomError",
     "FathomMalformedResponse",
     "FathomMeeting",
+    "FathomNoAccess",
+    "FathomNoMedia",
     "FathomRateLimited",
     "FathomRejected",
     "FathomUnavailable",

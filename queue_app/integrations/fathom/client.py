@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -26,6 +26,8 @@ from queue_app.integrations.fathom.errors import (
     FathomDownloadIncomplete,
     FathomError,
     FathomMalformedResponse,
+    FathomNoAccess,
+    FathomNoMedia,
     FathomRateLimited,
     FathomRejected,
     FathomUnavailable,
@@ -39,6 +41,7 @@ from queue_app.integrations.fathom.parsing import (
     parse_json,
     parse_meeting,
     parse_meetings_page,
+    parse_transcript,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +59,38 @@ logger = logging.getLogger(__name__)
 
 
 DEFAULT_BASE_URL = "https://api.fathom.ai/external/v1"
+
+
+@dataclass(frozen=True)
+class CreatedWebhook:
+    """What ``POST /webhooks`` answered: the webhook's id, and the secret that signs it."""
+
+    id: str
+    secret: str = field(repr=False)
+    url: str = ""
+
+
+def download_failed(recording_id: int, failure_reason: str | None) -> FathomDownloadFailed:
+    """The error for a ``failed`` download, in words its owner understands."""
+    if failure_reason == "generation_timeout":
+        return FathomDownloadFailed(
+            f"Fathom took too long to prepare the file of recording {recording_id} "
+            "(generation_timeout); a new download is requested at the next try.",
+            failure_reason=failure_reason,
+            transient=True,
+        )
+    if failure_reason == "generation_failed":
+        return FathomDownloadFailed(
+            f"Fathom could not produce a file of recording {recording_id} "
+            "(generation_failed); trying again will not help. Check the recording in Fathom, "
+            "or ask Fathom's support.",
+            failure_reason=failure_reason,
+        )
+    why = f"reason {failure_reason!r}" if failure_reason else "Fathom gave no reason"
+    return FathomDownloadFailed(
+        f"Fathom could not prepare the file of recording {recording_id} ({why}).",
+        failure_reason=failure_reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -160,6 +195,7 @@ class FathomClient:
         doing: str,
         subject: str,
         params: list[tuple[str, str]] | None = None,
+        json_body: dict[str, Any] | None = None,
         buckets: tuple[str, ...] = ("api",),
     ) -> Any:
         """One API call; returns the decoded JSON or raises the matching ``FathomError``.
@@ -170,7 +206,7 @@ class FathomClient:
             for bucket in buckets:
                 self.limiter.acquire(bucket, key_fingerprint=self.key_fingerprint)
         try:
-            response = counted(self._api.request, method, path, params=params)
+            response = counted(self._api.request, method, path, params=params, json=json_body)
         except httpx.TimeoutException as exc:
             raise FathomUnavailable(
                 f"Fathom did not answer within {self.timeout:g} s while {doing} "
@@ -184,6 +220,8 @@ class FathomClient:
         logger.debug("Fathom %s %s -> %s", method, path, status)
         if status >= 300:
             raise self._status_error(response, doing=doing, subject=subject)
+        if status == 204 or not response.content:
+            return None
         # Bounded parsing: 100,000 nested brackets from a broken or hostile answer must be a
         # clear FathomMalformedResponse, not a RecursionError that fails the sync with a 500.
         try:
@@ -242,16 +280,20 @@ class FathomClient:
         include_transcript: bool = False,
         include_action_items: bool = False,
         include_crm_matches: bool = False,
+        include_highlights: bool = False,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         recorded_by: list[str] | None = None,
         teams: list[str] | None = None,
-        limit: int | None = None,
+        calendar_invitees_domains: list[str] | None = None,
+        calendar_invitees_domains_type: str | None = None,
+        meeting_type: str | None = None,
     ) -> Iterator[FathomMeeting]:
         """Every meeting the key can see, newest first, following ``next_cursor`` to the end.
 
-        ``limit`` is the page size asked of Fathom (its default when None), not a cap on
-        how many meetings come back: use ``itertools.islice`` for that.
+        Pages are Fathom's own size: it documents no page-size parameter, so none is sent.
+        ``calendar_invitees_domains_type`` is ``all``, ``only_internal`` or
+        ``one_or_more_external``; ``meeting_type`` a meeting type's name.
         """
         params: list[tuple[str, str]] = []
         for name, flag in (
@@ -259,6 +301,7 @@ class FathomClient:
             ("include_transcript", include_transcript),
             ("include_action_items", include_action_items),
             ("include_crm_matches", include_crm_matches),
+            ("include_highlights", include_highlights),
         ):
             if flag:
                 params.append((name, "true"))
@@ -268,56 +311,174 @@ class FathomClient:
             params.append(("created_before", _query_time(created_before)))
         params.extend(("recorded_by[]", email) for email in recorded_by or ())
         params.extend(("teams[]", team) for team in teams or ())
-        if limit is not None:
-            params.append(("limit", str(limit)))
+        params.extend(
+            ("calendar_invitees_domains[]", domain) for domain in calendar_invitees_domains or ()
+        )
+        if calendar_invitees_domains_type is not None:
+            params.append(("calendar_invitees_domains_type", calendar_invitees_domains_type))
+        if meeting_type is not None:
+            params.append(("meeting_type", meeting_type))
+        for item in self._paged_items("/meetings", params, doing="listing meetings"):
+            yield parse_meeting(item)
+
+    def _paged_items(
+        self, path: str, params: list[tuple[str, str]], *, doing: str
+    ) -> Iterator[Any]:
+        """The raw items of every page of a ``{limit, next_cursor, items}`` list."""
         cursor: str | None = None
         seen: set[str] = set()
+        what = path.strip("/")
         while True:
             page_params = [*params, ("cursor", cursor)] if cursor else params
-            page = self._request(
-                "GET", "/meetings", params=page_params, doing="listing meetings", subject="meetings"
-            )
-            items, cursor = parse_meetings_page(page)
-            for item in items:
-                yield parse_meeting(item)
+            page = self._request("GET", path, params=page_params, doing=doing, subject=what)
+            items, cursor = parse_meetings_page(page, what=f"{what} page")
+            yield from items
             if not cursor:
                 return
             if cursor in seen:
                 # A cursor that comes back would page forever.
                 raise FathomMalformedResponse(
-                    "Fathom sent a malformed meetings page: next_cursor repeats an earlier one"
+                    f"Fathom sent a malformed {what} page: next_cursor repeats an earlier one"
                 )
             seen.add(cursor)
 
     def check_key(self) -> None:
-        """One cheap call that succeeds only with a working key; ``FathomError`` (401) if not."""
-        page = self._request(
-            "GET",
-            "/meetings",
-            params=[("limit", "1")],
-            doing="checking the API key",
-            subject="meetings",
-        )
+        """One cheap call that succeeds only with a working key; ``FathomError`` (401) if not.
+
+        The first page of meetings: Fathom documents no page-size parameter to make it
+        smaller, and sending an undocumented one could be refused.
+        """
+        page = self._request("GET", "/meetings", doing="checking the API key", subject="meetings")
         parse_meetings_page(page)
+
+    # --- teams, summaries, transcripts ---------------------------------------------------
+
+    def iter_teams(self) -> Iterator[dict[str, Any]]:
+        """``GET /teams``: ``{name, created_at}`` of every team the key's user can see."""
+        for item in self._paged_items("/teams", [], doing="listing teams"):
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise malformed("team", "it has no name")
+            yield item
+
+    def iter_team_members(self, *, team: str | None = None) -> Iterator[dict[str, Any]]:
+        """``GET /team_members``: ``{name, email, created_at}``, of ``team`` when given."""
+        params = [("team", team)] if team is not None else []
+        for item in self._paged_items("/team_members", params, doing="listing team members"):
+            if not isinstance(item, dict) or not isinstance(item.get("email"), str):
+                raise malformed("team member", "it has no email")
+            yield item
+
+    def get_summary(self, recording_id: int) -> str | None:
+        """The recording's summary as Markdown (``GET /recordings/{id}/summary``), or None."""
+        data = self._request(
+            "GET",
+            f"/recordings/{int(recording_id)}/summary",
+            doing=f"reading the summary of recording {recording_id}",
+            subject=f"recording {recording_id}",
+        )
+        summary = data.get("summary") if isinstance(data, dict) else None
+        if summary is None:
+            return None
+        markdown = summary.get("markdown_formatted") if isinstance(summary, dict) else None
+        if markdown is not None and not isinstance(markdown, str):
+            raise malformed("summary", "markdown_formatted is not a string")
+        return markdown
+
+    def get_transcript(self, recording_id: int) -> list[dict[str, str]]:
+        """The transcript (``GET /recordings/{id}/transcript``) as {speaker, text, timestamp}."""
+        data = self._request(
+            "GET",
+            f"/recordings/{int(recording_id)}/transcript",
+            doing=f"reading the transcript of recording {recording_id}",
+            subject=f"recording {recording_id}",
+        )
+        if not isinstance(data, dict):
+            raise malformed("transcript", f"expected an object, got {type(data).__name__}")
+        return parse_transcript(data.get("transcript"), "transcript") or []
+
+    # --- webhooks -------------------------------------------------------------------------
+
+    def create_webhook(
+        self,
+        destination_url: str,
+        *,
+        triggered_for: list[str],
+        include_transcript: bool = False,
+        include_summary: bool = False,
+        include_action_items: bool = False,
+        include_crm_matches: bool = False,
+    ) -> CreatedWebhook:
+        """``POST /webhooks``: Fathom's new webhook, with the secret it signs deliveries with."""
+        data = self._request(
+            "POST",
+            "/webhooks",
+            json_body={
+                "destination_url": destination_url,
+                "triggered_for": list(triggered_for),
+                "include_transcript": include_transcript,
+                "include_summary": include_summary,
+                "include_action_items": include_action_items,
+                "include_crm_matches": include_crm_matches,
+            },
+            doing="creating the webhook",
+            subject="webhooks",
+        )
+        if not isinstance(data, dict):
+            raise malformed("webhook", f"expected an object, got {type(data).__name__}")
+        webhook_id, secret = data.get("id"), data.get("secret")
+        if not isinstance(webhook_id, str) or not webhook_id or len(webhook_id) > 255:
+            raise malformed("webhook", "id is not a string")
+        if not isinstance(secret, str) or not secret:
+            raise malformed("webhook", "secret is not a string")
+        return CreatedWebhook(id=webhook_id, secret=secret, url=str(data.get("url") or ""))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        """``DELETE /webhooks/{id}``; a webhook already gone (404) counts as deleted."""
+        try:
+            self._request(
+                "DELETE",
+                f"/webhooks/{quote(webhook_id, safe='')}",
+                doing="deleting the webhook",
+                subject="webhook",
+            )
+        except FathomRejected as exc:
+            if exc.status != 404:
+                raise
 
     # --- downloads ------------------------------------------------------------------------
 
-    def request_download(self, recording_id: int) -> str:
-        """Asks Fathom to prepare the recording's video; returns the download id to poll."""
-        data = self._request(
-            "POST",
-            f"/recordings/{int(recording_id)}/download",
-            doing=f"requesting the video of recording {recording_id}",
-            subject=f"recording {recording_id}",
-            buckets=("api", "download"),
-        )
-        download_id = data.get("download_id") if isinstance(data, dict) else None
-        if not isinstance(download_id, str) or not download_id:
-            raise malformed(
-                f"answer to the download request for recording {recording_id}",
-                f"download_id is {type(download_id).__name__}, not a string",
+    def request_download(
+        self, recording_id: int, *, destination_url: str | None = None
+    ) -> DownloadStatus:
+        """Asks Fathom for a downloadable file of the recording; returns its first answer.
+
+        That answer may already be ``completed`` (audio-only recordings finish at once):
+        use it, no polling. With ``destination_url`` Fathom also POSTs the completed
+        download there, signed like its webhooks.
+        """
+        try:
+            data = self._request(
+                "POST",
+                f"/recordings/{int(recording_id)}/download",
+                json_body={"destination_url": destination_url} if destination_url else None,
+                doing=f"requesting the file of recording {recording_id}",
+                subject=f"recording {recording_id}",
+                buckets=("api", "download"),
             )
-        return download_id
+        except FathomRejected as exc:
+            if exc.status == 403:
+                raise FathomNoAccess(
+                    f"Fathom does not let this account download recording {recording_id}: it "
+                    "was shared with you with limited access, which allows watching only. Ask "
+                    "its owner for standard access, then retry (403)."
+                ) from None
+            if exc.status == 422:
+                raise FathomNoMedia(
+                    f"There is nothing to transfer: recording {recording_id} has no video or "
+                    "audio that Fathom can give (422)."
+                ) from None
+            raise
+        return parse_download_status(data)
 
     def get_download(self, recording_id: int, download_id: str) -> DownloadStatus:
         """Where a requested download stands."""
@@ -328,6 +489,24 @@ class FathomClient:
             subject=f"download {download_id} of recording {recording_id}",
         )
         return parse_download_status(data, download_id=download_id)
+
+    def settle_download(self, status: DownloadStatus, recording_id: int) -> DownloadStatus | None:
+        """``status`` if completed, None while processing; raises for failed and expired.
+
+        ``failed`` raises ``FathomDownloadFailed`` saying why in the owner's words
+        (transient for ``generation_timeout``); ``expired`` a transient
+        ``FathomDownloadExpired`` (a new download has to be requested).
+        """
+        if status.status == "completed":
+            return status
+        if status.status == "failed":
+            raise download_failed(recording_id, status.failure_reason)
+        if status.status == "expired":
+            raise FathomDownloadExpired(
+                f"Fathom's download of recording {recording_id} expired; "
+                "a new one has to be requested"
+            )
+        return None
 
     def wait_for_download(
         self,
@@ -340,31 +519,19 @@ class FathomClient:
     ) -> DownloadStatus:
         """Polls until the download is ``completed`` and returns that status.
 
-        ``failed`` raises a permanent ``FathomDownloadFailed``; ``expired`` and running out
-        of ``timeout`` raise transient errors (ask for a new download later).
+        ``failed`` and ``expired`` raise as ``settle_download`` says; running out of
+        ``timeout`` raises a transient error (ask for a new download later).
         """
         deadline = time.monotonic() + timeout
         while True:
             status = self.get_download(recording_id, download_id)
             if on_poll is not None:
                 on_poll(status)
-            if status.status == "completed":
+            if self.settle_download(status, recording_id) is not None:
                 return status
-            if status.status == "failed":
-                why = status.error_message or status.error_code or "no reason given"
-                code = f" ({status.error_code})" if status.error_code else ""
-                raise FathomDownloadFailed(
-                    f"Fathom could not prepare the video of recording {recording_id}: "
-                    f"{self._scrub(why)}{code}"
-                )
-            if status.status == "expired":
-                raise FathomDownloadExpired(
-                    f"Fathom's download of recording {recording_id} expired; "
-                    "a new one has to be requested"
-                )
             if time.monotonic() + poll_interval > deadline:
                 raise FathomUnavailable(
-                    f"Fathom was still preparing the video of recording {recording_id} "
+                    f"Fathom was still preparing the file of recording {recording_id} "
                     f"after {timeout:g} s"
                 )
             time.sleep(poll_interval)

@@ -78,12 +78,41 @@ class FathomMalformedResponse(FathomError):
 
 
 class FathomDownloadFailed(FathomError):
-    """Fathom could not produce the video (download status ``failed``, generation_failed)."""
+    """Fathom could not produce the file (download status ``failed``); ``failure_reason``
+    is Fathom's why (``generation_failed``, ``generation_timeout``). A timeout may pass with
+    a new request, so it is transient; a failed generation is not."""
 
     kind = "fathom_download_failed"
 
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason, transient=False, status=status)
+    def __init__(
+        self,
+        reason: str,
+        *,
+        failure_reason: str | None = None,
+        transient: bool = False,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(reason, transient=transient, status=status)
+        self.failure_reason = failure_reason
+
+
+class FathomNoAccess(FathomRejected):
+    """403 on a download: the recording was shared with this key's user with limited
+    access, which lets them watch it but not download it."""
+
+    kind = "fathom_no_download_access"
+
+    def __init__(self, reason: str, *, status: int | None = 403) -> None:
+        super().__init__(reason, status=status)
+
+
+class FathomNoMedia(FathomRejected):
+    """422 on a download: the recording has no video or audio Fathom can give."""
+
+    kind = "fathom_no_media"
+
+    def __init__(self, reason: str, *, status: int | None = 422) -> None:
+        super().__init__(reason, status=status)
 
 
 class FathomDownloadExpired(FathomError):

@@ -132,6 +132,14 @@ class FathomMeeting:
     created_at: datetime | None
     summary: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+    # Fathom's meeting type name (a team's own list, /meeting_types), "" when none.
+    meeting_type: str = ""
+    # The call's link (Zoom, Meet, Teams), as the calendar had it; "" when not sent.
+    meeting_url: str = ""
+    shared_with: str = ""  # no_teams | single_team | multiple_teams | all_teams
+    team: str = ""  # recorded_by.team: the recorder's team, "" when none
+    # With include_transcript: [{speaker, text, timestamp}], speaker its display name.
+    transcript: list[dict[str, str]] | None = field(default=None, repr=False, compare=False)
 
 
 def _parse_time(value: object, name: str, what: str) -> datetime | None:
@@ -197,6 +205,9 @@ def parse_meeting(data: object) -> FathomMeeting:
         raise malformed(what, "default_summary is not an object")
     title = _opt_str(data, "title", what)
     meeting_title = _opt_str(data, "meeting_title", what)
+    recorded_by = data.get("recorded_by")
+    if recorded_by is not None and not isinstance(recorded_by, dict):
+        raise malformed(what, "recorded_by is not an object")
     return FathomMeeting(
         recording_id=recording_id,
         # Fathom's title is the recording's; the calendar event's title is the fallback.
@@ -211,33 +222,101 @@ def parse_meeting(data: object) -> FathomMeeting:
         created_at=_parse_time(data.get("created_at"), "created_at", what),
         summary=summary,
         raw=data,
+        meeting_type=_opt_str(data, "meeting_type", what),
+        meeting_url=_opt_url(received, "meeting_url", what),
+        shared_with=_opt_str(data, "shared_with", what),
+        team=_opt_str(recorded_by or {}, "team", what),
+        transcript=parse_transcript(data.get("transcript"), what),
     )
 
 
-def parse_meetings_page(page: object) -> tuple[list[Any], str | None]:
-    """One page of ``GET /meetings``: its raw items and the ``next_cursor`` (None at the end)."""
+def parse_transcript(value: object, what: str) -> list[dict[str, str]] | None:
+    """Fathom's transcript items as ``{speaker, text, timestamp}`` (speaker: display name);
+    None when Fathom sent none (not asked for, or not ready)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise malformed(what, "transcript is not a list")
+    items = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise malformed(what, "a transcript item is not an object")
+        speaker = item.get("speaker")
+        name = speaker.get("display_name") if isinstance(speaker, dict) else speaker
+        items.append(
+            {
+                "speaker": name if isinstance(name, str) else "",
+                "text": _opt_str(item, "text", what),
+                "timestamp": _opt_str(item, "timestamp", what),
+            }
+        )
+    return items
+
+
+def parse_meetings_page(
+    page: object, *, what: str = "meetings page"
+) -> tuple[list[Any], str | None]:
+    """One page of a Fathom list (``GET /meetings``, ``/teams``...): its raw items and the
+    ``next_cursor`` (None at the end)."""
     if not isinstance(page, dict):
-        raise malformed("meetings page", f"expected an object, got {type(page).__name__}")
+        raise malformed(what, f"expected an object, got {type(page).__name__}")
     items = page.get("items")
     if not isinstance(items, list):
-        raise malformed("meetings page", f"items is {type(items).__name__}, not a list")
+        raise malformed(what, f"items is {type(items).__name__}, not a list")
     cursor = page.get("next_cursor")
     if cursor is not None and not isinstance(cursor, str):
-        raise malformed("meetings page", f"next_cursor is {type(cursor).__name__}")
+        raise malformed(what, f"next_cursor is {type(cursor).__name__}")
     return items, cursor or None
 
 
 @dataclass(frozen=True)
+class DownloadFile:
+    """One file of a completed download (``video`` or ``audio``): Fathom's RecordingDownloadFile."""
+
+    url: str
+    content_type: str
+    file_size_bytes: int | None
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
 class DownloadStatus:
-    """``GET /recordings/{id}/downloads/{download_id}``: where the video file stands."""
+    """A recording download (``POST /recordings/{id}/download``, its status endpoint, or the
+    payload Fathom POSTs to a ``destination_url``): Fathom's RecordingDownload.
+
+    A completed download carries ``video`` when the recording has one; an audio-only
+    recording carries ``audio`` and no ``video``. A failed one says why in ``failure_reason``.
+    """
 
     download_id: str
     status: str  # "processing" | "completed" | "failed" | "expired"
-    video_url: str | None
-    file_size_bytes: int | None
+    recording_id: int | None
+    video: DownloadFile | None
+    audio: DownloadFile | None
+    failure_reason: str | None
     raw: dict[str, Any] = field(repr=False, compare=False)
-    error_code: str | None = None  # e.g. "generation_failed" when status is "failed"
-    error_message: str | None = None
+
+    @property
+    def media(self) -> DownloadFile | None:
+        """What to transfer: the video when there is one, else the audio."""
+        return self.video or self.audio
+
+    @property
+    def media_kind(self) -> str | None:
+        """``"video"``, ``"audio"``, or None before the download completed."""
+        if self.video is not None:
+            return "video"
+        return "audio" if self.audio is not None else None
+
+    @property
+    def media_url(self) -> str | None:
+        """The signed URL of the file to transfer (``media``), once completed."""
+        return self.media.url if self.media is not None else None
+
+    @property
+    def media_size(self) -> int | None:
+        """The announced size of the file to transfer, in bytes."""
+        return self.media.file_size_bytes if self.media is not None else None
 
 
 DOWNLOAD_STATUSES = ("processing", "completed", "failed", "expired")
@@ -252,8 +331,28 @@ def _opt_int(data: dict[str, Any], name: str, what: str) -> int | None:
     return value
 
 
+def _download_file(data: dict[str, Any], name: str, what: str) -> DownloadFile | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise malformed(what, f"{name} is {type(value).__name__}, not an object")
+    url = value.get("url")
+    if not isinstance(url, str) or not url:
+        raise malformed(what, f"{name}.url is {type(url).__name__}, not a URL")
+    content_type = value.get("content_type")
+    if content_type is not None and not isinstance(content_type, str):
+        raise malformed(what, f"{name}.content_type is {type(content_type).__name__}")
+    return DownloadFile(
+        url=url,
+        content_type=content_type or "",
+        file_size_bytes=_opt_int(value, "file_size_bytes", f"{what} ({name})"),
+        expires_at=_parse_time(value.get("expires_at"), f"{name}.expires_at", what),
+    )
+
+
 def parse_download_status(data: object, *, download_id: str | None = None) -> DownloadStatus:
-    """A download's status from Fathom's JSON; permanent ``FathomMalformedResponse`` if wrong."""
+    """A download from Fathom's JSON; permanent ``FathomMalformedResponse`` if wrong."""
     what = "download status"
     if not isinstance(data, dict):
         raise malformed(what, f"expected an object, got {type(data).__name__}")
@@ -264,33 +363,28 @@ def parse_download_status(data: object, *, download_id: str | None = None) -> Do
     received_id = data.get("download_id", download_id)
     if not isinstance(received_id, str) or not received_id:
         raise malformed(what, f"download_id is {type(received_id).__name__}, not a string")
-    video = data.get("video")
-    if video is None:
-        video = {}
-    if not isinstance(video, dict):
-        raise malformed(what, "video is not an object")
-    url = video.get("url", data.get("video_url"))
-    if url is not None and not isinstance(url, str):
-        raise malformed(what, f"video.url is {type(url).__name__}, not a string")
-    size = _opt_int(video, "file_size_bytes", what)
-    if size is None:
-        size = _opt_int(data, "file_size_bytes", what)
-    if status == "completed" and not url:
-        raise malformed(what, "a completed download has no video.url")
-    error = data.get("error")
-    error_code = error_message = None
-    if isinstance(error, dict):
-        code, message = error.get("code"), error.get("message")
-        error_code = code if isinstance(code, str) else None
-        error_message = message if isinstance(message, str) else None
-    elif isinstance(error, str):
-        error_code = error
+    recording_id = data.get("recording_id")
+    if recording_id is not None and (
+        not isinstance(recording_id, int)
+        or isinstance(recording_id, bool)
+        or not 1 <= recording_id <= MAX_RECORDING_ID
+    ):
+        raise malformed(what, "recording_id is not a positive 64-bit integer")
+    video = _download_file(data, "video", what)
+    audio = _download_file(data, "audio", what)
+    if status == "completed" and video is None and audio is None:
+        raise malformed(what, "a completed download has neither video nor audio")
+    # Fathom's FailureReason (generation_failed, generation_timeout); another value is kept
+    # as sent, cut short: a newer Fathom may add reasons.
+    reason = data.get("failure_reason")
+    if reason is not None and not isinstance(reason, str):
+        raise malformed(what, f"failure_reason is {type(reason).__name__}, not a string")
     return DownloadStatus(
         download_id=received_id,
         status=status,
-        video_url=url,
-        file_size_bytes=size,
+        recording_id=recording_id,
+        video=video,
+        audio=audio,
+        failure_reason=_clean_text(reason)[:64] if reason else None,
         raw=data,
-        error_code=error_code,
-        error_message=error_message,
     )
