@@ -169,9 +169,17 @@ class StorageUploader:
                 stored = _save(storage, name, reader, size, on_progress)
             stored_size = storage.size(stored)
         except STORAGE_ERRORS as exc:
-            logger.warning("recording upload failed: %s", type(exc).__name__)
+            failure = _failure(exc)
+            logger.warning("recording upload failed: %s", failure.reason)
             _discard(storage, name)
-            raise _failure(exc) from exc
+            raise failure from exc
+        if stored != name:  # a storage that renames instead of overwriting would orphan
+            _discard(storage, stored)
+            raise UploadError(
+                "The recordings storage kept the video under another name; it must be "
+                "configured to overwrite (RECORDINGS_STORAGE sets that up).",
+                transient=False,
+            )
         if stored_size != size:
             _discard(storage, name)
             raise UploadError(f"The stored video has {stored_size} bytes, not {size}.")

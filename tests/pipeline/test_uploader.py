@@ -9,7 +9,7 @@ import os
 import pytest
 
 from queue_app.integrations.recordings import recording_name
-from queue_app.integrations.uploaders import LocalUploader, get_uploader
+from queue_app.integrations.uploaders import StorageUploader, get_uploader
 from queue_app.share import parse_range
 
 
@@ -42,7 +42,7 @@ def test_upload_stores_a_copy_behind_an_unguessable_link(media, video, client):
 
 
 def test_range_requests_return_the_asked_bytes(media, video, client):
-    token = LocalUploader().upload(video, title="t", description="").share_url.rsplit("/", 1)[1]
+    token = StorageUploader().upload(video, title="t", description="").share_url.rsplit("/", 1)[1]
     data = video.read_bytes()
     cases = {
         "bytes=0-99": (0, 99),

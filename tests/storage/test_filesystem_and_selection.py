@@ -176,3 +176,21 @@ def test_backends_of_the_first_interface_keep_working(settings, tmp_path):
     )
     assert result.share_url == "https://loom.example.com/v/1"
     assert FirstInterfaceUploader.calls == [{"path": video, "title": "Weekly"}]
+
+
+def test_a_storage_that_renames_instead_of_overwriting_is_refused(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "recordings": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    }
+    video = tmp_path / "in.mp4"
+    video.write_bytes(b"v" * 1000)
+    StorageUploader().upload(video, title="t", description="", key="entry-r")
+    with pytest.raises(UploadError) as failed:
+        StorageUploader().upload(video, title="t", description="", key="entry-r")
+    assert not failed.value.transient
+    # The copy under another name is gone; the one the link names stays.
+    assert [p.name for p in (tmp_path / "media" / "shares").iterdir()] == [
+        f"{share_token('entry-r')}.mp4"
+    ]
