@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from django.core.files.storage import Storage, storages
 from django.utils.crypto import salted_hmac
@@ -51,6 +52,18 @@ def local_path(storage: Storage, name: str) -> Path | None:
         return Path(storage.path(name))
     except NotImplementedError:  # Django's way for storages that open() cannot reach
         return None
+
+
+def media_origin(storage: Storage | None = None) -> str | None:
+    """The origin (scheme://host[:port]) that share links redirect players to, for a page
+    that embeds the video: its Content-Security-Policy must allow it in `media-src`. None
+    when recordings are served from this origin (the filesystem)."""
+    storage = storage or recordings_storage()
+    probe = "shares/origin.mp4"
+    if local_path(storage, probe) is not None:
+        return None
+    url = urlsplit(storage.url(probe))  # S3 signs locally: no request is made
+    return f"{url.scheme}://{url.netloc}"
 
 
 def abort_unfinished_uploads(storage: Storage, name: str) -> int:

@@ -16,6 +16,7 @@ from django.core.files.storage import storages
 from queue_app.integrations import uploaders
 from queue_app.integrations.recordings import recording_name, share_token
 from queue_app.integrations.uploaders import StorageUploader, UploadError
+from tests.storage.conftest import s3_storage_entry
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.django_db
@@ -141,8 +142,6 @@ def test_an_upload_that_fails_midway_leaves_nothing_and_is_retried(s3_recordings
 def test_a_missing_bucket_fails_the_entry_at_once_with_a_reason_for_people(
     settings, s3_server, tmp_path
 ):
-    from tests.storage.conftest import s3_storage_entry
-
     settings.STORAGES = {
         **settings.STORAGES,
         "recordings": s3_storage_entry(s3_server, "no-such-bucket-here"),
@@ -238,7 +237,7 @@ def test_a_storage_that_does_not_answer_is_a_503(settings, client):
     from botocore.config import Config
 
     from devtools.processes import free_port
-    from tests.storage.conftest import S3Server, s3_storage_entry
+    from tests.storage.conftest import S3Server
 
     nobody = S3Server(f"http://127.0.0.1:{free_port()}", process=None)  # type: ignore[arg-type]
     entry = s3_storage_entry(nobody, "recordings")
@@ -249,3 +248,11 @@ def test_a_storage_that_does_not_answer_is_a_503(settings, client):
     response = client.get("/share/" + share_token("anything"))
     assert response.status_code == 503
     assert response["Retry-After"]
+
+
+def test_pages_that_embed_the_video_learn_the_origin_to_allow(bucket, fs_recordings):
+    from queue_app.integrations.recordings import media_origin
+
+    s3 = storages.create_storage(s3_storage_entry(bucket.server, bucket.name))
+    assert media_origin(s3) == bucket.server.endpoint_url
+    assert media_origin() is None  # fs_recordings: served from this origin
