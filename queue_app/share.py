@@ -1,21 +1,37 @@
-"""Serving shared videos stored by the local uploader, with HTTP range requests.
+"""Serving shared videos from the recordings storage, with HTTP range requests.
 
-Video players seek with `Range: bytes=a-b`; Django's FileResponse always sends the
-whole file, so this view answers ranges itself, as RFC 9110 (14.1-14.2) asks: 206 for a
-single satisfiable range, 416 for an unsatisfiable one, and the whole file (200) for a
-Range it ignores (another unit, a malformed or invalid range, several ranges).
+A recording on this machine's disk (RECORDINGS_STORAGE=filesystem) is served from here.
+Video players seek with `Range: bytes=a-b`; Django's FileResponse always sends the whole
+file, so this view answers ranges itself, as RFC 9110 (14.1-14.2) asks: 206 for a single
+satisfiable range, 416 for an unsatisfiable one, and the whole file (200) for a Range it
+ignores (another unit, a malformed or invalid range, several ranges).
+
+A recording in object storage (S3) is not proxied: the link answers with a redirect to a
+signed URL of the object, good for AWS_QUERYSTRING_EXPIRE seconds, and the player's range
+requests go to the storage itself (docs/uploaders.md says why).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.core.files.storage import Storage
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.views.decorators.http import require_safe
 
-from queue_app.integrations.uploaders import share_path
+from queue_app.integrations.recordings import local_path, recording_name, recordings_storage
+
+logger = logging.getLogger(__name__)
 
 # One range of bytes; the unit is case-insensitive. [0-9], not \d: int() would read
 # other scripts' digits too.
@@ -79,11 +95,55 @@ def _whole(path: Path) -> FileResponse:
     return response
 
 
+def serve_recording(request: HttpRequest, token: str) -> HttpResponse:
+    """The video behind a share token, for a GET or HEAD: from this machine's disk with
+    ranges, or a redirect to a signed URL in the object storage. 404 for an unknown or
+    malformed token. Pages that embed the video call this for the raw file."""
+    name = recording_name(token)
+    if name is None:
+        raise Http404("No such video.")
+    storage = recordings_storage()
+    path = local_path(storage, name)
+    if path is None:
+        return _redirect_to_storage(request, storage, name)
+    if not path.is_file():
+        raise Http404("No such video.")
+    return _serve_file(request, path)
+
+
 @require_safe
 def share(request: HttpRequest, token: str) -> HttpResponse:
-    path = share_path(token)
-    if path is None or not path.is_file():
-        raise Http404("No such video.")
+    return serve_recording(request, token)
+
+
+def _redirect_to_storage(request: HttpRequest, storage: Storage, name: str) -> HttpResponse:
+    from botocore.exceptions import BotoCoreError, ClientError
+    from storages.backends.s3 import S3Storage
+
+    try:
+        if not storage.exists(name):
+            raise Http404("No such video.")
+        if isinstance(storage, S3Storage):
+            # Signed for this request's method: S3 checks it (HEAD needs its own signature).
+            url = storage.url(name, http_method=request.method)
+        else:
+            url = storage.url(name)
+    except (BotoCoreError, ClientError):
+        logger.warning("the recordings storage did not answer a share link")
+        response = HttpResponse(
+            "The video storage is unavailable; try again shortly.",
+            status=503,
+            content_type="text/plain",
+        )
+        response["Retry-After"] = "5"
+        return response
+    response = HttpResponseRedirect(url)
+    # The signed URL expires: neither the browser nor a proxy may keep this answer.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _serve_file(request: HttpRequest, path: Path) -> HttpResponse:
     size = path.stat().st_size
     header = request.headers.get("Range")
     if not header:

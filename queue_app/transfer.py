@@ -31,7 +31,7 @@ from queue_app.integrations.fathom import (
     FathomError,
     parse_download_status,
 )
-from queue_app.integrations.uploaders import UploadError, get_uploader
+from queue_app.integrations.uploaders import UploadError, upload_recording
 from queue_app.models import QueueEntry
 from queue_app.retry_policy import Failure
 from queue_app.services import transfers
@@ -270,8 +270,15 @@ def _download_and_upload(
             downloaded.sha256[:16],
         )
         progress.report(STAGE_UPLOADING, 0.0)
-        result = get_uploader().upload(
-            downloaded.path, title=str(entry.meeting), description=_description(entry)
+        result = upload_recording(
+            downloaded.path,
+            title=str(entry.meeting),
+            description=_description(entry),
+            # One object per entry, whatever the attempt: a retry overwrites, never orphans.
+            key=str(entry.id),
+            on_progress=lambda done, total: progress.report(
+                STAGE_UPLOADING, done / total if total else 0.0
+            ),
         )
     progress.report(STAGE_UPLOADING, 1.0, force=True)
     return Transferred(share_url=result.share_url, bytes_moved=downloaded.size, media_kind=kind)

@@ -21,6 +21,7 @@ from redis.backoff import ExponentialBackoff
 
 from . import devkeys
 from .env import env_bool, env_float, env_int, env_list, env_str
+from .storage import recordings_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Runtime files (SQLite database, development keys, media, logs) live here, never in git.
@@ -233,8 +234,9 @@ FATHOM_POLL_INTERVAL_SECONDS = env_float("FATHOM_POLL_INTERVAL_SECONDS", 2.0)
 QUEUE_DISPATCH_ON_COMMIT = env_bool("QUEUE_DISPATCH_ON_COMMIT", True)
 
 # --- Uploading ------------------------------------------------------------------------------
-# The backend that receives each video (docs/uploaders.md); the default keeps it here.
-UPLOADER_BACKEND = env_str("UPLOADER_BACKEND", "queue_app.integrations.uploaders.LocalUploader")
+# The backend that receives each video (docs/uploaders.md); the default keeps it in the
+# recordings storage (RECORDINGS_STORAGE below) and serves it at /share/<token>.
+UPLOADER_BACKEND = env_str("UPLOADER_BACKEND", "queue_app.integrations.uploaders.StorageUploader")
 # How this service is reached from outside, for share links (no trailing slash).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 
@@ -384,6 +386,42 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+
+# --- Recordings -----------------------------------------------------------------------------
+# Where the default uploader keeps videos and share links read them (docs/uploaders.md):
+# "filesystem", under MEDIA_ROOT (one machine, or a volume every machine mounts), or "s3",
+# any S3-compatible object storage (AWS S3, MinIO, Cloudflare R2) through django-storages,
+# configured by its own AWS_* settings (fathomloom/settings/storage.py).
+RECORDINGS_STORAGE = env_str("RECORDINGS_STORAGE", "filesystem").strip().lower()
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+AWS_S3_ENDPOINT_URL = env_str("AWS_S3_ENDPOINT_URL") or None  # unset: AWS itself
+AWS_S3_REGION_NAME = env_str("AWS_S3_REGION_NAME") or None
+# Unset: boto3's own chain (AWS_* in the environment, a profile, an instance role).
+AWS_ACCESS_KEY_ID = env_str("AWS_ACCESS_KEY_ID") or None
+AWS_SECRET_ACCESS_KEY = env_str("AWS_SECRET_ACCESS_KEY") or None
+AWS_LOCATION = env_str("AWS_LOCATION")  # a key prefix inside the bucket
+AWS_S3_ADDRESSING_STYLE = env_str("AWS_S3_ADDRESSING_STYLE") or None  # "path" for MinIO
+# Signature V4: the only one R2 and the newer AWS regions accept.
+AWS_S3_SIGNATURE_VERSION = env_str("AWS_S3_SIGNATURE_VERSION", "s3v4")
+# A share link redirects to a signed URL of the object that is good for this long.
+AWS_QUERYSTRING_EXPIRE = env_int("AWS_QUERYSTRING_EXPIRE", 3600)
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "recordings": recordings_storage(
+        RECORDINGS_STORAGE,
+        bucket=AWS_STORAGE_BUCKET_NAME,
+        endpoint_url=AWS_S3_ENDPOINT_URL,
+        region_name=AWS_S3_REGION_NAME,
+        access_key=AWS_ACCESS_KEY_ID,
+        secret_key=AWS_SECRET_ACCESS_KEY,
+        location=AWS_LOCATION,
+        addressing_style=AWS_S3_ADDRESSING_STYLE,
+        signature_version=AWS_S3_SIGNATURE_VERSION,
+        querystring_expire=AWS_QUERYSTRING_EXPIRE,
+    ),
+}
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
 LOGGING = {

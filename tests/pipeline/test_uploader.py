@@ -1,4 +1,5 @@
-"""The local uploader and its share links, with range requests as video players use them."""
+"""The default uploader on the filesystem storage and its share links, with range requests
+as video players use them (S3: tests/storage)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import os
 
 import pytest
 
-from queue_app.integrations.uploaders import LocalUploader, get_uploader, share_path
+from queue_app.integrations.recordings import recording_name
+from queue_app.integrations.uploaders import StorageUploader, get_uploader
 from queue_app.share import parse_range
 
 
@@ -27,7 +29,7 @@ def video(tmp_path):
 
 def test_upload_stores_a_copy_behind_an_unguessable_link(media, video, client):
     result = get_uploader().upload(video, title="Weekly sync", description="d")
-    assert result.backend == "local"
+    assert result.backend == "storage"
     assert result.share_url.startswith("https://queue.example.com/share/")
     token = result.share_url.rsplit("/", 1)[1]
     assert len(token) >= 32
@@ -40,7 +42,7 @@ def test_upload_stores_a_copy_behind_an_unguessable_link(media, video, client):
 
 
 def test_range_requests_return_the_asked_bytes(media, video, client):
-    token = LocalUploader().upload(video, title="t", description="").share_url.rsplit("/", 1)[1]
+    token = StorageUploader().upload(video, title="t", description="").share_url.rsplit("/", 1)[1]
     data = video.read_bytes()
     cases = {
         "bytes=0-99": (0, 99),
@@ -67,7 +69,7 @@ def test_range_requests_return_the_asked_bytes(media, video, client):
 def test_unknown_or_malformed_share_tokens_are_404(media, client):
     assert client.get("/share/" + "a" * 43).status_code == 404
     assert client.get("/share/..%2F..%2Fsettings").status_code == 404
-    assert share_path("../../etc/passwd") is None
+    assert recording_name("../../etc/passwd") is None
     assert client.post("/share/" + "a" * 43).status_code == 405
 
 
