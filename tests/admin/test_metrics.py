@@ -110,8 +110,8 @@ def test_calls_to_fathom_are_counted_by_endpoint_and_status(scrape, sandbox):
     before = scrape()
     with FathomClient("sandbox-key-alice", base_url=sandbox.base_url) as client:
         client.check_key()
-        download_id = client.request_download(1001)
-        client.get_download(1001, download_id)
+        first = client.request_download(1001)
+        client.get_download(1001, first.download_id)
     stranger = FathomClient("not-a-sandbox-key", base_url=sandbox.base_url)
     unreachable = FathomClient("sandbox-key-alice", base_url="http://127.0.0.1:9")
     for client in (stranger, unreachable):

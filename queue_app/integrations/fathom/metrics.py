@@ -17,8 +17,18 @@ from prometheus_client import Counter, Histogram
 # Path segments kept as they are in the `endpoint` label; any other (an id) is `{id}`, so
 # the label has a handful of values, not one per recording.
 _LITERAL_SEGMENTS = frozenset(
-    {"meetings", "recordings", "download", "downloads", "webhooks", "teams", "team_members",
-     "summary", "transcript", "meeting_types"}
+    {
+        "meetings",
+        "recordings",
+        "download",
+        "downloads",
+        "webhooks",
+        "teams",
+        "team_members",
+        "summary",
+        "transcript",
+        "meeting_types",
+    }
 )
 
 FATHOM_REQUESTS = Counter(
