@@ -150,12 +150,16 @@ CACHES = {
 # carries a handful of messages per event, not one per socket. CHANNEL_LAYER_BACKEND
 # picks "core" (the default) or "pubsub"; docs/benchmarks.md compares them.
 CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "core")
+# The layer's Redis hosts, comma-separated (default: REDIS_URL alone). channels_redis shards
+# over them by a hash of each channel and group name: every process must list the same
+# URLs in the same order (docs/deployment.md; Sentinel there too).
+CHANNEL_LAYER_REDIS_URLS = env_list("CHANNEL_LAYER_REDIS_URLS", [REDIS_URL])
 if CHANNEL_LAYER_BACKEND == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL}],
+                "hosts": [{"address": url} for url in CHANNEL_LAYER_REDIS_URLS],
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "fathomloom"),
             },
         }
@@ -167,7 +171,7 @@ else:
             "CONFIG": {
                 "hosts": [
                     {
-                        "address": REDIS_URL,
+                        "address": url,
                         # redis-py 8 times out reads after 5 s, racing the layer's own 5 s
                         # blocking read and closing idle sockets (channels_redis#422).
                         "socket_timeout": None,
@@ -178,6 +182,7 @@ else:
                         # that stays down) before it reconnects.
                         "retry": AsyncRedisRetry(ExponentialBackoff(cap=0.5, base=0.05), 3),
                     }
+                    for url in CHANNEL_LAYER_REDIS_URLS
                 ],
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "fathomloom"),
                 "capacity": 1000,
@@ -186,6 +191,8 @@ else:
         }
     }
 
+# Redis (the default) or RabbitMQ (amqp://user:password@host:5672/vhost); docs/deployment.md
+# ("Celery brokers") says what differs between them.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -198,9 +205,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # task then finds its entry not claimable (transfers.transfer_begin) and skips
 # (tests/faults/test_redelivery.py, test_fault_suite.py's Redis restart).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
-# Time limits stay well below the visibility timeout, so a task is never redelivered
-# while its first run is still allowed to go on.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+# Redis: time limits stay well below the visibility timeout, so a task is never redelivered
+# while its first run is still allowed to go on. RabbitMQ has no visibility timeout (it
+# redelivers when the worker's connection closes) but a consumer_timeout instead, which its
+# own configuration must raise above the hard time limit (docs/deployment.md).
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {}
+    if urlsplit(CELERY_BROKER_URL).scheme in {"amqp", "amqps", "pyamqp"}
+    else {"visibility_timeout": 2 * 3600}
+)
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
 CELERY_TASK_TIME_LIMIT = 3600 + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
