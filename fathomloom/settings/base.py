@@ -217,6 +217,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
 CELERY_TASK_TIME_LIMIT = 3600 + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Several deployments (or test runs) on one broker (a RabbitMQ vhost, a Redis database): a
+# prefix for the task queue's and the control and event exchanges' names, so that none
+# takes, inspects or purges another's tasks. Unset: Celery's own names.
+_celery_name_prefix = env_str("CELERY_NAME_PREFIX")
+if _celery_name_prefix:
+    CELERY_TASK_DEFAULT_QUEUE = f"{_celery_name_prefix}celery"
+    CELERY_CONTROL_EXCHANGE = f"{_celery_name_prefix}celery"
+    CELERY_EVENT_EXCHANGE = f"{_celery_name_prefix}celeryev"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- The queue ------------------------------------------------------------------------------

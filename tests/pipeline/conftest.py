@@ -2,10 +2,12 @@
 
 `broker` is a session fixture with one param per broker, so every test that uses the
 fleet (through `celery_worker` or `broker_env`) runs once on each. Redis uses the
-session's worker (tests/processes.py); RabbitMQ gets a private virtual host made for the
-run (rabbitmqctl) and a worker of its own on it, and this process's Celery app sends to
-it while such a test runs. Where no RabbitMQ answers, or no private vhost can be made,
-the RabbitMQ runs are skipped with the reason.
+session's worker (tests/processes.py). RabbitMQ gets a worker of its own, and this
+process's Celery app sends to it while such a test runs, in a private virtual host made
+for the run with rabbitmqctl; where rabbitmqctl cannot make one (RabbitMQ on another
+host, no rights), in the URL's own vhost with names of the run's own
+(`CELERY_NAME_PREFIX`: its task queue and control exchange), deleted afterwards. Where
+no RabbitMQ answers, the RabbitMQ runs are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from tests.processes import Process, wait_until_idle
 
 # Where the RabbitMQ of this machine and CI answers (guest may only log in from loopback).
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# "0": do not try rabbitmqctl, use the shared vhost with the run's own names.
+PRIVATE_VHOST = os.environ.get("TEST_RABBITMQ_PRIVATE_VHOST", "1") != "0"
 
 
 @dataclass
@@ -34,6 +38,8 @@ class Broker:
     # None: the processes' own default (CELERY_BROKER_URL, else REDIS_URL).
     url: str | None
     env: dict[str, str] = field(repr=False)
+    # CELERY_NAME_PREFIX of the processes on it ("": Celery's own names).
+    names: str = ""
 
 
 def rabbitmq_problem(url: str) -> str | None:
@@ -49,59 +55,90 @@ def rabbitmq_problem(url: str) -> str | None:
     return None
 
 
+def run_name() -> str:
+    return f"fathomloom-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 @contextmanager
-def private_vhost(url: str) -> Iterator[str]:
-    """A RabbitMQ virtual host for this run only (its queues and exchanges with it), made
-    and deleted with rabbitmqctl; yields `url` pointing into it."""
-    rabbitmqctl = shutil.which("rabbitmqctl")
+def private_vhost(url: str) -> Iterator[str | None]:
+    """A RabbitMQ virtual host for this run only (its queues and exchanges go with it),
+    made and deleted with rabbitmqctl; yields `url` pointing into it, or None when
+    rabbitmqctl is missing or may not make one."""
+    rabbitmqctl = shutil.which("rabbitmqctl") if PRIVATE_VHOST else None
     if rabbitmqctl is None:
-        pytest.skip("RabbitMQ answers, but there is no rabbitmqctl to make a private vhost")
+        yield None
+        return
     parts = urlsplit(url)
-    vhost = f"fathomloom-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    vhost = run_name()
 
-    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [rabbitmqctl, "-q", *args], capture_output=True, text=True, timeout=60
-        )
+    def ctl(*args: str) -> bool:
+        try:
+            done = subprocess.run(
+                [rabbitmqctl, "-q", *args], capture_output=True, text=True, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return done.returncode == 0
 
-    made = ctl("add_vhost", vhost)
-    if made.returncode != 0:
-        pytest.skip(f"rabbitmqctl could not make a private vhost: {made.stderr.strip()[:200]}")
+    if not ctl("add_vhost", vhost):
+        yield None
+        return
     try:
-        allowed = ctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*")
-        if allowed.returncode != 0:
-            pytest.skip(f"rabbitmqctl could not open the vhost: {allowed.stderr.strip()[:200]}")
-        yield urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+        if ctl("set_permissions", "-p", vhost, parts.username or "guest", ".*", ".*", ".*"):
+            yield urlunsplit(parts._replace(path="/" + quote(vhost, safe="")))
+        else:
+            yield None
     finally:
         ctl("delete_vhost", vhost)
 
 
+def delete_names(url: str, names: str) -> None:
+    """Remove what a run with CELERY_NAME_PREFIX=`names` left in a shared vhost."""
+    from kombu import Connection
+
+    with Connection(url, connect_timeout=5) as connection:
+        channel = connection.default_channel
+        channel.queue_delete(f"{names}celery")
+        pidbox = f"{names}celery.pidbox"
+        for exchange in (f"{names}celery", pidbox, f"reply.{pidbox}", f"{names}celeryev"):
+            channel.exchange_delete(exchange)
+
+
 @contextmanager
-def sending_to(url: str | None) -> Iterator[None]:
-    """This process's Celery app (dispatches on commit, inspect, purge) on `url` meanwhile."""
+def sending_to(broker: Broker) -> Iterator[None]:
+    """This process's Celery app (dispatches on commit, inspect, purge) on `broker`
+    meanwhile, with its names."""
     from kombu import pools
 
     from fathomloom.celery import app
 
-    if url is None:
+    if broker.url is None:
         yield
         return
+    names = {
+        "broker_url": broker.url,
+        "task_default_queue": f"{broker.names}celery",
+        "control_exchange": f"{broker.names}celery",
+        "event_exchange": f"{broker.names}celeryev",
+    }
 
-    def reset_pools() -> None:
+    def switch(values: dict[str, str]) -> None:
         # kombu keeps connection and producer pools in a registry by connection: closed
         # and dropped there too, or the next switch to the same URL gets a closed one.
         pools.reset()
         app._pool = None
-        app.amqp._producer_pool = None
+        # The queues, router and control mailbox are made once from the configuration.
+        app.__dict__.pop("amqp", None)
+        app.__dict__.pop("control", None)
+        for key, value in values.items():
+            setattr(app.conf, key, value)
 
-    before = app.conf.broker_url
-    reset_pools()
-    app.conf.broker_url = url
+    before = {key: app.conf[key] for key in names}
+    switch(names)
     try:
         yield
     finally:
-        reset_pools()
-        app.conf.broker_url = before
+        switch(before)
 
 
 @pytest.fixture(scope="session", params=["redis", "rabbitmq"])
@@ -113,7 +150,15 @@ def broker(request, process_env) -> Iterator[Broker]:
     if problem:
         pytest.skip(problem)
     with private_vhost(RABBITMQ_URL) as url:
-        yield Broker("rabbitmq", url, {**process_env, "CELERY_BROKER_URL": url})
+        if url is not None:
+            yield Broker("rabbitmq", url, {**process_env, "CELERY_BROKER_URL": url})
+            return
+        names = run_name() + "."
+        env = {**process_env, "CELERY_BROKER_URL": RABBITMQ_URL, "CELERY_NAME_PREFIX": names}
+        try:
+            yield Broker("rabbitmq", RABBITMQ_URL, env, names)
+        finally:
+            delete_names(RABBITMQ_URL, names)
 
 
 @pytest.fixture
@@ -157,6 +202,6 @@ def celery_worker(broker, request, transactional_db) -> Iterator[Process]:
     after which the worker is waited on until idle (as tests/processes.py's own)."""
     name = "_celery_worker_process" if broker.name == "redis" else "_rabbitmq_worker_process"
     worker = request.getfixturevalue(name)
-    with sending_to(broker.url):
+    with sending_to(broker):
         yield worker
         wait_until_idle()
