@@ -150,10 +150,23 @@ CACHES = {
 # carries a handful of messages per event, not one per socket. CHANNEL_LAYER_BACKEND
 # picks "core" (the default) or "pubsub"; docs/benchmarks.md compares them.
 CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "core")
+
+
+def _redis_urls(name: str, default: list[str]) -> list[str]:
+    urls = env_list(name, default)
+    for number, url in enumerate(urls, start=1):
+        if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+            # Which item, never its text: a URL may hold a password.
+            raise ImproperlyConfigured(
+                f"{name}: item {number} is not a redis://, rediss:// or unix:// URL"
+            )
+    return urls
+
+
 # The layer's Redis hosts, comma-separated (default: REDIS_URL alone). channels_redis shards
 # over them by a hash of each channel and group name: every process must list the same
 # URLs in the same order (docs/deployment.md; Sentinel there too).
-CHANNEL_LAYER_REDIS_URLS = env_list("CHANNEL_LAYER_REDIS_URLS", [REDIS_URL])
+CHANNEL_LAYER_REDIS_URLS = _redis_urls("CHANNEL_LAYER_REDIS_URLS", [REDIS_URL])
 if CHANNEL_LAYER_BACKEND == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
