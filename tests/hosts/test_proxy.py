@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 from rest_framework.authtoken.models import Token
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from devtools import processes
@@ -104,27 +104,54 @@ class Proxy:
         return httpx.Client(base_url=self.https, verify=self.tls, timeout=10, trust_env=False)
 
 
-@pytest.fixture(scope="module")
-def web(process_env) -> Iterator[list[int]]:
-    """Two daphnes as production runs them behind the proxy."""
-    env = {
-        **process_env,
-        "TRUSTED_PROXY_SSL_HEADER": "X-Forwarded-Proto",
-        "NUM_PROXIES": "1",
-        "QUEUE_DISPATCH_ON_COMMIT": "0",
-    }
-    started = []
-    try:
-        for name in ("daphne-proxied-a", "daphne-proxied-b"):
-            started.append(
-                processes.start_daphne(
-                    env, name, log_dir=LOG_DIR, cwd=ROOT, options=("--proxy-headers",)
-                )
-            )
-        yield [port for _, port in started]
-    finally:
-        for process, _ in started:
+class Web:
+    """The daphnes behind the proxy, as production runs them; restartable in place."""
+
+    NAMES = ("daphne-proxied-a", "daphne-proxied-b")
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.servers: list[tuple[processes.LoggedProcess, int]] = []
+
+    def start(self, index: int, port: int | None = None) -> None:
+        server = processes.start_daphne(
+            self.env,
+            self.NAMES[index],
+            log_dir=LOG_DIR,
+            cwd=ROOT,
+            port=port,
+            options=("--proxy-headers",),
+        )
+        if index < len(self.servers):
+            self.servers[index] = server
+        else:
+            self.servers.append(server)
+
+    @property
+    def ports(self) -> list[int]:
+        return [port for _, port in self.servers]
+
+    def stop_all(self) -> None:
+        for process, _ in self.servers:
             process.stop()
+
+
+@pytest.fixture(scope="module")
+def web(process_env) -> Iterator[Web]:
+    web = Web(
+        {
+            **process_env,
+            "TRUSTED_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+            "NUM_PROXIES": "1",
+            "QUEUE_DISPATCH_ON_COMMIT": "0",
+        }
+    )
+    try:
+        for index in range(len(Web.NAMES)):
+            web.start(index)
+        yield web
+    finally:
+        web.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +170,9 @@ def proxy(web) -> Iterator[Proxy]:
         (
             r"^[ \t]*least_conn;$",
             "least_conn;\n"
-            + "".join(f"server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;\n" for port in web),
+            + "".join(
+                f"server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;\n" for port in web.ports
+            ),
             1,
         ),
         (r"^[ \t]*ssl_certificate \S+;$", f"ssl_certificate {cert};", 1),
@@ -238,3 +267,55 @@ def test_a_page_of_another_origin_cannot_open_a_socket_through_the_proxy(proxy, 
             legacy=True,
         )
     assert refused.value.response.status_code == 403
+
+
+def test_a_rolling_restart_loses_no_socket_its_place(proxy, web, alice, make_meeting, settings):
+    """One daphne stops and a new one takes its address, as in docs/deployment.md's rolling
+    deploy: its sockets reconnect through the proxy with last_seq (to the other daphne)
+    and get exactly the events they missed; every socket then sees the same live stream."""
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    token = Token.objects.create(user=alice).key
+    meetings = [make_meeting(alice) for _ in range(4)]
+    url = proxy.https.replace("https://", "wss://") + f"/queue_updates?token={token}"
+
+    def open_socket(query: str = ""):
+        return connect(
+            url + query,
+            ssl=proxy.tls,
+            origin=proxy.https,
+            open_timeout=10,
+            proxy=None,
+            legacy=True,
+        )
+
+    sockets = [open_socket() for _ in range(6)]
+    seen: list[list[int]] = [[json.loads(s.recv(timeout=10))["seq"]] for s in sockets]
+    try:
+        old, port = web.servers[0]
+        old.stop()
+        line.entry_enqueue(meeting=meetings[0])
+        line.entry_enqueue(meeting=meetings[1])
+        dropped = []
+        for index, socket in enumerate(sockets):
+            try:
+                while len(seen[index]) < 3:
+                    seen[index].append(json.loads(socket.recv(timeout=10))["seq"])
+            except ConnectionClosed:
+                dropped.append(index)
+        assert dropped, "least_conn put no socket on the stopped daphne"
+        assert len(dropped) < len(sockets), "every socket was on the stopped daphne"
+        for index in dropped:
+            # As live.js does: reconnect with the seq of the last event applied.
+            sockets[index] = open_socket(f"&last_seq={seen[index][-1]}")
+        web.start(0, port=port)  # the new version, at the old address
+        line.entry_enqueue(meeting=meetings[2])
+        first = seen[0][0]
+        for index, socket in enumerate(sockets):
+            while seen[index][-1] < first + 3:
+                message = json.loads(socket.recv(timeout=10))
+                assert message["type"] == "QueueUpdate", message
+                seen[index].append(message["seq"])
+        assert all(s == [first, first + 1, first + 2, first + 3] for s in seen), seen
+    finally:
+        for socket in sockets:
+            socket.close()
