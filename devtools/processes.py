@@ -106,12 +106,14 @@ def start_daphne(
     app: str = DAPHNE_APP,
     timeout: float = 30,
     keep_lines: int | None = None,
+    options: tuple[str, ...] = (),
 ) -> tuple[LoggedProcess, int]:
-    """daphne serving `app` on 127.0.0.1 (a free port unless given), once /healthz answers."""
+    """daphne serving `app` on 127.0.0.1 (a free port unless given), once /healthz answers;
+    `options` go to daphne before the application (`--proxy-headers`, say)."""
     port = port or free_port()
     process = LoggedProcess(
         name,
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app],
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options, app],
         env,
         log_dir=log_dir,
         cwd=cwd,

@@ -151,12 +151,29 @@ CACHES = {
 # carries a handful of messages per event, not one per socket. CHANNEL_LAYER_BACKEND
 # picks "core" (the default) or "pubsub"; docs/benchmarks.md compares them.
 CHANNEL_LAYER_BACKEND = env_str("CHANNEL_LAYER_BACKEND", "core")
+
+
+def _redis_urls(name: str, default: list[str]) -> list[str]:
+    urls = env_list(name, default)
+    for number, url in enumerate(urls, start=1):
+        if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+            # Which item, never its text: a URL may hold a password.
+            raise ImproperlyConfigured(
+                f"{name}: item {number} is not a redis://, rediss:// or unix:// URL"
+            )
+    return urls
+
+
+# The layer's Redis hosts, comma-separated (default: REDIS_URL alone). channels_redis shards
+# over them by a hash of each channel and group name: every process must list the same
+# URLs in the same order (docs/deployment.md; Sentinel there too).
+CHANNEL_LAYER_REDIS_URLS = _redis_urls("CHANNEL_LAYER_REDIS_URLS", [REDIS_URL])
 if CHANNEL_LAYER_BACKEND == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL}],
+                "hosts": [{"address": url} for url in CHANNEL_LAYER_REDIS_URLS],
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "fathomloom"),
             },
         }
@@ -168,7 +185,7 @@ else:
             "CONFIG": {
                 "hosts": [
                     {
-                        "address": REDIS_URL,
+                        "address": url,
                         # redis-py 8 times out reads after 5 s, racing the layer's own 5 s
                         # blocking read and closing idle sockets (channels_redis#422).
                         "socket_timeout": None,
@@ -179,6 +196,7 @@ else:
                         # that stays down) before it reconnects.
                         "retry": AsyncRedisRetry(ExponentialBackoff(cap=0.5, base=0.05), 3),
                     }
+                    for url in CHANNEL_LAYER_REDIS_URLS
                 ],
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "fathomloom"),
                 "capacity": 1000,
@@ -187,6 +205,8 @@ else:
         }
     }
 
+# Redis (the default) or RabbitMQ (amqp://user:password@host:5672/vhost); docs/deployment.md
+# ("Celery brokers") says what differs between them.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
@@ -199,12 +219,26 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # task then finds its entry not claimable (transfers.transfer_begin) and skips
 # (tests/faults/test_redelivery.py, test_fault_suite.py's Redis restart).
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
-# Time limits stay well below the visibility timeout, so a task is never redelivered
-# while its first run is still allowed to go on.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+# Redis: time limits stay well below the visibility timeout, so a task is never redelivered
+# while its first run is still allowed to go on. RabbitMQ has no visibility timeout (it
+# redelivers when the worker's connection closes) but a consumer_timeout instead, which its
+# own configuration must raise above the hard time limit (docs/deployment.md).
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {}
+    if urlsplit(CELERY_BROKER_URL).scheme in {"amqp", "amqps", "pyamqp"}
+    else {"visibility_timeout": 2 * 3600}
+)
 CELERY_TASK_SOFT_TIME_LIMIT = 3600
 CELERY_TASK_TIME_LIMIT = 3600 + 300
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Several deployments (or test runs) on one broker (a RabbitMQ vhost, a Redis database): a
+# prefix for the task queue's and the control and event exchanges' names, so that none
+# takes, inspects or purges another's tasks. Unset: Celery's own names.
+_celery_name_prefix = env_str("CELERY_NAME_PREFIX")
+if _celery_name_prefix:
+    CELERY_TASK_DEFAULT_QUEUE = f"{_celery_name_prefix}celery"
+    CELERY_CONTROL_EXCHANGE = f"{_celery_name_prefix}celery"
+    CELERY_EVENT_EXCHANGE = f"{_celery_name_prefix}celeryev"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- The queue ------------------------------------------------------------------------------

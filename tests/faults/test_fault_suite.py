@@ -12,7 +12,7 @@ breaks one part while transfers run, and checks what users must be able to count
 
 (a) a worker killed mid-transfer, (b) a Redis restart, (c) a PostgreSQL restart; and a
 PostgreSQL restart while the workers idle, which must cost no task. Case (a)
-as a history of events is tests/integration/test_pipeline.py's
+as a history of events is tests/pipeline/test_pipeline.py's
 test_a_worker_killed_mid_download_is_recovered_once; here it runs under the same checks
 as the other two. The whole folder runs in well under 3 minutes.
 """

@@ -1,7 +1,8 @@
 """The worker fleet for real: Celery worker processes, beat, the Fathom sandbox, daphne.
 
 Each test queues sandbox recordings and watches what happens through the database,
-the sockets and the sandbox's request log; faults are injected in the sandbox.
+the sockets and the sandbox's request log; faults are injected in the sandbox. Each runs
+on Redis and on RabbitMQ as the broker (the `broker` fixture, tests/pipeline/conftest.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ FINISHED = {EntryStatus.COMPLETED, EntryStatus.FAILED, EntryStatus.CANCELLED}
 
 
 @pytest.fixture
-def celery_beat(process_env) -> Iterator[Process]:
+def celery_beat(broker_env) -> Iterator[Process]:
     """Beat, for the lease reaper and the dispatch tick (1 s and 2 s here).
 
     One per test, stopped before the worker is waited on and the database is emptied: a
@@ -49,7 +50,7 @@ def celery_beat(process_env) -> Iterator[Process]:
             "--schedule",
             str(schedule),
         ],
-        process_env,
+        broker_env,
     )
     beat.wait_for_output(r"beat: Starting", timeout=30)
     yield beat
