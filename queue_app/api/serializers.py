@@ -11,8 +11,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from queue_app import events
-from queue_app.models import ACTIVE_STATUSES, AttemptOutcome
+from queue_app.models import ACTIVE_STATUSES, ActivityBy, ActivityKind, AttemptOutcome
 from queue_app.selectors import MEETING_STATES, meeting_state
+from queue_app.services.activity import MAX_NOTE_LENGTH
 
 # Ids are PostgreSQL bigints; anything larger cannot name a row, so it is bad input.
 MAX_BIGINT = 2**63 - 1
@@ -64,6 +65,25 @@ class MatchingInputSerializer(serializers.Serializer):
     )
 
 
+NOTE_HELP = (
+    "Staff only (ignored for your own entries): why, for the owners. It reaches them live,"
+    " in their history (GET /api/activity) and, for a cancellation, by email."
+)
+
+
+def note_field() -> serializers.CharField:
+    """An optional note from staff to the owners of the entries a change takes."""
+    return serializers.CharField(
+        max_length=MAX_NOTE_LENGTH, required=False, allow_blank=True, help_text=NOTE_HELP
+    )
+
+
+class NoteInputSerializer(serializers.Serializer):
+    """A change that takes nothing but an optional note (cancel one entry, clear)."""
+
+    note = note_field()
+
+
 class EntryIdsInputSerializer(serializers.Serializer):
     """The entries a bulk change takes: by id (`entry_ids`), or every one `matching`."""
 
@@ -74,6 +94,7 @@ class EntryIdsInputSerializer(serializers.Serializer):
         required=False,
     )
     matching = MatchingInputSerializer(required=False)
+    note = note_field()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("entry_ids" in attrs) == ("matching" in attrs):
@@ -117,6 +138,13 @@ class PositionField(serializers.Field):
 
 class MoveInputSerializer(serializers.Serializer):
     position = PositionField()
+    note = note_field()
+
+
+class ActivityQuerySerializer(serializers.Serializer):
+    user = serializers.CharField(
+        max_length=150, required=False, help_text="Staff only: one user's (username)."
+    )
 
 
 class EventsQuerySerializer(serializers.Serializer):
@@ -278,5 +306,67 @@ EVENTS_PAGE_SCHEMA = {
             "format": "uri",
             "description": "The next page, or null if none yet.",
         },
+    },
+}
+
+
+ACTIVITY_SCHEMA = {
+    "type": "object",
+    "required": [
+        "id",
+        "kind",
+        "by",
+        "actor",
+        "title",
+        "entry_id",
+        "meeting_id",
+        "note",
+        "reason",
+        "result_url",
+        "position",
+        "next_attempt_at",
+        "seq",
+        "created_at",
+    ],
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {
+            "enum": list(ActivityKind.values),
+            "description": "completed (with `result_url`), failed (with `reason`),"
+            " cancelled, moved (to `position`, by staff), retried (back in line),"
+            " retrying (an attempt failed: `reason`, next try at `next_attempt_at`).",
+        },
+        "by": {
+            "enum": list(ActivityBy.values),
+            "description": "Who acted: the owner, staff, or the system (a worker).",
+        },
+        "actor": {
+            "type": ["string", "null"],
+            "description": "Staff only: the username of whoever acted, if a user did.",
+        },
+        "user": {"type": "string", "description": "Staff only: whose entry it is."},
+        "title": {"type": "string", "description": "The meeting's title at the time."},
+        "entry_id": {"type": ["string", "null"], "format": "uuid"},
+        "meeting_id": {"type": ["integer", "null"]},
+        "note": {"type": "string", "description": "Staff's note, if they left one."},
+        "reason": {"type": "string"},
+        "result_url": {"type": "string"},
+        "position": {"type": ["integer", "null"]},
+        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+        "seq": {
+            "type": ["integer", "null"],
+            "description": "The queue event that made the change.",
+        },
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+ACTIVITY_PAGE_SCHEMA = {
+    "type": "object",
+    "required": ["count", "next", "previous", "results"],
+    "properties": {
+        "count": {"type": "integer"},
+        "next": {"type": ["string", "null"], "format": "uri"},
+        "previous": {"type": ["string", "null"], "format": "uri"},
+        "results": {"type": "array", "items": ACTIVITY_SCHEMA},
     },
 }

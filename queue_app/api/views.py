@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from queue_app import selectors
+from queue_app import history, selectors
 from queue_app.api import serializers as s
 from queue_app.api.tokens import token_obtain, token_revoke
 from queue_app.models import QueueEntry
@@ -234,8 +234,14 @@ class BulkEntriesView(ApiView):
             entry_ids = [str(pk) for pk in self.matching(**matching)[: s.MAX_BULK]]
         else:
             entry_ids = data.validated_data["entry_ids"]
-        result = type(self).service(entry_ids=entry_ids, owner=owner)
+        result = type(self).service(
+            entry_ids=entry_ids, owner=owner, actor=request.user, **self.extra(data)
+        )
         return bulk_response(request, result, "entry_id")
+
+    def extra(self, data: Any) -> dict[str, Any]:
+        """What else this change takes from the body (a cancel's note)."""
+        return {}
 
     def matching(self, **filters: str) -> Any:
         """The ids of the entries that `filters` select for this change."""
@@ -262,6 +268,9 @@ BULK_RESPONSES = {
 )
 class QueueCancelView(BulkEntriesView):
     service = staticmethod(line.entries_cancel)
+
+    def extra(self, data: Any) -> dict[str, Any]:
+        return {"note": data.validated_data.get("note", "")}
 
     def matching(self, *, owner: str | None = None, error_kind: str | None = None) -> Any:
         if error_kind is not None:
@@ -308,12 +317,20 @@ class EntryView(ApiView):
     @extend_schema(
         operation_id="queue_entry_cancel",
         parameters=[ENTRY_ID],
-        responses={200: s.ENTRY_SCHEMA, **errors(401, 404, 409)},
-        description="Cancel an entry (its owner or staff).",
+        request=s.NoteInputSerializer,
+        responses={200: s.ENTRY_SCHEMA, **errors(400, 401, 404, 409, 413, 415)},
+        description=(
+            "Cancel an entry (its owner or staff). Staff may send a `note` for the owner."
+        ),
     )
     def delete(self, request: Request, entry_id: str) -> Response:
         entry = entry_or_404(request, entry_id)
-        return entry_response(request, line.entry_cancel(entry_id=entry.pk))
+        data = s.NoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cancelled = line.entry_cancel(
+            entry_id=entry.pk, note=data.validated_data.get("note", ""), actor=request.user
+        )
+        return entry_response(request, cancelled)
 
 
 class EntryRetryView(ApiView):
@@ -326,7 +343,7 @@ class EntryRetryView(ApiView):
     )
     def post(self, request: Request, entry_id: str) -> Response:
         entry = entry_or_404(request, entry_id)
-        return entry_response(request, line.entry_retry(entry_id=entry.pk))
+        return entry_response(request, line.entry_retry(entry_id=entry.pk, actor=request.user))
 
 
 class EntryMoveView(ApiView):
@@ -343,7 +360,12 @@ class EntryMoveView(ApiView):
         entry = entry_or_404(request, entry_id)
         data = s.MoveInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        moved = line.entry_move(entry_id=entry.pk, position=data.validated_data["position"])
+        moved = line.entry_move(
+            entry_id=entry.pk,
+            position=data.validated_data["position"],
+            note=data.validated_data.get("note", ""),
+            actor=request.user,
+        )
         return entry_response(request, moved)
 
 
@@ -352,12 +374,18 @@ class QueueClearView(ApiView):
 
     @extend_schema(
         operation_id="queue_clear",
-        request=None,
-        responses={200: s.ClearResultSerializer, **errors(401, 403)},
-        description="Cancel every waiting entry (staff only); running transfers go on.",
+        request=s.NoteInputSerializer,
+        responses={200: s.ClearResultSerializer, **errors(400, 401, 403, 413, 415)},
+        description=(
+            "Cancel every waiting entry (staff only); running transfers go on. A `note`"
+            " reaches every owner whose entries it cancels."
+        ),
     )
     def post(self, request: Request) -> Response:
-        return Response({"cancelled": line.queue_clear()})
+        data = s.NoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cleared = line.queue_clear(note=data.validated_data.get("note", ""), actor=request.user)
+        return Response({"cancelled": cleared})
 
 
 class QueuePauseView(ApiView):
@@ -443,3 +471,38 @@ class EventsView(ApiView):
                 f"{request.path}?{urlencode({'after': next_after, 'limit': limit})}"
             )
         return Response({"results": events, "after": next_after, "next": next_url})
+
+
+# --- the history of one's entries ---------------------------------------------------------
+
+
+class ActivityPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 200
+
+
+class ActivityView(ApiView):
+    @extend_schema(
+        operation_id="activity_list",
+        parameters=[
+            s.ActivityQuerySerializer,
+            OpenApiParameter("limit", int, description="Page size (default 50, max 200)."),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: s.ACTIVITY_PAGE_SCHEMA, **errors(400, 401)},
+        description=(
+            "What happened to your entries, newest first: transferred (with the link),"
+            " failed (with the reason), cancelled, moved or put back in line (by whom, with"
+            " staff's note). Staff see their own, or one user's with `user`."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        query = s.ActivityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        paginator = ActivityPagination()
+        rows = history.activity_for(user=request.user, username=query.validated_data.get("user"))
+        page = paginator.paginate_queryset(rows, request, view=self)
+        staff = bool(request.user.is_staff)
+        return paginator.get_paginated_response(
+            [history.activity_item(row, staff=staff) for row in page]
+        )
