@@ -1,4 +1,6 @@
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from queue_app import share, views, webhooks
 
@@ -11,4 +13,10 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("share/<str:token>", share.share, name="share"),
     path("webhooks/fathom", webhooks.fathom_webhook, name="fathom-webhook"),
+    # Browsers and crawlers ask for /favicon.ico whatever the page says.
+    path(
+        "favicon.ico",
+        RedirectView.as_view(url=static("queue_app/favicon.svg"), permanent=True),
+        name="favicon",
+    ),
 ]

@@ -370,3 +370,40 @@ ACTIVITY_PAGE_SCHEMA = {
         "results": {"type": "array", "items": ACTIVITY_SCHEMA},
     },
 }
+
+ESTIMATES_SCHEMA = {
+    "type": "object",
+    "required": [
+        "paused",
+        "reason",
+        "slots",
+        "typical_transfer_seconds",
+        "samples",
+        "computed_at",
+        "entries",
+    ],
+    "properties": {
+        "paused": {"type": "boolean"},
+        "reason": {
+            "enum": ["", "paused", "no_history"],
+            "description": "Why entries have no estimate: the queue is paused, or no"
+            " transfer has completed yet.",
+        },
+        "slots": {"type": "integer", "description": "Transfers that run at once."},
+        "typical_transfer_seconds": {"type": ["number", "null"]},
+        "samples": {"type": "integer", "description": "Completed transfers learnt from."},
+        "computed_at": {"type": "string", "format": "date-time"},
+        "entries": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "starts_in_seconds", "eta_seconds"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "starts_in_seconds": {"type": "integer", "minimum": 0},
+                    "eta_seconds": {"type": "integer", "minimum": 0},
+                },
+            },
+        },
+    },
+}

@@ -30,6 +30,7 @@ urlpatterns = [
     ),
     path("events", views.EventsView.as_view(), name="events"),
     path("activity", views.ActivityView.as_view(), name="activity"),
+    path("estimates", views.EstimatesView.as_view(), name="estimates"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", docs.SwaggerDocsView.as_view(), name="docs"),
     path("docs/assets/<str:filename>", docs.swagger_ui_asset, name="docs-asset"),

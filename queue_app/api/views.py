@@ -26,7 +26,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from queue_app import history, selectors
+from queue_app import estimates, history, selectors
 from queue_app.api import serializers as s
 from queue_app.api.tokens import token_obtain, token_revoke
 from queue_app.models import QueueEntry
@@ -506,3 +506,21 @@ class ActivityView(ApiView):
         return paginator.get_paginated_response(
             [history.activity_item(row, staff=staff) for row in page]
         )
+
+
+# --- waiting times ------------------------------------------------------------------------
+
+
+class EstimatesView(ApiView):
+    @extend_schema(
+        operation_id="queue_estimates",
+        responses={200: s.ESTIMATES_SCHEMA, **errors(401)},
+        description=(
+            "When each of your active entries should start and be done, in seconds from"
+            " `computed_at`, from recent transfer times, the slots and the line ahead"
+            " (docs/estimates.md). None while the queue is paused (running transfers"
+            " excepted) or before any transfer has completed: `reason` says which."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        return Response(estimates.estimates_for(user=request.user))

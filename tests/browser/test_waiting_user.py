@@ -1,0 +1,236 @@
+"""What a waiting user sees (issue 15), in Chromium: alice (the owner), bob (another user)
+and staff; at phone width and by keyboard.
+
+Transfers are driven from the test (claim, complete, fail) on a daphne with no dispatch of
+its own, so each step is on the pages before the next one happens.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from queue_app.models import Activity, EntryStatus, QueueEntry, TransferAttempt
+from queue_app.services import line, transfers
+from tests.browser.conftest import PHONE, Daphne, screenshot, sign_in
+from tests.queue_helpers import fail_transfer, wait_to_retry
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKER = "browser-test-worker"
+
+
+@pytest.fixture
+def server(quiet_env):
+    daphne = Daphne(quiet_env, "daphne-waiting").start()
+    yield daphne
+    daphne.stop()
+
+
+def live(page):
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+def finish(entry_id, result_url: str = "", *, seconds: float = 20.0) -> None:
+    """Complete a claimed transfer as if it took `seconds` (the estimates learn from it)."""
+    TransferAttempt.objects.filter(entry_id=entry_id, finished_at__isnull=True).update(
+        started_at=timezone.now() - timedelta(seconds=seconds)
+    )
+    assert transfers.transfer_complete(entry_id=entry_id, worker=WORKER, result_url=result_url)
+
+
+def test_the_history_stays_and_staff_say_why(
+    server, new_page, make_user, make_meeting, no_dispatch
+):
+    alice, bob = make_user("alice"), make_user("bob")
+    staff_user = make_user("admin", is_staff=True)
+    shipped = line.entry_enqueue(meeting=make_meeting(alice, "Quarterly review"))
+    broken = line.entry_enqueue(meeting=make_meeting(alice, "Design crit"))
+    transfers.transfer_claim_next(worker=WORKER)
+    finish(shipped.pk, f"{server.base_url}/share/abc")
+    transfers.transfer_claim_next(worker=WORKER)
+    fail_transfer(entry_id=broken.pk, worker=WORKER, error="Fathom says the file is gone")
+    waiting = line.entry_enqueue(meeting=make_meeting(alice, "Hiring sync"))
+    line.entry_enqueue(meeting=make_meeting(bob, "Bob's standup"))
+
+    page = new_page(viewport=PHONE)
+    sign_in(page, server.base_url, "alice", next_path="/queue")
+    live(page)
+    history = page.locator("#activity-list")
+    # Survives a reload: from the stored history, not from notices.
+    page.reload()
+    live(page)
+    expect(page.get_by_role("heading", name="Done and failed")).to_be_visible()
+    expect(history.locator("li")).to_have_count(2)
+    expect(history.locator("li").nth(0)).to_contain_text("“Design crit” failed: Fathom says")
+    expect(history.locator("li").nth(1)).to_contain_text("“Quarterly review” is transferred.")
+    link = history.get_by_role("link", name="Open the share link of “Quarterly review”")
+    expect(link).to_have_attribute("href", f"{server.base_url}/share/abc")
+    expect(page.locator("#summary")).to_contain_text("your entry: place 1")
+
+    # Staff cancel her waiting entry with a note (the service the API, the admin and the
+    # monitor call): she hears why, live, and it joins her history.
+    line.entry_cancel(entry_id=waiting.pk, note="Recording has no audio", actor=staff_user)
+    notices = page.locator("#notices")
+    expect(notices).to_contain_text(
+        "Staff cancelled “Hiring sync”. Staff's note: Recording has no audio"
+    )
+    expect(history.locator("li").nth(0)).to_contain_text("Staff cancelled “Hiring sync”.")
+    expect(history.locator("li").nth(0)).to_contain_text("Staff's note: Recording has no audio")
+    screenshot(page, "queue-history-phone")
+
+    # Retry from the history, by keyboard.
+    retry = history.get_by_role("button", name="Retry “Design crit”")
+    retry.focus()
+    page.keyboard.press("Enter")
+    expect(history.get_by_role("button", name="Retry “Design crit”")).to_have_count(0)
+    expect(page.locator("#line > li.mine")).to_contain_text("Design crit")
+    assert QueueEntry.objects.get(pk=broken.pk).status == EntryStatus.QUEUED
+
+    # My meetings lists all of it, the move and the retry included.
+    page.goto(f"{server.base_url}/")
+    activity = page.locator("#activity-list")
+    expect(activity).to_contain_text("You put “Design crit” back in line.")
+    expect(activity).to_contain_text("Staff cancelled “Hiring sync”.")
+
+    # Bob sees none of it.
+    bob_page = new_page()
+    sign_in(bob_page, server.base_url, "bob", next_path="/queue")
+    live(bob_page)
+    expect(bob_page.locator("#activity-empty")).to_be_visible()
+    body = bob_page.content()
+    assert "Recording has no audio" not in body and "Design crit" not in body
+    assert Activity.objects.filter(user=bob).count() == 0
+
+
+def test_a_failure_notice_offers_retry(server, new_page, make_user, make_meeting, no_dispatch):
+    alice = make_user("alice")
+    entry = line.entry_enqueue(meeting=make_meeting(alice, "Board prep"))
+    page = new_page()
+    sign_in(page, server.base_url, "alice", next_path="/queue")
+    live(page)
+
+    transfers.transfer_claim_next(worker=WORKER)
+    fail_transfer(entry_id=entry.pk, worker=WORKER, error="Loom refused the upload")
+
+    notice = page.locator("#notices .notice")
+    expect(notice).to_contain_text("“Board prep” failed: Loom refused the upload.")
+    expect(notice.get_by_role("button", name="Dismiss")).to_be_visible()
+    notice.get_by_role("button", name="Retry “Board prep”").click()
+    expect(page.locator("#notices .notice")).to_have_count(0)
+    expect(page.locator("#line > li.mine")).to_contain_text("Board prep")
+
+
+def test_waiting_times_count_down_and_say_why_there_are_none(
+    server, new_page, make_user, make_meeting, no_dispatch
+):
+    alice = make_user("alice")
+    make_user("admin", is_staff=True)
+    # History: three transfers of about 20 s each.
+    for n in range(3):
+        done = line.entry_enqueue(meeting=make_meeting(alice, f"Old {n}"))
+        transfers.transfer_claim_next(worker=WORKER)
+        finish(done.pk, seconds=20)
+    running = line.entry_enqueue(meeting=make_meeting(alice, "Running one"))
+    flaky = line.entry_enqueue(meeting=make_meeting(alice, "Flaky one"))
+    for title in ("First", "Second", "Third"):
+        line.entry_enqueue(meeting=make_meeting(alice, title))
+    assert transfers.transfer_claim_next(worker=WORKER).pk == running.pk
+    assert transfers.transfer_claim_next(worker=WORKER).pk == flaky.pk
+    wait_to_retry(entry_id=flaky.pk, worker=WORKER, error="Fathom is busy", delay_seconds=90)
+
+    page = new_page()
+    sign_in(page, server.base_url, "alice", next_path="/queue")
+    live(page)
+    expect(page.locator("#summary")).to_contain_text("your 3 entries: places 1-3")
+    running_row = page.locator("#running > li", has_text="Running one")
+    expect(running_row).to_contain_text(re.compile(r"running for \d+ s"))
+    expect(running_row).to_contain_text(re.compile(r"done in \d+ s"))
+    retry_row = page.locator("#running > li", has_text="Flaky one")
+    expect(retry_row).to_contain_text("attempt 1 failed: Fathom is busy")
+    expect(retry_row).to_contain_text(re.compile(r"next try in 1 min \d\d s"))
+    expect(retry_row.get_by_role("progressbar")).to_be_hidden()
+    first = page.locator("#line > li", has_text="First")
+    expect(first).to_contain_text(re.compile(r"done in \d+ s"))
+    # It ticks between events.
+    shown = first.locator(".entry-meta").text_content()
+    expect(first.locator(".entry-meta")).not_to_have_text(shown, timeout=4000)
+    screenshot(page, "queue-estimates")
+
+    # Paused: no estimate for the line, and the page says why.
+    line.queue_pause()
+    expect(page.locator("#paused-banner")).to_be_visible()
+    expect(first).to_contain_text("paused: no estimate until staff resume the queue")
+    expect(running_row).to_contain_text(re.compile(r"done in \d+ s"))
+    line.queue_resume()
+    expect(first).to_contain_text(re.compile(r"done in \d+ s"))
+
+
+def test_stopping_a_running_transfer_asks_first_by_keyboard(
+    server, new_page, make_user, make_meeting, no_dispatch
+):
+    alice = make_user("alice")
+    entry = line.entry_enqueue(meeting=make_meeting(alice, "Long all-hands"))
+    transfers.transfer_claim_next(worker=WORKER)
+    page = new_page(viewport=PHONE)
+    sign_in(page, server.base_url, "alice", next_path="/queue")
+    live(page)
+    cancel = page.get_by_role("button", name="Cancel “Long all-hands”")
+
+    cancel.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog", name="Stop the transfer of “Long all-hands”?")
+    expect(dialog).to_be_visible()
+    keep = dialog.get_by_role("button", name="Keep transferring")
+    expect(keep).to_be_focused()
+    screenshot(page, "queue-confirm-phone")
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(cancel).to_be_focused()
+    assert QueueEntry.objects.get(pk=entry.pk).status == EntryStatus.RUNNING
+
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(dialog.get_by_role("button", name="Stop the transfer")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("#running > li")).to_have_count(0)
+    assert QueueEntry.objects.get(pk=entry.pk).status == EntryStatus.CANCELLED
+
+
+def test_transferring_again_asks_first(server, new_page, make_user, make_meeting, no_dispatch):
+    alice = make_user("alice")
+    meeting = make_meeting(alice, "Customer call")
+    entry = line.entry_enqueue(meeting=meeting)
+    transfers.transfer_claim_next(worker=WORKER)
+    finish(entry.pk, "http://example.invalid/share/1")
+    page = new_page()
+    sign_in(page, server.base_url, "alice")
+    live(page)
+    row = page.locator(".meeting", has=page.get_by_role("heading", name="Customer call"))
+
+    row.get_by_role("button", name=re.compile("^Transfer again")).click()
+    dialog = page.get_by_role("dialog", name="Transfer “Customer call” again?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Don't transfer").click()
+    expect(dialog).to_be_hidden()
+    assert not QueueEntry.objects.filter(meeting=meeting, status=EntryStatus.QUEUED).exists()
+
+    row.get_by_role("button", name=re.compile("^Transfer again")).click()
+    dialog.get_by_role("button", name="Transfer again").click()
+    expect(row).to_contain_text("In line: place 1")
+    assert QueueEntry.objects.filter(meeting=meeting, status=EntryStatus.QUEUED).exists()
+
+
+def test_the_site_has_a_favicon(server, new_page, make_user):
+    make_user("alice")
+    page = new_page()
+    sign_in(page, server.base_url, "alice")
+    href = page.locator("link[rel=icon]").get_attribute("href")
+    response = page.request.get(f"{server.base_url}{href}")
+    assert response.status == 200
+    assert response.headers["content-type"].startswith("image/")
