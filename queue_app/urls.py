@@ -2,7 +2,7 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
-from queue_app import share, views, webhooks
+from queue_app import share_page, views, webhooks
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,7 +11,11 @@ urlpatterns = [
     path("monitor", views.monitor, name="monitor"),
     path("monitor/stats", views.monitor_stats, name="monitor-stats"),
     path("metrics", views.metrics, name="metrics"),
-    path("share/<str:token>", share.share, name="share"),
+    # The page for people, the file for players (share_page); the file itself, with
+    # ranges, at /media (queue_app.share serves it).
+    path("share/<str:token>", share_page.share_page, name="share"),
+    path("share/<str:token>/media", share_page.share_media, name="share-media"),
+    path("oembed", share_page.oembed, name="oembed"),
     path("webhooks/fathom", webhooks.fathom_webhook, name="fathom-webhook"),
     # Browsers and crawlers ask for /favicon.ico whatever the page says.
     path(

@@ -141,6 +141,12 @@ class MoveInputSerializer(serializers.Serializer):
     note = note_field()
 
 
+class ShareAccessSerializer(serializers.Serializer):
+    access = serializers.ChoiceField(
+        choices=[("anyone", "Anyone with the link"), ("signed_in", "Signed-in users only")]
+    )
+
+
 class ActivityQuerySerializer(serializers.Serializer):
     user = serializers.CharField(
         max_length=150, required=False, help_text="Staff only: one user's (username)."

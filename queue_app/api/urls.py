@@ -22,6 +22,11 @@ urlpatterns = [
     path("queue/<str:entry_id>/move", views.EntryMoveView.as_view(), name="entry-move"),
     path("meetings", views.MeetingsView.as_view(), name="meetings"),
     path("meetings/sync", accounts.MeetingSyncView.as_view(), name="meetings-sync"),
+    path(
+        "meetings/<int:meeting_id>/share",
+        views.MeetingShareView.as_view(),
+        name="meeting-share",
+    ),
     path("credentials/fathom", accounts.FathomCredentialView.as_view(), name="credentials-fathom"),
     path(
         "credentials/fathom/webhook",

@@ -30,7 +30,7 @@ from queue_app import estimates, history, selectors
 from queue_app.api import serializers as s
 from queue_app.api.tokens import token_obtain, token_revoke
 from queue_app.models import QueueEntry
-from queue_app.services import line
+from queue_app.services import line, sharing
 
 UNAVAILABLE = "`unavailable`: the database or Redis cannot be reached; try again shortly."
 ERRORS = {
@@ -524,3 +524,29 @@ class EstimatesView(ApiView):
     )
     def get(self, request: Request) -> Response:
         return Response(estimates.estimates_for(user=request.user))
+
+
+# --- who may open a share page -----------------------------------------------------------
+
+
+class MeetingShareView(ApiView):
+    @extend_schema(
+        operation_id="meeting_share_access",
+        parameters=[OpenApiParameter("meeting_id", int, OpenApiParameter.PATH)],
+        request=s.ShareAccessSerializer,
+        responses={200: s.ShareAccessSerializer, **errors(400, 401, 404, 413, 415)},
+        description=(
+            "Who may open your meeting's share page and file: `anyone` with the link (the"
+            " default) or `signed_in` users only."
+        ),
+    )
+    def put(self, request: Request, meeting_id: int) -> Response:
+        meeting = selectors.meeting_of(user=request.user, meeting_id=meeting_id)
+        if meeting is None:
+            raise NotFound()
+        data = s.ShareAccessSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        meeting = sharing.meeting_set_share_access(
+            meeting=meeting, access=data.validated_data["access"]
+        )
+        return Response({"access": meeting.share_access})

@@ -14,9 +14,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from queue_app.integrations.uploaders import get_uploader
 from queue_app.models import Activity, EntryStatus, QueueEntry, TransferAttempt
 from queue_app.services import line, transfers
 from tests.browser.conftest import PHONE, Daphne, screenshot, sign_in
+from tests.processes import ROOT
 from tests.queue_helpers import fail_transfer, wait_to_retry
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -234,3 +236,69 @@ def test_the_site_has_a_favicon(server, new_page, make_user):
     response = page.request.get(f"{server.base_url}{href}")
     assert response.status == 200
     assert response.headers["content-type"].startswith("image/")
+
+
+def test_the_share_page_as_owner_other_user_and_stranger(
+    server, new_page, make_user, make_meeting, no_dispatch, settings
+):
+    """The share link opens a page: the player, what Fathom knows, the transcript that
+    follows playback; the owner closes it to signed-in users, and a stranger must sign in."""
+    alice, _ = make_user("alice"), make_user("bob")
+    meeting = make_meeting(alice, "Launch retro")
+    meeting.summary = "## Summary\n\nWe launch on Monday.\n\n- Write the notes\n"
+    meeting.duration_seconds = 1800
+    meeting.raw = {
+        "recorded_by": {"name": "Alice Example"},
+        "transcript": [
+            {"speaker": {"display_name": "Alice"}, "text": "Hello all.", "timestamp": "00:00:00"},
+            {"speaker": {"display_name": "Bob"}, "text": "Dates next.", "timestamp": "00:00:01"},
+        ],
+    }
+    meeting.save()
+    # The file the local uploader keeps, where the server (same MEDIA_ROOT) serves it.
+    video = ROOT / "fathom_sandbox" / "media" / "recording-1.mp4"
+    settings.MEDIA_ROOT = server.env["MEDIA_ROOT"]
+    result = get_uploader().upload(video, title=str(meeting), description="")
+    share_url = server.base_url + "/share/" + result.share_url.rsplit("/", 1)[1]
+    entry = line.entry_enqueue(meeting=meeting)
+    transfers.transfer_claim_next(worker=WORKER)
+    finish(entry.pk, share_url)
+
+    stranger = new_page(viewport=PHONE)
+    stranger.goto(share_url)
+    expect(stranger.get_by_role("heading", name="Launch retro", level=1)).to_be_visible()
+    expect(stranger.locator("#share-facts")).to_contain_text("30 min")
+    expect(stranger.locator("#share-facts")).to_contain_text("by Alice Example")
+    expect(stranger.get_by_role("heading", name="Summary")).to_be_visible()
+    expect(stranger.locator(".share-summary")).to_contain_text("We launch on Monday.")
+    expect(
+        stranger.get_by_role("link", name="Download the recording of “Launch retro”")
+    ).to_be_visible()
+    expect(stranger.get_by_text("Who can open this page")).to_have_count(0)
+    lines = stranger.locator("#transcript > li")
+    expect(lines).to_have_count(2)
+    # The transcript follows playback: playing from the second line's time marks it.
+    stranger.get_by_role("button", name="Play from 0:01").click()
+    expect(lines.nth(1)).to_have_attribute("aria-current", "true")
+    expect(lines.nth(0)).not_to_have_attribute("aria-current", "true")
+    assert stranger.locator("meta[property='og:title']").get_attribute("content") == "Launch retro"
+    screenshot(stranger, "share-phone")
+
+    # The owner closes the link to signed-in users, by keyboard.
+    owner = new_page()
+    sign_in(owner, server.base_url, "alice")
+    owner.goto(share_url)
+    owner.get_by_label("Signed-in users only").focus()
+    owner.keyboard.press("Space")
+    expect(owner.locator("#access-status")).to_have_text("Saved: only signed-in users can open it.")
+    screenshot(owner, "share")
+    meeting.refresh_from_db()
+    assert meeting.share_access == "signed_in"
+
+    stranger.goto(share_url)
+    expect(stranger.get_by_label("Username")).to_be_visible()  # the sign-in page
+    other = new_page(viewport=PHONE)
+    sign_in(other, server.base_url, "bob")
+    other.goto(share_url)
+    expect(other.get_by_role("heading", name="Launch retro", level=1)).to_be_visible()
+    expect(other.get_by_text("Who can open this page")).to_have_count(0)

@@ -10,6 +10,9 @@ import pytest
 from queue_app.integrations.uploaders import LocalUploader, get_uploader, share_path
 from queue_app.share import parse_range
 
+# The share link checks who may open it (Meeting.share_access): a database read.
+pytestmark = pytest.mark.django_db
+
 
 @pytest.fixture
 def media(settings, tmp_path):
