@@ -263,3 +263,26 @@ def test_the_pages_start_from_the_history(client_for, alice, bob, make_meeting):
     assert "Reordered" not in queue_page  # a move is not "done or failed"
     assert "Reordered" in home_page and "Shipped" in home_page
     assert "Bob secret" not in queue_page + home_page
+
+
+def test_a_staff_cancellation_asks_for_the_email_after_commit(
+    client_for, alice, staff, make_meeting, monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+    monkeypatch.setattr(
+        "queue_app.services.activity.current_app.send_task",
+        lambda name, args: sent.append((name, args)),
+    )
+    mine = line.entry_enqueue(meeting=make_meeting(alice, "Mine"))
+    theirs = line.entry_enqueue(meeting=make_meeting(alice, "Staff's to cancel"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(alice).delete(f"/api/queue/{mine.pk}")
+    assert sent == []  # her own cancellation: no email
+    with django_capture_on_commit_callbacks(execute=True):
+        client_for(staff).delete(f"/api/queue/{theirs.pk}", {"note": "Dup"}, format="json")
+
+    row = Activity.objects.get(entry=theirs)
+    assert sent == [("queue_app.tasks.notify_cancelled", [[row.pk]])]
+    # The task's name is the one the worker registers.
+    assert tasks.notify_cancelled.name == "queue_app.tasks.notify_cancelled"

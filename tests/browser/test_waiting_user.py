@@ -302,3 +302,41 @@ def test_the_share_page_as_owner_other_user_and_stranger(
     other.goto(share_url)
     expect(other.get_by_role("heading", name="Launch retro", level=1)).to_be_visible()
     expect(other.get_by_text("Who can open this page")).to_have_count(0)
+
+
+def test_staff_cancel_with_a_note_in_the_admin_and_the_monitor_fits_a_phone(
+    server, new_page, make_user, make_meeting, no_dispatch
+):
+    alice = make_user("alice")
+    make_user("admin", is_staff=True)
+    running = line.entry_enqueue(meeting=make_meeting(alice, "A meeting with a long title " * 3))
+    transfers.transfer_claim_next(worker="a-worker-with-a-long-name@host-1234567890")
+    waiting = line.entry_enqueue(meeting=make_meeting(alice, "Interview loop"))
+    for n in range(3):
+        line.entry_enqueue(meeting=make_meeting(alice, f"Another waiting meeting {n}"))
+
+    mine = new_page(viewport=PHONE)
+    sign_in(mine, server.base_url, "alice", next_path="/queue")
+    live(mine)
+
+    staff = new_page(viewport=PHONE)
+    sign_in(staff, server.base_url, "admin", next_path="/monitor")
+    live(staff)
+    expect(staff.locator("#running > tr")).to_have_count(1)
+    expect(staff.locator("#line > tr")).to_have_count(4)
+    # Nothing wider than the phone: the tables stack into labelled rows.
+    width = staff.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], width
+    expect(staff.locator("#running > tr td").nth(1)).to_be_visible()
+    screenshot(staff, "monitor-phone")
+
+    staff.goto(f"{server.base_url}/admin/queue_app/queueentry/{waiting.pk}/change/")
+    staff.get_by_label("Note to the owner").first.fill("Candidate withdrew")
+    staff.get_by_role("button", name="Cancel this entry").click()
+    expect(staff.locator(".messagelist")).to_contain_text("Cancelled")
+
+    expect(mine.locator("#notices")).to_contain_text(
+        "Staff cancelled “Interview loop”. Staff's note: Candidate withdrew"
+    )
+    expect(mine.locator("#activity-list li").first).to_contain_text("Candidate withdrew")
+    assert QueueEntry.objects.get(pk=running.pk).status == EntryStatus.RUNNING
