@@ -9,8 +9,11 @@
 
 (function () {
   const F = window.Fathomloom;
+  // Asked again after the line changes, but at most every 5 s per page (a busy line has
+  // events every second; the countdown runs on meanwhile), and only while the viewer has
+  // an entry that is not finished: nobody else's estimates are sent anyway.
   const REFRESH_AFTER_EVENT_MS = 1500;
-  const MIN_REFRESH_GAP_MS = 3000;
+  const MIN_REFRESH_GAP_MS = 5000;
   const REFRESH_EVERY_MS = 30000;
   // Events after which waiting times change; progress ticks do not.
   const LINE_CHANGES = new Set([
@@ -62,10 +65,20 @@
     }
   }
 
+  function haveActive() {
+    const client = window.fathomloomClient;
+    if (!client || !client.state) return true;
+    return client.state.queue.some((entry) => entry.mine);
+  }
+
   function scheduleRefresh() {
-    clearTimeout(timer);
+    // One pending ask at a time: events that keep coming must not keep putting it off.
+    if (timer || !haveActive()) return;
     const wait = Math.max(REFRESH_AFTER_EVENT_MS, lastFetch + MIN_REFRESH_GAP_MS - Date.now());
-    timer = setTimeout(refresh, wait);
+    timer = setTimeout(() => {
+      timer = null;
+      refresh();
+    }, wait);
   }
 
   window.addEventListener("fathomloom:message", (event) => {
@@ -79,7 +92,7 @@
       scheduleRefresh();
     }
   });
-  setInterval(() => document.visibilityState === "visible" && refresh(), REFRESH_EVERY_MS);
+  setInterval(() => document.visibilityState === "visible" && haveActive() && refresh(), REFRESH_EVERY_MS);
   refresh();
 
   /** Seconds until `entry` should be done, or null (paused, no history, unknown). */
