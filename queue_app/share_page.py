@@ -190,9 +190,23 @@ def _audio_only(meeting: Meeting) -> bool:
 # --- the views ----------------------------------------------------------------------------
 
 
+# Link unfurlers (chat apps, social sites) that fetch a pasted link for its metadata,
+# some with `Accept: */*`: they get the page, whose Open Graph tags they read.
+_UNFURLERS = re.compile(
+    r"bot\b|facebookexternalhit|slack|discord|twitter|whatsapp|telegram|embedly|linkedin"
+    r"|mastodon|skype|teams|iframely",
+    re.IGNORECASE,
+)
+
+
 def _wants_page(request: HttpRequest) -> bool:
-    """A person's browser (text/html, no Range), not a player asking for bytes."""
-    return "text/html" in request.headers.get("Accept", "") and "Range" not in request.headers
+    """A person's browser (text/html) or a link unfurler, not a player asking for bytes
+    (a Range, or neither)."""
+    if "Range" in request.headers:
+        return False
+    if "text/html" in request.headers.get("Accept", ""):
+        return True
+    return bool(_UNFURLERS.search(request.headers.get("User-Agent", "")))
 
 
 def _refusal(request: HttpRequest) -> HttpResponse:

@@ -116,6 +116,16 @@ def test_oembed_refuses_what_it_may_not_tell(client, shared, alice):
     assert refused.status_code == 404 and "Budget" not in refused.content.decode()
 
 
+def test_link_unfurlers_get_the_page_even_without_asking_for_html(client, shared):
+    url, _, _ = shared
+    for agent in ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", "Discordbot/2.0"):
+        page = client.get(path_of(url), HTTP_ACCEPT="*/*", HTTP_USER_AGENT=agent)
+        assert page["Content-Type"].startswith("text/html"), agent
+        assert b'property="og:title"' in page.content
+    player = client.get(path_of(url), HTTP_ACCEPT="*/*", HTTP_USER_AGENT="VLC/3.0.20 LibVLC/3.0.20")
+    assert player["Content-Type"] == "video/mp4"
+
+
 def test_players_still_get_the_file_with_ranges(client, shared):
     url, _, data = shared
     whole = client.get(path_of(url))  # no text/html: a player
