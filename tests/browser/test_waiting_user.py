@@ -98,6 +98,11 @@ def test_the_history_stays_and_staff_say_why(
     activity = page.locator("#activity-list")
     expect(activity).to_contain_text("You put “Design crit” back in line.")
     expect(activity).to_contain_text("Staff cancelled “Hiring sync”.")
+    # The meeting itself says why it is no longer queued.
+    hiring = page.locator(".meeting", has=page.get_by_role("heading", name="Hiring sync"))
+    expect(hiring.locator(".meeting-why")).to_have_text(
+        "Cancelled by staff. Their note: Recording has no audio"
+    )
 
     # Bob sees none of it.
     bob_page = new_page()

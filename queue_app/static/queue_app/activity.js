@@ -85,6 +85,33 @@
     const shown = items.filter(wanted).slice(0, limit);
     F.renderKeyed(list, shown, (item) => item.id, createItem, () => {});
     if (empty) empty.hidden = shown.length > 0;
+    annotateMeetings();
+  }
+
+  /** On My meetings: a meeting whose transfer staff cancelled says so, with their note,
+   * instead of a bare "Not queued." (only while that cancellation is its latest news). */
+  function annotateMeetings() {
+    const rows = document.querySelectorAll(".meeting[data-meeting-id]");
+    if (!rows.length) return;
+    const newest = new Map();
+    for (const item of items) {
+      const key = String(item.meeting_id);
+      if (item.meeting_id != null && !newest.has(key)) newest.set(key, item);
+    }
+    for (const row of rows) {
+      const item = newest.get(row.dataset.meetingId);
+      let why = row.querySelector(".meeting-why");
+      const show = item && item.kind === "cancelled" && item.by === "staff" && row.dataset.status === "cancelled";
+      if (!show) {
+        if (why) why.remove();
+        continue;
+      }
+      if (!why) {
+        why = el("p", { class: "meeting-why" });
+        (row.querySelector(".meeting-main") || row).append(why);
+      }
+      why.textContent = item.note ? `Cancelled by staff. Their note: ${item.note}` : "Cancelled by staff.";
+    }
   }
 
   /** Outcomes of my entries that an event carries, as history items. */
@@ -125,7 +152,10 @@
       return;
     }
     const fresh = itemsFrom(message);
-    if (!fresh.length) return;
+    if (!fresh.length) {
+      annotateMeetings(); // the page's rows may have changed state
+      return;
+    }
     const known = new Set(items.map((item) => item.id));
     items = fresh.filter((item) => !known.has(item.id)).reverse().concat(items);
     render();
@@ -145,5 +175,7 @@
   });
 
   render();
+  // My meetings draws its rows after this script runs.
+  document.addEventListener("DOMContentLoaded", annotateMeetings);
   F.activity = { refetch, render };
 })();
