@@ -345,3 +345,25 @@ def test_staff_cancel_with_a_note_in_the_admin_and_the_monitor_fits_a_phone(
     )
     expect(mine.locator("#activity-list li").first).to_contain_text("Candidate withdrew")
     assert QueueEntry.objects.get(pk=running.pk).status == EntryStatus.RUNNING
+
+
+def test_my_meetings_pages_through_older_activity(
+    server, new_page, make_user, make_meeting, no_dispatch
+):
+    alice = make_user("alice")
+    for n in range(25):
+        entry = line.entry_enqueue(meeting=make_meeting(alice, f"M{n}"))
+        line.entry_cancel(entry_id=entry.pk, actor=alice)
+    page = new_page(viewport=PHONE)
+    sign_in(page, server.base_url, "alice")
+    live(page)
+    items = page.locator("#activity-list > li")
+    expect(items).to_have_count(20)
+    expect(items.first).to_contain_text("You cancelled “M24”.")
+
+    older = page.get_by_role("button", name="Show older")
+    older.focus()
+    page.keyboard.press("Enter")
+    expect(items).to_have_count(25)
+    expect(items.last).to_contain_text("You cancelled “M0”.")
+    expect(older).to_be_hidden()

@@ -12,8 +12,10 @@
   if (!list) return;
   const empty = document.getElementById("activity-empty");
   const kinds = (list.dataset.kinds || "").split(/\s+/).filter(Boolean);
-  const limit = Number(list.dataset.limit) || 20;
+  const pageSize = Number(list.dataset.limit) || 20;
+  let limit = pageSize;
   let items = F.readJson("initial-activity") || [];
+  const more = document.getElementById("activity-more");
 
   function wanted(item) {
     return kinds.length === 0 || kinds.includes(item.kind);
@@ -173,6 +175,26 @@
       F.notify("error", `Could not retry: ${error.message}`);
     }
   });
+
+  // Older history, a page at a time (My meetings: every kind, so the offset is ours).
+  if (more) {
+    more.hidden = items.length < pageSize;
+    more.addEventListener("click", async () => {
+      more.disabled = true;
+      try {
+        const page = await F.api("GET", `/api/activity?limit=${pageSize}&offset=${items.length}`);
+        const known = new Set(items.map((item) => item.id));
+        items = items.concat(page.results.filter((item) => !known.has(item.id)));
+        limit = items.length;
+        more.hidden = !page.next;
+        render();
+      } catch (error) {
+        F.notify("error", `Could not load older activity: ${error.message}`);
+      } finally {
+        more.disabled = false;
+      }
+    });
+  }
 
   render();
   // My meetings draws its rows after this script runs.
