@@ -553,7 +553,12 @@ class QueueEntryAdmin(admin.ModelAdmin):
     def pause_view(self, request: HttpRequest) -> HttpResponse:
         if refused := self._queue_control(request):
             return refused
-        if line.queue_pause():
+        try:
+            changed = line.queue_pause(note=request.POST.get("note", ""))
+        except errors.InvalidInput as exc:
+            self.message_user(request, f"Could not pause: {exc}", messages.ERROR)
+            return HttpResponseRedirect(self._changelist_url())
+        if changed:
             self.message_user(
                 request,
                 "Paused the queue: no new transfers start; running ones finish.",

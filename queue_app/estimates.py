@@ -200,6 +200,11 @@ def line_estimates(*, now: datetime | None = None) -> LineEstimates:
     return LineEstimates(False, estimates, model=model, slots=slots)
 
 
+def current_pause_note() -> str:
+    """Staff's word on why the queue is paused, or ""."""
+    return QueueState.objects.filter(pk=1).values_list("pause_note", flat=True).first() or ""
+
+
 def estimates_for(*, user: Any, now: datetime | None = None) -> dict[str, Any]:
     """GET /api/estimates: the viewer's entries' estimates (staff: every entry's), the
     model's inputs, and why there are none when there are none."""
@@ -211,6 +216,7 @@ def estimates_for(*, user: Any, now: datetime | None = None) -> dict[str, Any]:
     visible = set(entries.values_list("id", flat=True))
     return {
         "paused": line.paused,
+        "pause_note": current_pause_note() if line.paused else "",
         "reason": line.reason,
         "slots": line.slots,
         "typical_transfer_seconds": round(line.model.typical, 1) if line.model else None,

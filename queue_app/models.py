@@ -59,6 +59,8 @@ class QueueState(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     paused = models.BooleanField(default=False)
+    # Staff's word on why they paused, for the people waiting (cleared on resume).
+    pause_note = models.CharField(max_length=500, blank=True)
     last_seq = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from queue_app import accounts, history, selectors
+from queue_app import accounts, estimates, history, selectors
 from queue_app.metrics import DatabaseCollector
 from queue_app.models import TransferAttempt
 
@@ -83,6 +83,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 else None
             ),
             "snapshot": page["snapshot"],
+            "pause_note": estimates.current_pause_note(),
             "activity": history.recent_activity(user=request.user),
             "latest_entries": latest,
             "config": _client_config(request),
@@ -101,6 +102,7 @@ def queue(request: HttpRequest) -> HttpResponse:
             "nav": "queue",
             "snapshot": selectors.queue_snapshot_for(request.user),
             "activity": history.recent_activity(user=request.user, kinds=history.DONE_KINDS),
+            "pause_note": estimates.current_pause_note(),
             "config": _client_config(request),
         },
     )
@@ -145,6 +147,7 @@ def monitor(request: HttpRequest) -> HttpResponse:
         {
             "nav": "monitor",
             "snapshot": selectors.queue_snapshot_for(request.user),
+            "pause_note": estimates.current_pause_note(),
             "monitor": _monitor_data(),
             "config": {
                 **_client_config(request),

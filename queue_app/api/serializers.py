@@ -381,6 +381,7 @@ ESTIMATES_SCHEMA = {
     "type": "object",
     "required": [
         "paused",
+        "pause_note",
         "reason",
         "slots",
         "typical_transfer_seconds",
@@ -390,6 +391,7 @@ ESTIMATES_SCHEMA = {
     ],
     "properties": {
         "paused": {"type": "boolean"},
+        "pause_note": {"type": "string", "description": "Staff's word on why it is paused."},
         "reason": {
             "enum": ["", "paused", "no_history"],
             "description": "Why entries have no estimate: the queue is paused, or no"

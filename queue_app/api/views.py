@@ -393,12 +393,18 @@ class QueuePauseView(ApiView):
 
     @extend_schema(
         operation_id="queue_pause",
-        request=None,
-        responses={200: s.PauseResultSerializer, **errors(401, 403)},
-        description="Stop handing out work (staff only); running transfers finish.",
+        request=s.NoteInputSerializer,
+        responses={200: s.PauseResultSerializer, **errors(400, 401, 403, 413, 415)},
+        description=(
+            "Stop handing out work (staff only); running transfers finish. A `note` says"
+            " why to everyone waiting, until the queue resumes."
+        ),
     )
     def post(self, request: Request) -> Response:
-        return Response({"paused": True, "changed": line.queue_pause()})
+        data = s.NoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changed = line.queue_pause(note=data.validated_data.get("note", ""))
+        return Response({"paused": True, "changed": changed})
 
 
 class QueueResumeView(ApiView):

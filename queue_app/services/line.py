@@ -420,22 +420,25 @@ def queue_clear(*, note: str = "", actor: Any | None = None) -> int:
     return len(waiting)
 
 
-def _set_paused(paused: bool) -> bool:
+def _set_paused(paused: bool, note: str = "") -> bool:
+    note = activity.clean_note(note)
     with transaction.atomic():
         state = lock_queue()
         if state.paused == paused:
             return False
         state.paused = paused
-        state.save(update_fields=["paused", "updated_at"])
+        state.pause_note = note if paused else ""
+        state.save(update_fields=["paused", "pause_note", "updated_at"])
         record(state, UpdateType.QUEUE_PAUSED if paused else UpdateType.QUEUE_RESUMED, entries=[])
         if not paused:
             request_dispatch()
     return True
 
 
-def queue_pause() -> bool:
-    """Stop handing out work; running transfers finish. False if already paused."""
-    return _set_paused(True)
+def queue_pause(*, note: str = "") -> bool:
+    """Stop handing out work; running transfers finish. False if already paused.
+    `note`: why, shown to everyone waiting until the queue resumes."""
+    return _set_paused(True, note)
 
 
 def queue_resume() -> bool:

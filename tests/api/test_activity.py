@@ -286,3 +286,23 @@ def test_a_staff_cancellation_asks_for_the_email_after_commit(
     assert sent == [("queue_app.tasks.notify_cancelled", [[row.pk]])]
     # The task's name is the one the worker registers.
     assert tasks.notify_cancelled.name == "queue_app.tasks.notify_cancelled"
+
+
+def test_staff_say_why_they_paused_until_the_queue_resumes(client_for, alice, staff, make_meeting):
+    line.entry_enqueue(meeting=make_meeting(alice))
+    staff_client, owner = client_for(staff), client_for(alice)
+    assert_error(
+        staff_client.post("/api/queue/pause", {"note": "x" * 501}, format="json"), 400, "invalid"
+    )
+    assert owner.get("/api/estimates").json()["paused"] is False
+
+    answer = staff_client.post("/api/queue/pause", {"note": "Loom maintenance"}, format="json")
+
+    assert answer.json() == {"paused": True, "changed": True}
+    body = owner.get("/api/estimates").json()
+    assert (body["paused"], body["pause_note"]) == (True, "Loom maintenance")
+    assert "Loom maintenance" in owner.get("/queue").content.decode()
+    staff_client.post("/api/queue/resume")
+    assert owner.get("/api/estimates").json()["pause_note"] == ""
+    call_command("queue", "pause", "--note", "Database upgrade")
+    assert owner.get("/api/estimates").json()["pause_note"] == "Database upgrade"

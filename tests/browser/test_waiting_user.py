@@ -169,12 +169,16 @@ def test_waiting_times_count_down_and_say_why_there_are_none(
     screenshot(page, "queue-estimates")
 
     # Paused: no estimate for the line, and the page says why.
-    line.queue_pause()
+    line.queue_pause(note="Loom is down for maintenance")
     expect(page.locator("#paused-banner")).to_be_visible()
+    expect(page.locator("#paused-banner")).to_contain_text(
+        "Staff's note: Loom is down for maintenance"
+    )
     expect(first).to_contain_text("paused: no estimate until staff resume the queue")
     expect(running_row).to_contain_text(re.compile(r"done in \d+ s"))
     line.queue_resume()
     expect(first).to_contain_text(re.compile(r"done in \d+ s"))
+    expect(page.locator("#pause-note")).to_have_text("")
 
 
 def test_stopping_a_running_transfer_asks_first_by_keyboard(

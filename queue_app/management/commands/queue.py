@@ -4,7 +4,7 @@ Every change goes through the same services as the admin, the monitor and the AP
 takes the queue lock, is one event, and every open page sees it live.
 
     manage.py queue status [--head N]
-    manage.py queue pause | resume
+    manage.py queue pause [--note TEXT] | resume
     manage.py queue retry ENTRY_ID... | --failed [--error-kind K] [--owner U]
     manage.py queue cancel ENTRY_ID... | --waiting --owner U   [--note TEXT]
     manage.py queue move ENTRY_ID POSITION [--note TEXT] (a number from 1, top or bottom)
@@ -31,7 +31,8 @@ class Command(BaseCommand):
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
         status = verbs.add_parser("status", help="Counts, running transfers, the head.")
         status.add_argument("--head", type=int, default=10, help="How many waiting to list.")
-        verbs.add_parser("pause", help="Stop handing out work; running transfers finish.")
+        pause = verbs.add_parser("pause", help="Stop handing out work; running transfers finish.")
+        pause.add_argument("--note", default="", help="Why, shown to everyone waiting.")
         verbs.add_parser("resume", help="Hand out work again.")
         retry = verbs.add_parser("retry", help="Put failed or cancelled entries back in line.")
         retry.add_argument("entry_ids", nargs="*", metavar="ENTRY_ID")
@@ -78,8 +79,11 @@ class Command(BaseCommand):
         if more > 0:
             self.stdout.write(f"... and {more} more waiting")
 
-    def do_pause(self, **_: Any) -> None:
-        changed = line.queue_pause()
+    def do_pause(self, *, note: str, **_: Any) -> None:
+        try:
+            changed = line.queue_pause(note=note)
+        except ApplicationError as exc:
+            raise CommandError(f"--note: {exc.detail}") from None
         self.stdout.write("Paused." if changed else "The queue was already paused.")
 
     def do_resume(self, **_: Any) -> None:

@@ -57,6 +57,8 @@
       const body = await F.api("GET", "/api/estimates");
       paused = body.paused;
       reason = body.reason;
+      const note = document.getElementById("pause-note");
+      if (note) note.textContent = body.pause_note ? `Staff's note: ${body.pause_note}` : "";
       doneAt.clear();
       take(body.entries, null);
       document.dispatchEvent(new CustomEvent("fathomloom:estimates"));
@@ -71,9 +73,9 @@
     return client.state.queue.some((entry) => entry.mine);
   }
 
-  function scheduleRefresh() {
+  function scheduleRefresh(always) {
     // One pending ask at a time: events that keep coming must not keep putting it off.
-    if (timer || !haveActive()) return;
+    if (timer || !(always || haveActive())) return;
     const wait = Math.max(REFRESH_AFTER_EVENT_MS, lastFetch + MIN_REFRESH_GAP_MS - Date.now());
     timer = setTimeout(() => {
       timer = null;
@@ -89,7 +91,8 @@
       scheduleRefresh();
     } else if (message.type === "QueueUpdate" && LINE_CHANGES.has(message.update_type)) {
       if (message.paused != null) paused = Boolean(message.paused);
-      scheduleRefresh();
+      // A pause or resume changes the banner's note for everyone, waiting or not.
+      scheduleRefresh(message.update_type === "queue_paused" || message.update_type === "queue_resumed");
     }
   });
   setInterval(() => document.visibilityState === "visible" && haveActive() && refresh(), REFRESH_EVERY_MS);
