@@ -34,6 +34,7 @@ from django.utils.text import Truncator
 from queue_app import errors, selectors
 from queue_app.models import (
     ACTIVE_STATUSES,
+    Activity,
     EntryStatus,
     Meeting,
     QueueEntry,
@@ -41,6 +42,7 @@ from queue_app.models import (
     TransferAttempt,
 )
 from queue_app.services import line
+from queue_app.services.activity import MAX_NOTE_LENGTH
 
 # The error column shows this much; the detail view shows all of it.
 ERROR_PREVIEW_CHARS = 80
@@ -96,6 +98,12 @@ class QueueActionForm(ActionForm):
         # and an invalid action form only says "No action selected".
         widget=forms.TextInput(attrs={"size": 4, "inputmode": "numeric"}),
     )
+    # Checked by the service (activity.clean_note), whose refusal is reported as a message.
+    note = forms.CharField(
+        required=False,
+        label="Note to the owners (cancel, move):",
+        widget=forms.TextInput(attrs={"size": 30, "maxlength": MAX_NOTE_LENGTH}),
+    )
 
 
 def _apply_to_each(
@@ -117,7 +125,7 @@ def _apply_to_each(
     for entry in entries:
         try:
             service(entry)
-        except errors.QueueError as exc:
+        except (errors.QueueError, errors.InvalidInput) as exc:
             failures.append(f"“{entry.meeting}” ({entry.owner.get_username()}): {exc}")
         else:
             succeeded += 1
@@ -140,10 +148,17 @@ def _apply_as_one_change(
     service: Callable[..., line.BulkChange],
     done: str,
     failed: str,
+    **extra: Any,
 ) -> None:
     """Run one bulk service over the entries (one transaction, one event) and report how
     many it changed and which it refused, why."""
-    result = service(entry_ids=[entry.pk for entry in entries], owner=None)
+    try:
+        result = service(
+            entry_ids=[entry.pk for entry in entries], owner=None, actor=request.user, **extra
+        )
+    except errors.InvalidInput as exc:  # a note too long: nothing changed
+        modeladmin.message_user(request, f"Could not {failed}: {exc}", messages.ERROR)
+        return
     by_id = {str(entry.pk): entry for entry in entries}
     for entry in result.entries:
         modeladmin.log_change(request, entry, f"{done} from the admin.")
@@ -178,6 +193,7 @@ def cancel_entries(
         service=line.entries_cancel,
         done="Cancelled",
         failed="cancel",
+        note=request.POST.get("note", ""),
     )
 
 
@@ -204,7 +220,9 @@ def move_to_top(
         modeladmin,
         request,
         reversed(_in_line_order(queryset)),
-        service=lambda entry: line.entry_move(entry_id=entry.pk, position="top"),
+        service=lambda entry: line.entry_move(
+            entry_id=entry.pk, position="top", **_note_by(request)
+        ),
         done="Moved to the top:",
         failed="move",
     )
@@ -219,10 +237,17 @@ def move_to_bottom(
         modeladmin,
         request,
         _in_line_order(queryset),
-        service=lambda entry: line.entry_move(entry_id=entry.pk, position="bottom"),
+        service=lambda entry: line.entry_move(
+            entry_id=entry.pk, position="bottom", **_note_by(request)
+        ),
         done="Moved to the bottom:",
         failed="move",
     )
+
+
+def _note_by(request: HttpRequest) -> dict[str, Any]:
+    """The note typed with an action or control, and who sends it."""
+    return {"note": request.POST.get("note", ""), "actor": request.user}
 
 
 def _position_from(raw: str) -> int | str:
@@ -258,7 +283,9 @@ def move_to_position(
         modeladmin,
         request,
         entries,
-        service=lambda entry: line.entry_move(entry_id=entry.pk, position=position),
+        service=lambda entry: line.entry_move(
+            entry_id=entry.pk, position=position, **_note_by(request)
+        ),
         done=f"Moved to position {position}:",
         failed="move",
     )
@@ -504,17 +531,19 @@ class QueueEntryAdmin(admin.ModelAdmin):
         if refused := self._queue_control(request):
             return refused
         calls = {
-            "retry": lambda: line.entry_retry(entry_id=entry_id),
-            "cancel": lambda: line.entry_cancel(entry_id=entry_id),
+            "retry": lambda: line.entry_retry(entry_id=entry_id, actor=request.user),
+            "cancel": lambda: line.entry_cancel(entry_id=entry_id, **_note_by(request)),
             "move": lambda: line.entry_move(
-                entry_id=entry_id, position=_position_from(request.POST.get("position", ""))
+                entry_id=entry_id,
+                position=_position_from(request.POST.get("position", "")),
+                **_note_by(request),
             ),
         }
         if verb not in calls:
             raise Http404
         try:
             entry = calls[verb]()
-        except errors.QueueError as exc:
+        except (errors.QueueError, errors.InvalidInput) as exc:
             self.message_user(request, f"Could not {verb}: {exc}", messages.ERROR)
         else:
             self.log_change(request, entry, f"{verb.capitalize()} from the entry page.")
@@ -527,7 +556,12 @@ class QueueEntryAdmin(admin.ModelAdmin):
     def pause_view(self, request: HttpRequest) -> HttpResponse:
         if refused := self._queue_control(request):
             return refused
-        if line.queue_pause():
+        try:
+            changed = line.queue_pause(note=request.POST.get("note", ""))
+        except errors.InvalidInput as exc:
+            self.message_user(request, f"Could not pause: {exc}", messages.ERROR)
+            return HttpResponseRedirect(self._changelist_url())
+        if changed:
             self.message_user(
                 request,
                 "Paused the queue: no new transfers start; running ones finish.",
@@ -551,7 +585,11 @@ class QueueEntryAdmin(admin.ModelAdmin):
         if not self.has_operate_permission(request):
             raise PermissionDenied
         if request.method == "POST":
-            cleared = line.queue_clear()
+            try:
+                cleared = line.queue_clear(**_note_by(request))
+            except errors.InvalidInput as exc:
+                self.message_user(request, f"Could not clear: {exc}", messages.ERROR)
+                return HttpResponseRedirect(self._changelist_url())
             if cleared:
                 self.message_user(
                     request,
@@ -649,3 +687,15 @@ class QueueEventAdmin(ReadOnlyAdmin):
     @admin.display(description="Payload")
     def payload_pretty(self, event: QueueEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(event.payload, indent=2, sort_keys=True))
+
+
+@admin.register(Activity)
+class ActivityAdmin(ReadOnlyAdmin):
+    """The owners' history (services.activity writes it with each change)."""
+
+    list_display = ("created_at", "user", "title", "kind", "by", "actor", "note")
+    list_filter = ("kind", "by")
+    search_fields = ("user__username", "title", "note")
+    list_select_related = ("user", "actor")
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False

@@ -58,7 +58,12 @@ def apply_event(state: dict[str, Any], message: dict[str, Any]) -> dict[str, Any
     kept = [entry for entry in state["queue"] if entry["id"] not in changed]
     waiting = [entry for entry in kept if entry.get("position") is None]
     line = [entry for entry in kept if entry.get("position") is not None]
-    arriving = [copy.deepcopy(e) for e in message["queue"] if e["status"] not in FINISHED]
+    # An entry's `outcome` tells of this change (the history), not of the entry's state.
+    arriving = [
+        {k: copy.deepcopy(v) for k, v in e.items() if k != "outcome"}
+        for e in message["queue"]
+        if e["status"] not in FINISHED
+    ]
     # Lowest position first: each lands at its index and the ones after it shift back.
     for entry in sorted(
         (e for e in arriving if e.get("position") is not None), key=lambda e: e["position"]

@@ -18,7 +18,14 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 
-from queue_app.models import EntryStatus, QueueEntry, QueueEvent, UpdateType
+from queue_app.models import (
+    ActivityBy,
+    ActivityKind,
+    EntryStatus,
+    QueueEntry,
+    QueueEvent,
+    UpdateType,
+)
 
 PROTOCOL_VERSION = 1
 UPDATE_TYPES: tuple[str, ...] = tuple(UpdateType.values)
@@ -258,6 +265,18 @@ _FULL_ENTRY_PROPERTIES: dict[str, Any] = {
     "next_attempt_at": _NULLABLE_TIME,
     # In snapshots and the API only: it changes with time, not with events.
     "eta_seconds": {"type": ["integer", "null"], "minimum": 0},
+    # In events only, on the entries the change was an outcome for (GET /api/activity).
+    "outcome": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["activity_id", "kind", "by", "note"],
+        "properties": {
+            "activity_id": {"type": "integer"},
+            "kind": {"enum": list(ActivityKind.values)},
+            "by": {"enum": list(ActivityBy.values)},
+            "note": {"type": "string"},
+        },
+    },
 }
 
 ENTRY_SCHEMA: dict[str, Any] = {
@@ -266,7 +285,9 @@ ENTRY_SCHEMA: dict[str, Any] = {
             "title": "Entry, in full (its owner and staff)",
             "type": "object",
             "additionalProperties": False,
-            "required": [name for name in _FULL_ENTRY_PROPERTIES if name != "eta_seconds"],
+            "required": [
+                name for name in _FULL_ENTRY_PROPERTIES if name not in ("eta_seconds", "outcome")
+            ],
             "properties": _FULL_ENTRY_PROPERTIES,
         },
         {

@@ -37,6 +37,12 @@ class Meeting(models.Model):
     transcript = models.JSONField(default=list, blank=True)
     # What the last transfer moved: "video", or "audio" for an audio-only recording.
     media_kind = models.CharField(max_length=8, blank=True)
+    # Who may open the share page: anyone with the link, or signed-in users only.
+    share_access = models.CharField(
+        max_length=16,
+        choices=[("anyone", "Anyone with the link"), ("signed_in", "Signed-in users only")],
+        default="anyone",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -61,6 +67,8 @@ class QueueState(models.Model):
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     paused = models.BooleanField(default=False)
+    # Staff's word on why they paused, for the people waiting (cleared on resume).
+    pause_note = models.CharField(max_length=500, blank=True)
     last_seq = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -273,3 +281,63 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return self.webhook_id
+
+
+# --- what happened to a user's entries (written with the change, by services.activity) ------
+
+
+class ActivityKind(models.TextChoices):
+    COMPLETED = "completed", "Transferred"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    MOVED = "moved", "Moved"
+    RETRIED = "retried", "Back in line"
+    RETRYING = "retrying", "Attempt failed, trying again"
+
+
+class ActivityBy(models.TextChoices):
+    OWNER = "owner", "You"
+    STAFF = "staff", "Staff"
+    SYSTEM = "system", "fathomloom"
+
+
+class Activity(models.Model):
+    """One outcome of a user's queue entry, kept after the entry leaves the line: the
+    history the Queue page, My meetings and GET /api/activity show. Written in the same
+    transaction as the change (services.changes.record), so it never disagrees with it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="activity"
+    )
+    entry = models.ForeignKey(
+        QueueEntry, on_delete=models.SET_NULL, null=True, blank=True, related_name="activity"
+    )
+    meeting = models.ForeignKey(
+        Meeting, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The meeting's title as of the change: the history reads well after a meeting is gone.
+    title = models.CharField(max_length=500)
+    kind = models.CharField(max_length=16, choices=ActivityKind.choices)
+    by = models.CharField(max_length=8, choices=ActivityBy.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    note = models.TextField(blank=True)
+    reason = models.TextField(blank=True)
+    result_url = models.URLField(max_length=1000, blank=True)
+    position = models.PositiveIntegerField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    seq = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "activity"
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="activity_user_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.title}: {self.kind}"

@@ -6,17 +6,16 @@ order. Running and retrying entries have no position.
 
 from __future__ import annotations
 
-import math
 from datetime import date
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from queue_app import estimates
 from queue_app.events import (
     ENTRY_COLUMNS,
     Viewer,
@@ -99,19 +98,6 @@ def average_transfer_seconds() -> float:
     return max(sum(durations) / len(durations), 0.0)
 
 
-def eta_seconds(
-    *, position: int | None, status: str, started_at: Any, mean: float, concurrency: int
-) -> int | None:
-    """Seconds until the entry is done, assuming `concurrency` transfers of `mean` each."""
-    if status == EntryStatus.RUNNING:
-        elapsed = (timezone.now() - started_at).total_seconds() if started_at else 0.0
-        return max(math.ceil(mean - elapsed), 0)
-    if position is None:
-        return None
-    rounds = math.ceil(position / max(concurrency, 1))
-    return math.ceil(rounds * mean + mean)
-
-
 def active_entries() -> list[dict[str, Any]]:
     """Every active entry in full, running ones first, then the line in order."""
     positions = entry_positions()
@@ -120,8 +106,8 @@ def active_entries() -> list[dict[str, Any]]:
         .order_by("order_key", "created_at")
         .values(*ENTRY_COLUMNS, username_column())
     )
-    mean = average_transfer_seconds()
-    result = [_payload_with_eta(row, positions.get(row["id"]), mean) for row in rows]
+    line = estimates.line_estimates()
+    result = [_payload_with_eta(row, positions.get(row["id"]), line) for row in rows]
     result.sort(key=lambda e: (e["position"] is not None, e["position"] or 0))
     return result
 
@@ -188,16 +174,13 @@ def entry_visible_to(*, user: Any, entry_id: UUID | str) -> QueueEntry | None:
     return entries.filter(pk=entry_id).first()
 
 
-def _payload_with_eta(row: dict[str, Any], position: int | None, mean: float) -> dict[str, Any]:
-    """entry_payload() plus `eta_seconds`, which snapshots and the API carry (not events)."""
+def _payload_with_eta(
+    row: dict[str, Any], position: int | None, line: estimates.LineEstimates
+) -> dict[str, Any]:
+    """entry_payload() plus `eta_seconds`, which snapshots and the API carry (not events):
+    from queue_app.estimates (None while paused, or before any transfer completed)."""
     payload = entry_payload(row, position)
-    payload["eta_seconds"] = eta_seconds(
-        position=position,
-        status=row["status"],
-        started_at=row["started_at"],
-        mean=mean,
-        concurrency=settings.QUEUE_CONCURRENCY,
-    )
+    payload["eta_seconds"] = line.done_in(row["id"])
     return payload
 
 
@@ -217,10 +200,10 @@ def entries_detail_for(
     (a bulk of 2,000 would otherwise count the line 2,000 times)."""
     if positions is None:
         positions = entry_positions()
-    mean = average_transfer_seconds()
+    line = estimates.line_estimates()
     viewer = Viewer.of(user)
     return [
-        entry_for_viewer(_payload_with_eta(entry_row(entry), positions.get(entry.pk), mean), viewer)
+        entry_for_viewer(_payload_with_eta(entry_row(entry), positions.get(entry.pk), line), viewer)
         for entry in entries
     ]
 

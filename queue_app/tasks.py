@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.mail import send_mail
 from kombu.exceptions import OperationalError as BrokerError
 
-from queue_app.models import EntryStatus, QueueEntry
+from queue_app.models import Activity, ActivityBy, ActivityKind, EntryStatus, QueueEntry
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
 from queue_app.services import line, transfers
 from queue_app.services.changes import DISPATCH_TASK
@@ -185,6 +185,55 @@ def notify_failure(entry_id: str) -> None:
         from_email=None,
         recipient_list=[entry.owner.email],
     )
+
+
+# Named in services.activity (NOTIFY_CANCELLED_TASK), which asks for it after a staff
+# cancellation commits; the same retries as notify_failure.
+@shared_task(
+    name="queue_app.tasks.notify_cancelled",
+    ignore_result=True,
+    autoretry_for=(OSError, *DATABASE_ERRORS),
+    retry_backoff=True,
+    max_retries=5,
+)
+def notify_cancelled(activity_ids: list[int]) -> int:
+    """Email each owner whose entries staff cancelled: one message per owner, with the
+    meetings and staff's note. Returns how many emails were sent."""
+    rows = (
+        Activity.objects.filter(
+            pk__in=activity_ids[:10_000], kind=ActivityKind.CANCELLED, by=ActivityBy.STAFF
+        )
+        .select_related("user")
+        .order_by("user_id", "id")
+    )
+    by_owner: dict[int, list[Activity]] = {}
+    for row in rows:
+        by_owner.setdefault(row.user_id, []).append(row)
+    sent = 0
+    for cancelled in by_owner.values():
+        owner = cancelled[0].user
+        if not owner.email:
+            continue
+        titles = "\n".join(f"- {row.title}" for row in cancelled)
+        notes = sorted({row.note for row in cancelled if row.note})
+        why = "\n".join(f"Staff's note: {note}" for note in notes) or "Staff left no note."
+        subject = (
+            f"Transfer cancelled: {cancelled[0].title}"
+            if len(cancelled) == 1
+            else f"{len(cancelled)} transfers cancelled"
+        )
+        send_mail(
+            subject=subject,
+            message=(
+                f"Staff cancelled your transfer{'s' if len(cancelled) > 1 else ''} to Loom:\n"
+                f"{titles}\n\n{why}\n\n"
+                "You can put them back in line from your queue page."
+            ),
+            from_email=None,
+            recipient_list=[owner.email],
+        )
+        sent += 1
+    return sent
 
 
 @shared_task(ignore_result=True)

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from queue_app import accounts, selectors, stats
+from queue_app import accounts, estimates, history, selectors, stats
 from queue_app.metrics import scrape_registry
 from queue_app.models import TransferAttempt
 
@@ -86,6 +86,8 @@ def home(request: HttpRequest) -> HttpResponse:
                 else None
             ),
             "snapshot": page["snapshot"],
+            "pause_note": estimates.current_pause_note(),
+            "activity": history.recent_activity(user=request.user),
             "latest_entries": latest,
             "config": _client_config(request),
         },
@@ -102,6 +104,8 @@ def queue(request: HttpRequest) -> HttpResponse:
         {
             "nav": "queue",
             "snapshot": selectors.queue_snapshot_for(request.user),
+            "activity": history.recent_activity(user=request.user, kinds=history.DONE_KINDS),
+            "pause_note": estimates.current_pause_note(),
             "config": _client_config(request),
         },
     )
@@ -148,6 +152,7 @@ def monitor(request: HttpRequest) -> HttpResponse:
         {
             "nav": "monitor",
             "snapshot": selectors.queue_snapshot_for(request.user),
+            "pause_note": estimates.current_pause_note(),
             "monitor": _monitor_data(),
             "config": {
                 **_client_config(request),

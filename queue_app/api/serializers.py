@@ -11,8 +11,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from queue_app import events
-from queue_app.models import ACTIVE_STATUSES, AttemptOutcome
+from queue_app.models import ACTIVE_STATUSES, ActivityBy, ActivityKind, AttemptOutcome
 from queue_app.selectors import MEETING_STATES, meeting_state
+from queue_app.services.activity import MAX_NOTE_LENGTH
 
 # Ids are PostgreSQL bigints; anything larger cannot name a row, so it is bad input.
 MAX_BIGINT = 2**63 - 1
@@ -66,6 +67,25 @@ class MatchingInputSerializer(serializers.Serializer):
     )
 
 
+NOTE_HELP = (
+    "Staff only (ignored for your own entries): why, for the owners. It reaches them live,"
+    " in their history (GET /api/activity) and, for a cancellation, by email."
+)
+
+
+def note_field() -> serializers.CharField:
+    """An optional note from staff to the owners of the entries a change takes."""
+    return serializers.CharField(
+        max_length=MAX_NOTE_LENGTH, required=False, allow_blank=True, help_text=NOTE_HELP
+    )
+
+
+class NoteInputSerializer(serializers.Serializer):
+    """A change that takes nothing but an optional note (cancel one entry, clear)."""
+
+    note = note_field()
+
+
 class EntryIdsInputSerializer(serializers.Serializer):
     """The entries a bulk change takes: by id (`entry_ids`), or every one `matching`."""
 
@@ -76,6 +96,7 @@ class EntryIdsInputSerializer(serializers.Serializer):
         required=False,
     )
     matching = MatchingInputSerializer(required=False)
+    note = note_field()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("entry_ids" in attrs) == ("matching" in attrs):
@@ -119,6 +140,19 @@ class PositionField(serializers.Field):
 
 class MoveInputSerializer(serializers.Serializer):
     position = PositionField()
+    note = note_field()
+
+
+class ShareAccessSerializer(serializers.Serializer):
+    access = serializers.ChoiceField(
+        choices=[("anyone", "Anyone with the link"), ("signed_in", "Signed-in users only")]
+    )
+
+
+class ActivityQuerySerializer(serializers.Serializer):
+    user = serializers.CharField(
+        max_length=150, required=False, help_text="Staff only: one user's (username)."
+    )
 
 
 class QueuePageQuerySerializer(serializers.Serializer):
@@ -286,6 +320,107 @@ EVENTS_PAGE_SCHEMA = {
             "type": ["string", "null"],
             "format": "uri",
             "description": "The next page, or null if none yet.",
+        },
+    },
+}
+
+
+ACTIVITY_SCHEMA = {
+    "type": "object",
+    "required": [
+        "id",
+        "kind",
+        "by",
+        "actor",
+        "title",
+        "entry_id",
+        "meeting_id",
+        "note",
+        "reason",
+        "result_url",
+        "position",
+        "next_attempt_at",
+        "seq",
+        "created_at",
+    ],
+    "properties": {
+        "id": {"type": "integer"},
+        "kind": {
+            "enum": list(ActivityKind.values),
+            "description": "completed (with `result_url`), failed (with `reason`),"
+            " cancelled, moved (to `position`, by staff), retried (back in line),"
+            " retrying (an attempt failed: `reason`, next try at `next_attempt_at`).",
+        },
+        "by": {
+            "enum": list(ActivityBy.values),
+            "description": "Who acted: the owner, staff, or the system (a worker).",
+        },
+        "actor": {
+            "type": ["string", "null"],
+            "description": "Staff only: the username of whoever acted, if a user did.",
+        },
+        "user": {"type": "string", "description": "Staff only: whose entry it is."},
+        "title": {"type": "string", "description": "The meeting's title at the time."},
+        "entry_id": {"type": ["string", "null"], "format": "uuid"},
+        "meeting_id": {"type": ["integer", "null"]},
+        "note": {"type": "string", "description": "Staff's note, if they left one."},
+        "reason": {"type": "string"},
+        "result_url": {"type": "string"},
+        "position": {"type": ["integer", "null"]},
+        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+        "seq": {
+            "type": ["integer", "null"],
+            "description": "The queue event that made the change.",
+        },
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+ACTIVITY_PAGE_SCHEMA = {
+    "type": "object",
+    "required": ["count", "next", "previous", "results"],
+    "properties": {
+        "count": {"type": "integer"},
+        "next": {"type": ["string", "null"], "format": "uri"},
+        "previous": {"type": ["string", "null"], "format": "uri"},
+        "results": {"type": "array", "items": ACTIVITY_SCHEMA},
+    },
+}
+
+ESTIMATES_SCHEMA = {
+    "type": "object",
+    "required": [
+        "paused",
+        "pause_note",
+        "reason",
+        "slots",
+        "typical_transfer_seconds",
+        "samples",
+        "computed_at",
+        "entries",
+    ],
+    "properties": {
+        "paused": {"type": "boolean"},
+        "pause_note": {"type": "string", "description": "Staff's word on why it is paused."},
+        "reason": {
+            "enum": ["", "paused", "no_history"],
+            "description": "Why entries have no estimate: the queue is paused, or no"
+            " transfer has completed yet.",
+        },
+        "slots": {"type": "integer", "description": "Transfers that run at once."},
+        "typical_transfer_seconds": {"type": ["number", "null"]},
+        "samples": {"type": "integer", "description": "Completed transfers learnt from."},
+        "computed_at": {"type": "string", "format": "date-time"},
+        "entries": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "starts_in_seconds", "eta_seconds"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "starts_in_seconds": {"type": "integer", "minimum": 0},
+                    "eta_seconds": {"type": "integer", "minimum": 0},
+                },
+            },
         },
     },
 }

@@ -22,6 +22,11 @@ urlpatterns = [
     path("queue/<str:entry_id>/move", views.EntryMoveView.as_view(), name="entry-move"),
     path("meetings", views.MeetingsView.as_view(), name="meetings"),
     path("meetings/sync", accounts.MeetingSyncView.as_view(), name="meetings-sync"),
+    path(
+        "meetings/<int:meeting_id>/share",
+        views.MeetingShareView.as_view(),
+        name="meeting-share",
+    ),
     path("credentials/fathom", accounts.FathomCredentialView.as_view(), name="credentials-fathom"),
     path(
         "credentials/fathom/webhook",
@@ -29,6 +34,8 @@ urlpatterns = [
         name="credentials-fathom-webhook",
     ),
     path("events", views.EventsView.as_view(), name="events"),
+    path("activity", views.ActivityView.as_view(), name="activity"),
+    path("estimates", views.EstimatesView.as_view(), name="estimates"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", docs.SwaggerDocsView.as_view(), name="docs"),
     path("docs/assets/<str:filename>", docs.swagger_ui_asset, name="docs-asset"),

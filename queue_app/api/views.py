@@ -26,11 +26,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
-from queue_app import selectors
+from queue_app import estimates, history, selectors
 from queue_app.api import serializers as s
 from queue_app.api.tokens import token_obtain, token_revoke
 from queue_app.models import QueueEntry
-from queue_app.services import line
+from queue_app.services import line, sharing
 
 UNAVAILABLE = "`unavailable`: the database or Redis cannot be reached; try again shortly."
 ERRORS = {
@@ -247,8 +247,14 @@ class BulkEntriesView(ApiView):
             entry_ids = [str(pk) for pk in self.matching(**matching)[: s.MAX_BULK]]
         else:
             entry_ids = data.validated_data["entry_ids"]
-        result = type(self).service(entry_ids=entry_ids, owner=owner)
+        result = type(self).service(
+            entry_ids=entry_ids, owner=owner, actor=request.user, **self.extra(data)
+        )
         return bulk_response(request, result, "entry_id")
+
+    def extra(self, data: Any) -> dict[str, Any]:
+        """What else this change takes from the body (a cancel's note)."""
+        return {}
 
     def matching(self, **filters: str) -> Any:
         """The ids of the entries that `filters` select for this change."""
@@ -275,6 +281,9 @@ BULK_RESPONSES = {
 )
 class QueueCancelView(BulkEntriesView):
     service = staticmethod(line.entries_cancel)
+
+    def extra(self, data: Any) -> dict[str, Any]:
+        return {"note": data.validated_data.get("note", "")}
 
     def matching(self, *, owner: str | None = None, error_kind: str | None = None) -> Any:
         if error_kind is not None:
@@ -321,12 +330,20 @@ class EntryView(ApiView):
     @extend_schema(
         operation_id="queue_entry_cancel",
         parameters=[ENTRY_ID],
-        responses={200: s.ENTRY_SCHEMA, **errors(401, 404, 409)},
-        description="Cancel an entry (its owner or staff).",
+        request=s.NoteInputSerializer,
+        responses={200: s.ENTRY_SCHEMA, **errors(400, 401, 404, 409, 413, 415)},
+        description=(
+            "Cancel an entry (its owner or staff). Staff may send a `note` for the owner."
+        ),
     )
     def delete(self, request: Request, entry_id: str) -> Response:
         entry = entry_or_404(request, entry_id)
-        return entry_response(request, line.entry_cancel(entry_id=entry.pk))
+        data = s.NoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cancelled = line.entry_cancel(
+            entry_id=entry.pk, note=data.validated_data.get("note", ""), actor=request.user
+        )
+        return entry_response(request, cancelled)
 
 
 class EntryRetryView(ApiView):
@@ -339,7 +356,7 @@ class EntryRetryView(ApiView):
     )
     def post(self, request: Request, entry_id: str) -> Response:
         entry = entry_or_404(request, entry_id)
-        return entry_response(request, line.entry_retry(entry_id=entry.pk))
+        return entry_response(request, line.entry_retry(entry_id=entry.pk, actor=request.user))
 
 
 class EntryMoveView(ApiView):
@@ -356,7 +373,12 @@ class EntryMoveView(ApiView):
         entry = entry_or_404(request, entry_id)
         data = s.MoveInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        moved = line.entry_move(entry_id=entry.pk, position=data.validated_data["position"])
+        moved = line.entry_move(
+            entry_id=entry.pk,
+            position=data.validated_data["position"],
+            note=data.validated_data.get("note", ""),
+            actor=request.user,
+        )
         return entry_response(request, moved)
 
 
@@ -365,12 +387,18 @@ class QueueClearView(ApiView):
 
     @extend_schema(
         operation_id="queue_clear",
-        request=None,
-        responses={200: s.ClearResultSerializer, **errors(401, 403)},
-        description="Cancel every waiting entry (staff only); running transfers go on.",
+        request=s.NoteInputSerializer,
+        responses={200: s.ClearResultSerializer, **errors(400, 401, 403, 413, 415)},
+        description=(
+            "Cancel every waiting entry (staff only); running transfers go on. A `note`"
+            " reaches every owner whose entries it cancels."
+        ),
     )
     def post(self, request: Request) -> Response:
-        return Response({"cancelled": line.queue_clear()})
+        data = s.NoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        cleared = line.queue_clear(note=data.validated_data.get("note", ""), actor=request.user)
+        return Response({"cancelled": cleared})
 
 
 class QueuePauseView(ApiView):
@@ -378,12 +406,18 @@ class QueuePauseView(ApiView):
 
     @extend_schema(
         operation_id="queue_pause",
-        request=None,
-        responses={200: s.PauseResultSerializer, **errors(401, 403)},
-        description="Stop handing out work (staff only); running transfers finish.",
+        request=s.NoteInputSerializer,
+        responses={200: s.PauseResultSerializer, **errors(400, 401, 403, 413, 415)},
+        description=(
+            "Stop handing out work (staff only); running transfers finish. A `note` says"
+            " why to everyone waiting, until the queue resumes."
+        ),
     )
     def post(self, request: Request) -> Response:
-        return Response({"paused": True, "changed": line.queue_pause()})
+        data = s.NoteInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        changed = line.queue_pause(note=data.validated_data.get("note", ""))
+        return Response({"paused": True, "changed": changed})
 
 
 class QueueResumeView(ApiView):
@@ -456,3 +490,82 @@ class EventsView(ApiView):
                 f"{request.path}?{urlencode({'after': next_after, 'limit': limit})}"
             )
         return Response({"results": events, "after": next_after, "next": next_url})
+
+
+# --- the history of one's entries ---------------------------------------------------------
+
+
+class ActivityPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 200
+
+
+class ActivityView(ApiView):
+    @extend_schema(
+        operation_id="activity_list",
+        parameters=[
+            s.ActivityQuerySerializer,
+            OpenApiParameter("limit", int, description="Page size (default 50, max 200)."),
+            OpenApiParameter("offset", int),
+        ],
+        responses={200: s.ACTIVITY_PAGE_SCHEMA, **errors(400, 401)},
+        description=(
+            "What happened to your entries, newest first: transferred (with the link),"
+            " failed (with the reason), cancelled, moved or put back in line (by whom, with"
+            " staff's note). Staff see their own, or one user's with `user`."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        query = s.ActivityQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        paginator = ActivityPagination()
+        rows = history.activity_for(user=request.user, username=query.validated_data.get("user"))
+        page = paginator.paginate_queryset(rows, request, view=self)
+        staff = bool(request.user.is_staff)
+        return paginator.get_paginated_response(
+            [history.activity_item(row, staff=staff) for row in page]
+        )
+
+
+# --- waiting times ------------------------------------------------------------------------
+
+
+class EstimatesView(ApiView):
+    @extend_schema(
+        operation_id="queue_estimates",
+        responses={200: s.ESTIMATES_SCHEMA, **errors(401)},
+        description=(
+            "When each of your active entries should start and be done, in seconds from"
+            " `computed_at`, from recent transfer times, the slots and the line ahead"
+            " (docs/estimates.md). None while the queue is paused (running transfers"
+            " excepted) or before any transfer has completed: `reason` says which."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        return Response(estimates.estimates_for(user=request.user))
+
+
+# --- who may open a share page -----------------------------------------------------------
+
+
+class MeetingShareView(ApiView):
+    @extend_schema(
+        operation_id="meeting_share_access",
+        parameters=[OpenApiParameter("meeting_id", int, OpenApiParameter.PATH)],
+        request=s.ShareAccessSerializer,
+        responses={200: s.ShareAccessSerializer, **errors(400, 401, 404, 413, 415)},
+        description=(
+            "Who may open your meeting's share page and file: `anyone` with the link (the"
+            " default) or `signed_in` users only."
+        ),
+    )
+    def put(self, request: Request, meeting_id: int) -> Response:
+        meeting = selectors.meeting_of(user=request.user, meeting_id=meeting_id)
+        if meeting is None:
+            raise NotFound()
+        data = s.ShareAccessSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        meeting = sharing.meeting_set_share_access(
+            meeting=meeting, access=data.validated_data["access"]
+        )
+        return Response({"access": meeting.share_access})

@@ -24,6 +24,7 @@ from queue_app.errors import EntryNotFound
 from queue_app.events import entry_payload, entry_row
 from queue_app.models import QueueEntry, QueueEvent, QueueState, TransferAttempt
 from queue_app.retry_policy import Failure
+from queue_app.services import activity
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ def record(
     global_position: int | None = None,
     same_length: bool = False,
     positions: Mapping[Any, int | None] | None = None,
+    note: str = "",
+    actor: Any | None = None,
 ) -> QueueEvent:
     """Append the one event for this change and publish it after commit.
 
@@ -74,6 +77,8 @@ def record(
     statement under the lock on a long queue (~2 ms at 10,000, ~8 ms at 100,000).
     `positions`: the entries' positions by id when the caller knows them (a bulk change
     of 2,000 entries would otherwise count the line 2,000 times).
+    `note`, `actor`: staff's word on the change and who made it, for the owners' history
+    (services.activity, which stores every outcome with the change).
     """
     entries = list(entries)
     queue_length = None
@@ -100,6 +105,7 @@ def record(
             entry_payload(entry_row(entry), selectors.entry_position(entry)) for entry in entries
         ],
     )
+    activity.record_outcomes(event=event, entries=entries, note=note, actor=actor)
     transaction.on_commit(lambda: broadcast.publish_event(event))
     return event
 

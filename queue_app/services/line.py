@@ -27,6 +27,7 @@ from queue_app.models import (
     QueueEvent,
     UpdateType,
 )
+from queue_app.services import activity
 from queue_app.services.changes import (
     close_attempts,
     lock_queue,
@@ -109,8 +110,10 @@ def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> Queue
     return entry
 
 
-def entry_cancel(*, entry_id: UUID | str) -> QueueEntry:
-    """Take an entry out of the line (or stop it: its worker sees it at the next heartbeat)."""
+def entry_cancel(*, entry_id: UUID | str, note: str = "", actor: Any | None = None) -> QueueEntry:
+    """Take an entry out of the line (or stop it: its worker sees it at the next heartbeat).
+    `note`: staff's word to the owner; `actor`: who cancels (None: an operator)."""
+    note = activity.clean_note(note)
     with transaction.atomic():
         state = lock_queue()
         entry = locked_entry(entry_id)
@@ -120,14 +123,22 @@ def entry_cancel(*, entry_id: UUID | str) -> QueueEntry:
         transitions.CANCEL.apply(entry, now)
         close_attempts([entry], AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
-            state, transitions.CANCEL.update_type, entries=[entry], global_position=former_position
+            state,
+            transitions.CANCEL.update_type,
+            entries=[entry],
+            global_position=former_position,
+            note=note,
+            actor=actor,
         )
         request_dispatch()
     return entry
 
 
-def entry_move(*, entry_id: UUID | str, position: Position) -> QueueEntry:
+def entry_move(
+    *, entry_id: UUID | str, position: Position, note: str = "", actor: Any | None = None
+) -> QueueEntry:
     """Move a queued entry to `position` (1 is the front), "top" or "bottom"."""
+    note = activity.clean_note(note)
     with transaction.atomic():
         state = lock_queue()
         entry = locked_entry(entry_id)
@@ -153,11 +164,13 @@ def entry_move(*, entry_id: UUID | str, position: Position) -> QueueEntry:
             entries=[entry],
             global_position=position,
             same_length=True,
+            note=note,
+            actor=actor,
         )
     return entry
 
 
-def entry_retry(*, entry_id: UUID | str) -> QueueEntry:
+def entry_retry(*, entry_id: UUID | str, actor: Any | None = None) -> QueueEntry:
     """Put a failed or cancelled entry back at the end of the line, attempts reset."""
     try:
         with transaction.atomic():
@@ -171,6 +184,7 @@ def entry_retry(*, entry_id: UUID | str) -> QueueEntry:
                 transitions.RETRY.update_type,
                 entries=[entry],
                 global_position=selectors.entry_position(entry),
+                actor=actor,
             )
             request_dispatch()
     except IntegrityError as exc:
@@ -300,9 +314,18 @@ def _bulk_transition(
     return able, refused
 
 
-def entries_cancel(*, entry_ids: Iterable[Any], owner: Any | None = None) -> BulkChange:
+def entries_cancel(
+    *,
+    entry_ids: Iterable[Any],
+    owner: Any | None = None,
+    note: str = "",
+    actor: Any | None = None,
+) -> BulkChange:
     """Cancel several entries in one transaction and one event. `owner`: only theirs
     (others' are refused as not found, like a missing one); None for staff."""
+    note = activity.clean_note(note)
+    if actor is None:
+        actor = owner
     with transaction.atomic():
         state = lock_queue()
         entries, refused = _bulk_transition(_unique(entry_ids), owner, transitions.CANCEL)
@@ -322,12 +345,16 @@ def entries_cancel(*, entry_ids: Iterable[Any], owner: Any | None = None) -> Bul
             entries=entries,
             global_position=former.get(entries[0].pk) if len(entries) == 1 else None,
             positions={},
+            note=note,
+            actor=actor,
         )
         request_dispatch()
     return BulkChange(entries=entries, refused=refused)
 
 
-def entries_retry(*, entry_ids: Iterable[Any], owner: Any | None = None) -> BulkChange:
+def entries_retry(
+    *, entry_ids: Iterable[Any], owner: Any | None = None, actor: Any | None = None
+) -> BulkChange:
     """Put several failed or cancelled entries back at the end of the line, in the order
     given, attempts reset: one transaction and one event. A meeting already in the line
     (or twice in the request) is refused as already queued."""
@@ -363,13 +390,16 @@ def entries_retry(*, entry_ids: Iterable[Any], owner: Any | None = None) -> Bulk
             entries=able,
             global_position=positions[able[0].pk],
             positions=positions,
+            actor=actor or owner,
         )
         request_dispatch()
     return BulkChange(entries=able, refused=refused)
 
 
-def queue_clear() -> int:
-    """Cancel every entry waiting in the line (running transfers go on). Returns how many."""
+def queue_clear(*, note: str = "", actor: Any | None = None) -> int:
+    """Cancel every entry waiting in the line (running transfers go on). Returns how many.
+    `note` reaches every owner whose entries it cancels."""
+    note = activity.clean_note(note)
     clear = transitions.CLEAR
     with transaction.atomic():
         state = lock_queue()
@@ -386,26 +416,29 @@ def queue_clear() -> int:
         for entry in waiting:
             for name, value in values.items():
                 setattr(entry, name, value)
-        record(state, clear.update_type, entries=waiting)
+        record(state, clear.update_type, entries=waiting, note=note, actor=actor)
     return len(waiting)
 
 
-def _set_paused(paused: bool) -> bool:
+def _set_paused(paused: bool, note: str = "") -> bool:
+    note = activity.clean_note(note)
     with transaction.atomic():
         state = lock_queue()
         if state.paused == paused:
             return False
         state.paused = paused
-        state.save(update_fields=["paused", "updated_at"])
+        state.pause_note = note if paused else ""
+        state.save(update_fields=["paused", "pause_note", "updated_at"])
         record(state, UpdateType.QUEUE_PAUSED if paused else UpdateType.QUEUE_RESUMED, entries=[])
         if not paused:
             request_dispatch()
     return True
 
 
-def queue_pause() -> bool:
-    """Stop handing out work; running transfers finish. False if already paused."""
-    return _set_paused(True)
+def queue_pause(*, note: str = "") -> bool:
+    """Stop handing out work; running transfers finish. False if already paused.
+    `note`: why, shown to everyone waiting until the queue resumes."""
+    return _set_paused(True, note)
 
 
 def queue_resume() -> bool:

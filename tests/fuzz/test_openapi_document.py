@@ -139,6 +139,7 @@ def test_operations_that_read_a_body_document_413_and_415_and_answer_them(
         if "requestBody" not in operation:
             continue
         url = path.replace("{entry_id}", str(entry.pk))
+        url = url.replace("{meeting_id}", str(entry.meeting_id))  # staff's own meeting
         for body, content_type, status, code in bodies:
             answer = client.generic(method.upper(), url, body, content_type=content_type)
             assert_error(answer, status, code)

@@ -12,6 +12,9 @@ from queue_app.integrations.recordings import recording_name
 from queue_app.integrations.uploaders import StorageUploader, get_uploader
 from queue_app.share import parse_range
 
+# The share link checks who may open it (Meeting.share_access): a database read.
+pytestmark = pytest.mark.django_db
+
 
 @pytest.fixture
 def media(settings, tmp_path):

@@ -4,10 +4,10 @@ Every change goes through the same services as the admin, the monitor and the AP
 takes the queue lock, is one event, and every open page sees it live.
 
     manage.py queue status [--head N]
-    manage.py queue pause | resume
+    manage.py queue pause [--note TEXT] | resume
     manage.py queue retry ENTRY_ID... | --failed [--error-kind K] [--owner U]
-    manage.py queue cancel ENTRY_ID... | --waiting --owner U
-    manage.py queue move ENTRY_ID POSITION        (a number from 1, top or bottom)
+    manage.py queue cancel ENTRY_ID... | --waiting --owner U   [--note TEXT]
+    manage.py queue move ENTRY_ID POSITION [--note TEXT] (a number from 1, top or bottom)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from django.utils import timezone
 from queue_app import selectors
 from queue_app.errors import ApplicationError
 from queue_app.models import EntryStatus, QueueEntry
-from queue_app.services import line
+from queue_app.services import activity, line
 
 
 class Command(BaseCommand):
@@ -31,7 +31,8 @@ class Command(BaseCommand):
         verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
         status = verbs.add_parser("status", help="Counts, running transfers, the head.")
         status.add_argument("--head", type=int, default=10, help="How many waiting to list.")
-        verbs.add_parser("pause", help="Stop handing out work; running transfers finish.")
+        pause = verbs.add_parser("pause", help="Stop handing out work; running transfers finish.")
+        pause.add_argument("--note", default="", help="Why, shown to everyone waiting.")
         verbs.add_parser("resume", help="Hand out work again.")
         retry = verbs.add_parser("retry", help="Put failed or cancelled entries back in line.")
         retry.add_argument("entry_ids", nargs="*", metavar="ENTRY_ID")
@@ -42,9 +43,11 @@ class Command(BaseCommand):
         cancel.add_argument("entry_ids", nargs="*", metavar="ENTRY_ID")
         cancel.add_argument("--waiting", action="store_true", help="Every waiting entry...")
         cancel.add_argument("--owner", help="...of this user (username); required with it")
+        cancel.add_argument("--note", default="", help="Why, for the owners (they are emailed).")
         move = verbs.add_parser("move", help="Move a queued entry to a position.")
         move.add_argument("entry_id", metavar="ENTRY_ID")
         move.add_argument("position", help="1 is the front; or top, bottom")
+        move.add_argument("--note", default="", help="Why, for the owner.")
 
     def handle(self, *args: Any, verb: str, **options: Any) -> None:
         getattr(self, f"do_{verb}")(**options)
@@ -76,8 +79,11 @@ class Command(BaseCommand):
         if more > 0:
             self.stdout.write(f"... and {more} more waiting")
 
-    def do_pause(self, **_: Any) -> None:
-        changed = line.queue_pause()
+    def do_pause(self, *, note: str, **_: Any) -> None:
+        try:
+            changed = line.queue_pause(note=note)
+        except ApplicationError as exc:
+            raise CommandError(f"--note: {exc.detail}") from None
         self.stdout.write("Paused." if changed else "The queue was already paused.")
 
     def do_resume(self, **_: Any) -> None:
@@ -106,25 +112,29 @@ class Command(BaseCommand):
         self._each("Retried", ids, lambda pk: line.entry_retry(entry_id=pk))
 
     def do_cancel(
-        self, *, entry_ids: list[str], waiting: bool, owner: str | None, **_: Any
+        self, *, entry_ids: list[str], waiting: bool, owner: str | None, note: str, **_: Any
     ) -> None:
         if waiting == bool(entry_ids):
             raise CommandError("Name entries, or pass --waiting --owner USER (not both).")
+        try:
+            note = activity.clean_note(note)
+        except ApplicationError as exc:
+            raise CommandError(f"--note: {exc.detail}") from None
         if waiting and not owner:
             # Clearing everyone's line is the admin's "Clear the queue": deliberate, elsewhere.
             raise CommandError("--waiting needs --owner USER.")
         ids = entry_ids or [
             str(pk) for pk in selectors.waiting_entries(owner=owner).values_list("pk", flat=True)
         ]
-        self._each("Cancelled", ids, lambda pk: line.entry_cancel(entry_id=pk))
+        self._each("Cancelled", ids, lambda pk: line.entry_cancel(entry_id=pk, note=note))
 
-    def do_move(self, *, entry_id: str, position: str, **_: Any) -> None:
+    def do_move(self, *, entry_id: str, position: str, note: str, **_: Any) -> None:
         if position not in ("top", "bottom"):
             if not (position.isascii() and position.isdigit()):
                 raise CommandError("POSITION is a whole number from 1, top or bottom.")
             position = int(position)
         try:
-            entry = line.entry_move(entry_id=entry_id, position=position)
+            entry = line.entry_move(entry_id=entry_id, position=position, note=note)
         except ApplicationError as exc:
             raise CommandError(f"{entry_id}: {exc.detail}") from None
         place = selectors.entry_position(entry)

@@ -37,7 +37,10 @@
     const kept = state.queue.filter((e) => !changed.has(e.id)).map((e) => ({ ...e }));
     const waiting = kept.filter((e) => e.position == null);
     const line = kept.filter((e) => e.position != null);
-    const arriving = message.queue.filter((e) => !FINISHED.has(e.status)).map((e) => ({ ...e }));
+    // An entry's `outcome` tells of this change (the history), not of the entry's state.
+    const arriving = message.queue
+      .filter((e) => !FINISHED.has(e.status))
+      .map(({ outcome, ...entry }) => entry);
     arriving
       .filter((e) => e.position != null)
       .sort((a, b) => a.position - b.position)
@@ -128,6 +131,12 @@
     }
 
     receive(message) {
+      this.handle(message);
+      // Page parts that are not the queue (the history list) listen for what arrives.
+      window.dispatchEvent(new CustomEvent("fathomloom:message", { detail: message }));
+    }
+
+    handle(message) {
       if (message.type === "QueueSnapshot") {
         this.state = stateFromSnapshot(message);
         this.resumeAsked = null;
@@ -346,16 +355,27 @@
 
   const MAX_NOTICES = 4;
 
-  /** A short message in the page's aria-live region; `link` is {href, text}. */
-  function notify(kind, text, link) {
+  /** A short message in the page's aria-live region; `link` is {href, text, label};
+   * `actions` are buttons [{text, label, run}] (the notice goes once one has run). */
+  function notify(kind, text, link, actions) {
     const region = document.getElementById("notices");
     if (!region) return;
     const close = el("button", { type: "button", class: "link-button", text: "Dismiss" });
+    const buttons = (actions || []).map((action) => {
+      const button = el("button", { type: "button", class: "link-button", "aria-label": action.label, text: action.text });
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        if ((await action.run()) !== false) notice.remove();
+        else button.disabled = false;
+      });
+      return button;
+    });
     const notice = el(
       "p",
       { class: `notice notice-${kind}` },
       el("span", { text }),
-      link ? el("a", { href: link.href, rel: "noopener", text: link.text }) : null,
+      link ? el("a", { href: link.href, rel: "noopener", "aria-label": link.label, text: link.text }) : null,
+      ...buttons,
       close
     );
     close.addEventListener("click", () => notice.remove());
@@ -368,11 +388,31 @@
     if (!message || message.type !== "QueueUpdate") return;
     for (const entry of message.queue) {
       if (!entry.mine) continue;
+      const outcome = entry.outcome || {};
+      const note = outcome.note ? ` Staff's note: ${outcome.note}` : "";
       if (message.update_type === "task_completed") {
-        const link = entry.result_url ? { href: entry.result_url, text: "Open the share link" } : null;
+        const link = entry.result_url
+          ? { href: entry.result_url, text: "Open the share link", label: `Open the share link of “${entry.title}”` }
+          : null;
         notify("success", `“${entry.title}” is transferred.`, link);
       } else if (message.update_type === "task_failed") {
-        notify("error", `“${entry.title}” failed: ${entry.last_error || "no reason given"}.`);
+        const retry = {
+          text: "Retry",
+          label: `Retry “${entry.title}”`,
+          run: () =>
+            api("POST", `/api/queue/${encodeURIComponent(entry.id)}/retry`).then(
+              () => true,
+              (error) => {
+                notify("error", `Could not retry “${entry.title}”: ${error.message}`);
+                return false;
+              }
+            ),
+        };
+        notify("error", `“${entry.title}” failed: ${entry.last_error || "no reason given"}.`, null, [retry]);
+      } else if (outcome.by === "staff" && outcome.kind === "cancelled") {
+        notify("error", `Staff cancelled “${entry.title}”.${note}`);
+      } else if (outcome.by === "staff" && outcome.kind === "moved") {
+        notify("success", `Staff moved “${entry.title}” to place ${message.global_position}.${note}`);
       }
     }
   }
