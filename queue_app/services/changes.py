@@ -97,7 +97,13 @@ def record(
         queue_length=queue_length,
         paused=state.paused,
         payload=[
-            entry_payload(entry_row(entry), selectors.entry_position(entry)) for entry in entries
+            entry_payload(
+                entry_row(entry),
+                positions.get(entry.pk)
+                if positions is not None
+                else selectors.entry_position(entry),
+            )
+            for entry in entries
         ],
     )
     transaction.on_commit(lambda: broadcast.publish_event(event))

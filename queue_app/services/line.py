@@ -17,7 +17,13 @@ from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from queue_app import selectors, transitions
-from queue_app.errors import AlreadyQueued, EntryNotFound, InvalidPosition, InvalidState
+from queue_app.errors import (
+    AlreadyQueued,
+    EntryNotFound,
+    InvalidInput,
+    InvalidPosition,
+    InvalidState,
+)
 from queue_app.models import (
     ACTIVE_STATUSES,
     AttemptOutcome,
@@ -264,6 +270,26 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
         )
         request_dispatch()
     return BulkChange(entries=created, refused=refused)
+
+
+def entries_enqueue_matching(*, owner: Any, filters: dict[str, Any], limit: int) -> BulkChange:
+    """Queue every meeting of the owner's that `filters` select (selectors.meetings_of:
+    search, state, recorded_from, recorded_to, team), in the library's order (newest
+    first), as entries_enqueue does: one transaction, one event, refusals for those already
+    in the line. More than `limit` matching is refused whole (InvalidInput), nothing
+    queued: the caller narrows the filter rather than getting an arbitrary part."""
+    with transaction.atomic():
+        lock_queue()  # the match and the enqueue see the same line
+        meeting_ids = list(
+            selectors.meetings_of(user=owner, **filters).values_list("pk", flat=True)[: limit + 1]
+        )
+        if len(meeting_ids) > limit:
+            message = (
+                f"More than {limit:,} meetings match; queue at most {limit:,} at once:"
+                " narrow the search, the dates or the state."
+            )
+            raise InvalidInput(message, fields={"matching": [message]})
+        return entries_enqueue(owner=owner, meeting_ids=meeting_ids)
 
 
 def _locked_entries(ids: list[str], *, owner: Any | None) -> dict[str, QueueEntry]:
