@@ -242,7 +242,7 @@ def meeting_teams(*, user: Any) -> list[str]:
     if not MEETINGS_HAVE_TEAM:
         return []
     teams = Meeting.objects.filter(owner_id=user.pk).exclude(team="").values_list("team", flat=True)
-    return sorted({str(team) for team in teams.distinct() if team})
+    return sorted({str(team) for team in teams.order_by().distinct() if team})
 
 
 def meetings_of(

@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 
 from queue_app.models import Meeting
+from queue_app.selectors import MEETINGS_HAVE_TEAM
 from queue_app.services import line
 from queue_app.views import MEETINGS_PAGE_SIZE
 
@@ -113,3 +114,22 @@ def test_only_your_own_meetings(bob, alices_library):
     html, titles = page_of(bob, "?search=sales")
     assert titles == ["Sales 0 of bob"]
     assert config_of(html)["matching_count"] == 1
+
+
+@pytest.mark.skipif(MEETINGS_HAVE_TEAM, reason="meetings have a team field")
+def test_no_team_filter_while_meetings_have_no_team(alice, alices_library):
+    html, titles = page_of(alice, "?team=Sales")
+    assert 'name="team"' not in html
+    assert "Ignored the team:" in html and len(titles) == 25
+
+
+@pytest.mark.skipif(not MEETINGS_HAVE_TEAM, reason="meetings have no team field yet")
+def test_the_team_filter_offers_the_teams_of_your_meetings(alice, alices_library):
+    alices_library.filter(title__startswith="Sales").update(team="Sales")
+    alices_library.filter(title="Call 1").update(team="Support")
+    html, titles = page_of(alice, "?team=Support")
+    assert titles == ["Call 1"]
+    assert re.findall(r'<option value="(\w+)"', html.split('id="filter-team"')[1])[:2] == [
+        "Sales",
+        "Support",
+    ]
