@@ -173,8 +173,17 @@ def test_the_library_at_phone_width_by_keyboard(server, new_page, make_user, no_
     page = new_page(viewport=PHONE)
     sign_in(page, server.base_url, "alice")
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
-    # Nothing wider than the phone.
+    # Nothing wider than the phone, nothing of the filters past their card's edge.
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    overflow = page.evaluate(
+        """() => {
+          const card = document.getElementById("library-filters").getBoundingClientRect();
+          return [...document.querySelectorAll("#library-filters input, #library-filters select")]
+            .filter((field) => field.getBoundingClientRect().right > card.right)
+            .map((field) => field.name);
+        }"""
+    )
+    assert overflow == []
 
     page.get_by_label("Title").focus()
     page.keyboard.type("team")
