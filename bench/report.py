@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import bulk
 from bench.common import ROOT
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -20,6 +21,7 @@ COMMANDS = {
     "e2e": "python -m bench.run --runs 1 --only e2e --no-doc",
     "bytes": "python -m bench.run --runs 1 --only bytes --no-doc",
     "queue": "python -m bench.run --runs 1 --only queue --no-doc",
+    "bulk": "python -m bench.run --runs 1 --only bulk --no-doc",
     "profile": "python -m bench.profile_fanout --kind ours --sockets 1000",
 }
 
@@ -95,6 +97,7 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         out.append(
             ("snapshot of 10,000 positions <= 50 ms (median)", f"{_ms(median)} ms", median <= 50)
         )
+    out += bulk.targets(run)
     return out
 
 
@@ -304,5 +307,6 @@ def write_report(results: dict[str, Any]) -> None:
             f" {b['seed']['bytes_per_event_per_client']:.0f} | 1/{1 / b['ratio']:.0f} |"
         )
     out += ["", "Wire bytes (frame headers included), 20 events, 20 sockets each.", ""]
+    out += bulk.report_section(results["runs"])
     out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

@@ -2,7 +2,7 @@
 
     python -m bench.run                 everything (what `make bench` runs)
     python -m bench.run --quick         small N and short runs, to try changes
-    python -m bench.run --only fanout   one scenario: fanout, e2e, bytes, queue
+    python -m bench.run --only fanout   one scenario: fanout, e2e, bytes, queue, bulk
 
 DATABASE_URL names the bench PostgreSQL database (created when missing); REDIS_URL the
 Redis database the bench may flush (scripts/stack.py bench picks one of its own).
@@ -45,7 +45,7 @@ def log(message: str) -> None:
 def one_run(env: dict[str, str], args: argparse.Namespace, number: int) -> dict[str, Any]:
     import redis
 
-    from bench import fanout, queue_pg
+    from bench import bulk, fanout, queue_pg
     from bench.setup_data import add_entries, reset_queue, users_and_tokens
 
     flush_client = redis.Redis.from_url(env["REDIS_URL"])
@@ -110,6 +110,9 @@ def one_run(env: dict[str, str], args: argparse.Namespace, number: int) -> dict[
     if "queue" in args.only:
         log(f"run {number}: scenario 4, the queue on PostgreSQL")
         result["queue"] = queue_pg.scenario_queue(env, owners, log)
+    if "bulk" in args.only:
+        log(f"run {number}: scenario 6, a library queued at once over HTTP")
+        result["bulk"] = bulk.scenario_bulk(env, regular, log, meetings=args.bulk_meetings)
     result["seconds"] = time.monotonic() - started
     log(f"run {number} took {result['seconds']:.0f} s")
     return result
@@ -119,7 +122,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--only", default="fanout,e2e,bytes,queue")
+    parser.add_argument("--only", default="fanout,e2e,bytes,queue,bulk")
     parser.add_argument("--no-progress", action="store_true", help="scenario 2 without progress")
     parser.add_argument("--no-doc", action="store_true", help="print, do not rewrite the doc")
     parser.add_argument("--sizes", dest="sizes_override", help="N for ours and bare: 100,1000")
@@ -131,6 +134,7 @@ def main(argv: list[str]) -> int:
     if args.quick:
         args.sizes, args.seed_sizes, args.layer_sizes = [100, 300], [100], [100]
         args.e2e_sockets, args.e2e_seconds = 200, 5.0
+        args.bulk_meetings = 200
     else:
         args.sizes = [100, 1000, 2000, 5000]
         # The seed design needs ~1 ms of daphne CPU per socket-message: 22 events to 2,000
@@ -141,6 +145,7 @@ def main(argv: list[str]) -> int:
         # --layer-sizes 1000 measures the PubSub layer again, in the same run.
         args.layer_sizes = []
         args.e2e_sockets, args.e2e_seconds = 1000, 60.0
+        args.bulk_meetings = 2000
 
     for name in ("sizes", "seed_sizes", "layer_sizes"):
         override = getattr(args, f"{name}_override")
@@ -171,7 +176,8 @@ def main(argv: list[str]) -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     (VAR / "bench-results.json").write_text(json.dumps(results, indent=1))
     log(f"raw results in {VAR / 'bench-results.json'}")
-    if not args.no_doc and not args.quick and args.only == {"fanout", "e2e", "bytes", "queue"}:
+    everything = {"fanout", "e2e", "bytes", "queue", "bulk"}
+    if not args.no_doc and not args.quick and args.only == everything:
         from bench.report import write_report
 
         write_report(results)

@@ -6,6 +6,7 @@ order. Running and retrying entries have no position.
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -225,6 +226,12 @@ _STATE_OF_LATEST = {
 }
 
 
+def meeting_teams(*, user: Any) -> list[str]:
+    """The teams the user's meetings were recorded by, for the team filter."""
+    teams = Meeting.objects.filter(owner_id=user.pk).exclude(team="").values_list("team", flat=True)
+    return sorted({str(team) for team in teams.order_by().distinct() if team})
+
+
 def meetings_of(
     *,
     user: Any,
@@ -232,10 +239,11 @@ def meetings_of(
     state: str | None = None,
     recorded_from: date | None = None,
     recorded_to: date | None = None,
+    team: str | None = None,
 ) -> QuerySet[Meeting]:
     """The user's meetings, newest first, each annotated with its active entry's id and
     status (or None) and its latest entry's status; filtered by title (`search`), by
-    state (MEETING_STATES) and by the day recorded (inclusive)."""
+    state (MEETING_STATES), by the day recorded (inclusive) and by the recorder's team."""
     active = QueueEntry.objects.filter(meeting=OuterRef("pk"), status__in=ACTIVE_STATUSES)
     latest = QueueEntry.objects.filter(meeting=OuterRef("pk")).order_by("-created_at")
     meetings = Meeting.objects.filter(owner_id=user.pk).annotate(
@@ -249,6 +257,8 @@ def meetings_of(
         meetings = meetings.filter(recording_start_time__date__gte=recorded_from)
     if recorded_to is not None:
         meetings = meetings.filter(recording_start_time__date__lte=recorded_to)
+    if team is not None:
+        meetings = meetings.filter(team=team)
     if state == "not_queued":
         meetings = meetings.filter(
             Q(latest_entry_status__isnull=True) | Q(latest_entry_status=EntryStatus.CANCELLED)
@@ -277,51 +287,58 @@ def events_for(*, user: Any, after: int, limit: int) -> list[dict[str, Any]]:
 # --- reads for the pages -------------------------------------------------------------------
 
 
-def meetings_with_latest_entry(*, user: Any) -> list[dict[str, Any]]:
-    """The user's meetings, newest first, each with its latest entry in full (or None).
+def latest_entries_of(*, user: Any, meeting_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The latest entry of each of these meetings of the user's (meeting id -> the entry as
+    the user sees it); meetings never queued are absent.
 
-    The latest entry, not only an active one: the page offers retry for a failed transfer
-    and the share link of a completed one.
+    The latest, not only an active one: the page offers retry for a failed transfer and
+    the share link of a completed one.
     """
-    meetings = list(Meeting.objects.filter(owner_id=user.pk))
     latest: dict[int, QueueEntry] = {}
     entries = (
-        QueueEntry.objects.filter(owner_id=user.pk)
+        QueueEntry.objects.filter(owner_id=user.pk, meeting_id__in=meeting_ids)
         .select_related("meeting", "owner")
         .order_by("meeting_id", "-created_at")
     )
     for entry in entries:
         latest.setdefault(entry.meeting_id, entry)
+    if not latest:
+        return {}
     positions = entry_positions()
     viewer = Viewer.of(user)
-    rows = []
-    for meeting in meetings:
-        entry = latest.get(meeting.pk)
-        rows.append(
-            {
-                "meeting": meeting,
-                "entry": (
-                    entry_for_viewer(
-                        entry_payload(entry_row(entry), positions.get(entry.id)), viewer
-                    )
-                    if entry is not None
-                    else None
-                ),
-            }
+    return {
+        meeting_id: entry_for_viewer(
+            entry_payload(entry_row(entry), positions.get(entry.id)), viewer
         )
-    return rows
+        for meeting_id, entry in latest.items()
+    }
 
 
-def meetings_page_for(*, user: Any) -> dict[str, Any]:
-    """The queue snapshot and the user's meetings, read under the queue lock.
+def meetings_page_for(
+    *, user: Any, filters: dict[str, Any], page: int, page_size: int
+) -> dict[str, Any]:
+    """One page of the user's library (meetings_of with `filters`), each meeting with its
+    latest entry, how many match in all, and the queue snapshot, read under the queue lock.
 
-    Holding the lock for both reads means they agree with one `seq`: the page connects
-    with `?last_seq=<seq>` and the server replays exactly what changed since.
+    Holding the lock for all the reads means they agree with one `seq`: the page connects
+    with `?last_seq=<seq>` and the server replays exactly what changed since. A page past
+    the last one gives the last.
     """
     with transaction.atomic():
         snapshot = queue_snapshot_for(user)  # takes the lock until this block ends
-        meetings = meetings_with_latest_entry(user=user)
-    return {"snapshot": snapshot, "meetings": meetings}
+        matching = meetings_of(user=user, **filters)
+        count = matching.count()
+        pages = max(math.ceil(count / page_size), 1)
+        page = min(max(page, 1), pages)
+        meetings = list(matching[(page - 1) * page_size : page * page_size])
+        latest = latest_entries_of(user=user, meeting_ids=[m.pk for m in meetings])
+    return {
+        "snapshot": snapshot,
+        "meetings": [{"meeting": m, "entry": latest.get(m.pk)} for m in meetings],
+        "count": count,
+        "page": page,
+        "pages": pages,
+    }
 
 
 def recent_failures(*, since: Any, limit: int = 20) -> list[TransferAttempt]:

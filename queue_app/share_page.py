@@ -98,7 +98,7 @@ def transcript_of(meeting: Meeting) -> list[Cue]:
     """The transcript as cues in time order, from `Meeting.transcript` when the model has
     it (a list as Fathom sends it, or its JSON), else from the stored Fathom answer;
     anything malformed is skipped, never an error."""
-    raw = getattr(meeting, "transcript", None)
+    raw = meeting.transcript
     if isinstance(raw, str):
         with contextlib.suppress(ValueError):
             raw = json.loads(raw) if raw.strip().startswith("[") else raw
@@ -127,7 +127,7 @@ def transcript_of(meeting: Meeting) -> list[Cue]:
 def summary_blocks(meeting: Meeting) -> list[dict[str, Any]]:
     """Fathom's summary (markdown) as plain blocks: headings, lists and paragraphs. The
     text is never markup: the template escapes it."""
-    text = getattr(meeting, "summary", "") or ""
+    text = meeting.summary or ""
     if not isinstance(text, str):
         return []
     blocks: list[dict[str, Any]] = []

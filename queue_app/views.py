@@ -18,10 +18,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from queue_app import accounts, estimates, history, selectors, stats
+from queue_app.api.serializers import MAX_BULK, MeetingFiltersSerializer
 from queue_app.metrics import scrape_registry
 from queue_app.models import TransferAttempt
 
@@ -53,30 +55,93 @@ def landing(request: HttpRequest) -> HttpResponse:
     return redirect("monitor" if request.user.is_staff else "home")
 
 
+# My meetings shows the library in pages of this many: a whole library on one page was
+# 150 px a meeting (60 meetings made a 9,000 px page).
+MEETINGS_PAGE_SIZE = 25
+LIBRARY_FILTERS = ("search", "state", "recorded_from", "recorded_to", "team")
+
+
+def _library_filters(request: HttpRequest) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """The filters in the page's URL, checked as GET /api/meetings checks them: the valid
+    ones (for the selector), as text (for the form and links), and what was wrong with
+    the rest (dropped, and said on the page)."""
+    given = {
+        name: request.GET[name].strip()
+        for name in LIBRARY_FILTERS
+        if request.GET.get(name, "").strip()
+    }
+    problems: list[str] = []
+    query = MeetingFiltersSerializer(data=given)
+    if not query.is_valid():
+        for name, messages in query.errors.items():
+            given.pop(name, None)
+            problems.extend(f"{name.replace('_', ' ')}: {message}" for message in messages)
+        query = MeetingFiltersSerializer(data=given)
+        query.is_valid()  # what is left is valid: each field is checked on its own
+    return dict(query.validated_data), given, problems
+
+
+def _page_number(request: HttpRequest) -> int:
+    raw = request.GET.get("page", "1")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 9 else 1
+
+
+def _meeting_row(row: dict[str, Any]) -> dict[str, Any]:
+    meeting = row["meeting"]
+    return {
+        "id": meeting.pk,
+        "title": str(meeting),
+        "recorded_at": meeting.recording_start_time,
+        "duration_minutes": round((meeting.duration_seconds or 0) / 60) or None,
+        "url": meeting.url,
+        "team": meeting.team,
+    }
+
+
 @login_required
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
-    """My meetings: connect Fathom, sync, queue, cancel, retry, share links."""
-    page = selectors.meetings_page_for(user=request.user)
-    meetings = [
-        {
-            "id": row["meeting"].pk,
-            "title": str(row["meeting"]),
-            "recorded_at": row["meeting"].recording_start_time,
-            "duration_seconds": row["meeting"].duration_seconds,
-            "duration_minutes": round((row["meeting"].duration_seconds or 0) / 60) or None,
-            "url": row["meeting"].url,
-        }
-        for row in page["meetings"]
-    ]
-    latest = {str(row["meeting"].pk): row["entry"] for row in page["meetings"] if row["entry"]}
+    """My meetings: connect Fathom, sync; find meetings (search, filters, pages), select
+    them and queue them in one go; cancel, retry, share links."""
+    filters, filter_text, problems = _library_filters(request)
+    page = selectors.meetings_page_for(
+        user=request.user,
+        filters=filters,
+        page=_page_number(request),
+        page_size=MEETINGS_PAGE_SIZE,
+    )
+
+    def page_url(number: int) -> str:
+        return "?" + urlencode({**filter_text, **({"page": number} if number > 1 else {})})
+
+    first = (page["page"] - 1) * MEETINGS_PAGE_SIZE
     fathom = accounts.fathom_account_status(request.user)
     return render(
         request,
         "queue_app/meetings.html",
         {
             "nav": "meetings",
-            "meetings": meetings,
+            "meetings": [_meeting_row(row) for row in page["meetings"]],
+            "library": {
+                "count": f"{page['count']:,}",
+                "page": page["page"],
+                "pages": page["pages"],
+                "first": f"{first + 1:,}",
+                "last": f"{first + len(page['meetings']):,}",
+                "previous_url": page_url(page["page"] - 1) if page["page"] > 1 else None,
+                "next_url": page_url(page["page"] + 1) if page["page"] < page["pages"] else None,
+                "filtered": bool(filter_text),
+                "problems": problems,
+            },
+            "filters": filter_text,
+            "states": [
+                ("not_queued", "Not queued"),
+                ("waiting", "Waiting"),
+                ("transferring", "Transferring"),
+                ("transferred", "Transferred"),
+                ("failed", "Failed"),
+            ],
+            "teams": selectors.meeting_teams(user=request.user),
             "fathom": fathom,
             "webhook": (
                 accounts.fathom_webhook_settings(
@@ -88,8 +153,17 @@ def home(request: HttpRequest) -> HttpResponse:
             "snapshot": page["snapshot"],
             "pause_note": estimates.current_pause_note(),
             "activity": history.recent_activity(user=request.user),
-            "latest_entries": latest,
-            "config": _client_config(request),
+            "latest_entries": {
+                str(row["meeting"].pk): row["entry"] for row in page["meetings"] if row["entry"]
+            },
+            "config": {
+                **_client_config(request),
+                # "Queue all matching" sends the filters the page was drawn with.
+                "filters": filter_text,
+                "matching_count": page["count"],
+                "page_size": MEETINGS_PAGE_SIZE,
+                "max_bulk": MAX_BULK,
+            },
         },
     )
 

@@ -32,12 +32,36 @@ class TokenObtainInputSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
+class MeetingFiltersSerializer(serializers.Serializer):
+    """The library's filters: GET /api/meetings' parameters, My meetings' URL, and
+    POST /api/queue's `matching`."""
+
+    search = serializers.CharField(
+        required=False, max_length=200, help_text="Part of the title, any case."
+    )
+    state = serializers.ChoiceField(choices=MEETING_STATES, required=False)
+    recorded_from = serializers.DateField(required=False, help_text="Recorded on or after.")
+    recorded_to = serializers.DateField(required=False, help_text="Recorded on or before.")
+    team = serializers.CharField(
+        required=False, max_length=200, help_text="The recorder's team, exactly."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        start, end = attrs.get("recorded_from"), attrs.get("recorded_to")
+        if start and end and start > end:
+            raise serializers.ValidationError(
+                {"recorded_to": ["Must not be before recorded_from."]}
+            )
+        return attrs
+
+
 # The most meetings or entries one bulk request may name (one transaction, one event).
 MAX_BULK = 5000
 
 
 class EnqueueInputSerializer(serializers.Serializer):
-    """One meeting (`meeting_id`) or several (`meeting_ids`, in the order to queue them)."""
+    """One meeting (`meeting_id`), several (`meeting_ids`, in the order to queue them), or
+    every one of yours `matching` the library's filters (GET /api/meetings' parameters)."""
 
     meeting_id = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, required=False)
     meeting_ids = serializers.ListField(
@@ -47,9 +71,14 @@ class EnqueueInputSerializer(serializers.Serializer):
         required=False,
     )
 
+    matching = MeetingFiltersSerializer(
+        required=False, help_text="Every one of your meetings these filters select."
+    )
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if ("meeting_id" in attrs) == ("meeting_ids" in attrs):
-            raise serializers.ValidationError("Give either meeting_id or meeting_ids.")
+        given = [name for name in ("meeting_id", "meeting_ids", "matching") if name in attrs]
+        if len(given) != 1:
+            raise serializers.ValidationError("Give one of meeting_id, meeting_ids or matching.")
         return attrs
 
 
@@ -216,13 +245,8 @@ class MeetingSerializer(serializers.Serializer):
         return meeting_state(meeting.latest_entry_status)
 
 
-class MeetingsQuerySerializer(serializers.Serializer):
-    search = serializers.CharField(
-        required=False, max_length=200, help_text="Part of the title, any case."
-    )
-    state = serializers.ChoiceField(choices=MEETING_STATES, required=False)
-    recorded_from = serializers.DateField(required=False, help_text="Recorded on or after.")
-    recorded_to = serializers.DateField(required=False, help_text="Recorded on or before.")
+class MeetingsQuerySerializer(MeetingFiltersSerializer):
+    """GET /api/meetings' filters (the page's are `limit` and `offset`)."""
 
 
 class MeetingPageSerializer(serializers.Serializer):

@@ -183,19 +183,21 @@ class QueueView(ApiView):
             201: OpenApiResponse(
                 {"oneOf": [s.ENTRY_SCHEMA, s.bulk_result_schema("meeting_id")]},
                 description=(
-                    "`meeting_id`: the new entry. `meeting_ids`: the entries created and,"
-                    " per meeting not queued, why."
+                    "`meeting_id`: the new entry. `meeting_ids` or `matching`: the entries"
+                    " created and, per meeting not queued, why."
                 ),
             ),
             200: OpenApiResponse(
                 s.bulk_result_schema("meeting_id"),
-                description="`meeting_ids`, none of them queued: why, per meeting.",
+                description="`meeting_ids` or `matching`, none queued: why, per meeting.",
             ),
             **errors(400, 401, 404, 409, 413, 415),
         },
         description=(
             "Put one of your meetings (`meeting_id`) at the back of the line, or up to 5,000"
-            " (`meeting_ids`, in that order) in one change and one event."
+            " (`meeting_ids`, in that order) in one change and one event, or every one of"
+            " yours `matching` the filters of GET /api/meetings (newest first; more than"
+            " 5,000 matching is refused, `invalid`)."
         ),
     )
     def post(self, request: Request) -> Response:
@@ -204,6 +206,11 @@ class QueueView(ApiView):
         if "meeting_ids" in data.validated_data:
             result = line.entries_enqueue(
                 owner=request.user, meeting_ids=data.validated_data["meeting_ids"]
+            )
+            return bulk_response(request, result, "meeting_id", created=True)
+        if "matching" in data.validated_data:
+            result = line.entries_enqueue_matching(
+                owner=request.user, filters=dict(data.validated_data["matching"]), limit=s.MAX_BULK
             )
             return bulk_response(request, result, "meeting_id", created=True)
         meeting = selectors.meeting_of(

@@ -102,7 +102,13 @@ def record(
         queue_length=queue_length,
         paused=state.paused,
         payload=[
-            entry_payload(entry_row(entry), selectors.entry_position(entry)) for entry in entries
+            entry_payload(
+                entry_row(entry),
+                positions.get(entry.pk)
+                if positions is not None
+                else selectors.entry_position(entry),
+            )
+            for entry in entries
         ],
     )
     activity.record_outcomes(event=event, entries=entries, note=note, actor=actor)

@@ -17,7 +17,13 @@ from django.db.models import Max, Min, Q
 from django.utils import timezone
 
 from queue_app import selectors, transitions
-from queue_app.errors import AlreadyQueued, EntryNotFound, InvalidPosition, InvalidState
+from queue_app.errors import (
+    AlreadyQueued,
+    EntryNotFound,
+    InvalidInput,
+    InvalidPosition,
+    InvalidState,
+)
 from queue_app.models import (
     ACTIVE_STATUSES,
     AttemptOutcome,
@@ -234,7 +240,14 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
     with transaction.atomic():
         state = lock_queue()
         numeric = [int(pk) for pk in wanted if pk.isascii() and pk.isdigit()]
-        meetings = {str(m.pk): m for m in Meeting.objects.filter(pk__in=numeric)}
+        # Only what the entries' payloads read: `raw` (Fathom's whole description) and the
+        # summary of 2,000 meetings cost more to load than the rest of the change.
+        meetings = {
+            str(m.pk): m
+            for m in Meeting.objects.filter(pk__in=numeric).only(
+                "id", "owner_id", "title", "meeting_title", "recording_id"
+            )
+        }
         in_line = {
             str(pk)
             for pk in QueueEntry.objects.filter(
@@ -254,7 +267,7 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
                 new.append(
                     QueueEntry(
                         meeting=meeting,
-                        owner_id=owner.pk,
+                        owner=owner,
                         status=transitions.ENQUEUE.target,
                         order_key=0,
                         max_attempts=settings.QUEUE_MAX_ATTEMPTS,
@@ -263,12 +276,10 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
         if not new:
             return BulkChange(refused=refused)
         positions = _append_to_line(new)
+        # The objects are complete once inserted (ids and timestamps are set here, meeting
+        # and owner attached): no reading 2,000 rows back.
         QueueEntry.objects.bulk_create(new)
-        created = list(
-            QueueEntry.objects.filter(pk__in=[entry.pk for entry in new])
-            .select_related("meeting", "owner")
-            .order_by("order_key")
-        )
+        created = new
         record(
             state,
             transitions.ENQUEUE.update_type,
@@ -278,6 +289,26 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
         )
         request_dispatch()
     return BulkChange(entries=created, refused=refused)
+
+
+def entries_enqueue_matching(*, owner: Any, filters: dict[str, Any], limit: int) -> BulkChange:
+    """Queue every meeting of the owner's that `filters` select (selectors.meetings_of:
+    search, state, recorded_from, recorded_to, team), in the library's order (newest
+    first), as entries_enqueue does: one transaction, one event, refusals for those already
+    in the line. More than `limit` matching is refused whole (InvalidInput), nothing
+    queued: the caller narrows the filter rather than getting an arbitrary part."""
+    with transaction.atomic():
+        lock_queue()  # the match and the enqueue see the same line
+        meeting_ids = list(
+            selectors.meetings_of(user=owner, **filters).values_list("pk", flat=True)[: limit + 1]
+        )
+        if len(meeting_ids) > limit:
+            message = (
+                f"More than {limit:,} meetings match; queue at most {limit:,} at once:"
+                " narrow the search, the dates or the state."
+            )
+            raise InvalidInput(message, fields={"matching": [message]})
+        return entries_enqueue(owner=owner, meeting_ids=meeting_ids)
 
 
 def _locked_entries(ids: list[str], *, owner: Any | None) -> dict[str, QueueEntry]:

@@ -1,5 +1,8 @@
-/* My meetings: connect Fathom, sync, and per meeting queue / cancel / retry / share link,
- * each meeting's state following the live queue without reloading. */
+/* My meetings: connect Fathom, sync; one page of the library (the server searches,
+ * filters and pages: the URL holds all of it, so reload and back work); select meetings and
+ * queue them in one request, or every one matching the filters; per meeting queue / cancel
+ * / retry / share link. Each row's state follows the live queue without reloading; only
+ * the page's rows are drawn, whatever the size of the library or the line. */
 "use strict";
 
 (function () {
@@ -9,6 +12,8 @@
   const ACTIVE = new Set(["queued", "running", "retrying"]);
   // meeting id -> its latest entry: rendered by the server, then kept up to date by events.
   const latest = new Map(Object.entries(F.readJson("latest-entries") || {}));
+  // The meetings on this page: entries of the others (a bulk of thousands) are not kept.
+  const onPage = new Set(Array.from(document.querySelectorAll(".meeting"), (row) => row.dataset.meetingId));
   let state = null;
 
   function rowOf(meetingId) {
@@ -18,8 +23,9 @@
   function button(action, text, title) {
     return el("button", {
       type: "button",
-      // The one next step is primary; cancelling or transferring again is not.
-      class: (action === "queue" && text === "Queue") || action === "retry" ? "button primary small" : "button small",
+      // Retrying a failure is the one next step; queueing one of many is not the page's
+      // main action (queueing the selection is), and cancelling never is.
+      class: action === "retry" ? "button primary small" : "button small",
       "data-action": action,
       "aria-label": `${text}: “${title}”`,
       text,
@@ -92,7 +98,9 @@
   }
 
   function remember(entry) {
-    if (entry && entry.meeting_id != null) latest.set(String(entry.meeting_id), entry);
+    if (entry && entry.meeting_id != null && onPage.has(String(entry.meeting_id))) {
+      latest.set(String(entry.meeting_id), entry);
+    }
   }
 
   function onState(newState, message) {
@@ -125,6 +133,7 @@
     const meetingId = row.dataset.meetingId;
     const before = latest.get(meetingId);
     showRowError(row, "");
+    row.querySelector(".meeting-note").hidden = true;
     let entry;
     if (action === "queue") {
       entry = await F.api("POST", "/api/queue", { meeting_id: Number(meetingId) });
@@ -158,6 +167,207 @@
       delete row.dataset.keepFocus;
     }
   });
+
+  // --- finding meetings -------------------------------------------------------------------
+
+  // The form works as a plain GET; this keeps the URL to the filters actually set, so it
+  // reads (and bookmarks) as what was asked for.
+  document.getElementById("library-filters")?.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const [name, value] of new FormData(event.target)) {
+      if (String(value).trim()) query.set(name, String(value).trim());
+    }
+    const search = query.toString();
+    window.location.assign(search ? `${window.location.pathname}?${search}` : window.location.pathname);
+  });
+
+  // --- selecting meetings and queueing many at once --------------------------------------
+
+  const boxes = Array.from(document.querySelectorAll(".select-meeting"));
+  const bar = document.getElementById("bulk-bar");
+  const selectPage = document.getElementById("select-page");
+  const selectionCount = document.getElementById("selection-count");
+  const queueSelected = document.getElementById("queue-selected");
+  const queueMatching = document.getElementById("queue-matching");
+  const matchingHelp = document.getElementById("queue-matching-help");
+  const banner = document.getElementById("select-all-banner");
+  const bannerText = document.getElementById("select-all-text");
+  const bannerButton = document.getElementById("select-all-matching");
+  const result = document.getElementById("bulk-result");
+  const total = config.matching_count || 0;
+  const filtered = Object.keys(config.filters || {}).length > 0;
+  // More than one request may take: the server would refuse it, so the page does not offer it.
+  const tooMany = total > config.max_bulk;
+  let allMatching = false; // Gmail's "select all 1,234 matching", beyond this page
+  let lastClicked = null; // for shift-click ranges
+
+  const number = (n) => n.toLocaleString("en-US");
+  const meetingsText = (n) => `${number(n)} meeting${n === 1 ? "" : "s"}`;
+  const selectedIds = () => boxes.filter((box) => box.checked).map((box) => Number(box.value));
+  const matchingLabel = () => (filtered ? `Queue all ${number(total)} matching` : `Queue all ${number(total)}`);
+
+  function updateSelection() {
+    const chosen = selectedIds().length;
+    const wholePage = boxes.length > 0 && chosen === boxes.length;
+    if (!wholePage) allMatching = false;
+    selectPage.checked = wholePage;
+    selectPage.indeterminate = chosen > 0 && !wholePage;
+    for (const box of boxes) box.closest(".meeting").classList.toggle("selected", box.checked);
+    if (allMatching) {
+      selectionCount.textContent = `All ${meetingsText(total)}${filtered ? " matching" : ""} selected`;
+      queueSelected.textContent = matchingLabel();
+    } else {
+      selectionCount.textContent = chosen ? `${number(chosen)} selected` : "None selected";
+      queueSelected.textContent = chosen ? `Queue ${number(chosen)} selected` : "Queue selected";
+    }
+    queueSelected.disabled = chosen === 0;
+    queueMatching.hidden = allMatching; // the selected button does just that now
+    // The page is all selected and more match: offer the rest (Gmail's banner).
+    const offer = wholePage && total > boxes.length;
+    banner.hidden = !offer;
+    if (offer && allMatching) {
+      bannerText.textContent = `All ${meetingsText(total)}${filtered ? " matching" : ""} are selected.`;
+      bannerButton.textContent = "Clear selection";
+      bannerButton.hidden = false;
+    } else if (offer) {
+      bannerText.textContent = `All ${number(boxes.length)} on this page are selected.`;
+      bannerButton.textContent = `Select all ${number(total)}${filtered ? " matching" : ""}`;
+      bannerButton.hidden = tooMany;
+      if (tooMany) bannerText.textContent += ` More than ${number(config.max_bulk)} match: narrow the filters to select them all.`;
+    }
+  }
+
+  function rowTitle(meetingId) {
+    const row = rowOf(meetingId);
+    return row ? row.querySelector("h3").textContent : null;
+  }
+
+  const REFUSAL_HEADINGS = {
+    already_queued: "already in the line",
+    not_yours: "not yours",
+    not_found: "no longer found",
+  };
+
+  /* What a bulk request did: how many joined the line and, grouped by reason, which were
+   * refused (by title where the meeting is on this page); refused rows say it too. */
+  function showOutcome(answer) {
+    const queued = answer.entries.length;
+    const refused = answer.refused || [];
+    result.className = `bulk-result notice ${refused.length === 0 ? "notice-success" : queued ? "notice-warn" : "notice-error"}`;
+    const parts = [];
+    parts.push(
+      el("p", { class: "bulk-summary" },
+        queued ? `Queued ${meetingsText(queued)}. ` : "Nothing was queued. ",
+        queued ? el("a", { href: "/queue", text: "Watch them on the Queue page" }) : null,
+        queued ? "." : null),
+    );
+    if (refused.length) {
+      const groups = new Map();
+      for (const refusal of refused) {
+        const key = refusal.code;
+        if (!groups.has(key)) groups.set(key, []);
+        groups.get(key).push(refusal);
+        const note = rowOf(refusal.meeting_id)?.querySelector(".meeting-note");
+        if (note) {
+          note.textContent = `Not queued: ${refusal.detail}`;
+          note.hidden = false;
+        }
+      }
+      const items = [];
+      for (const [code, list] of groups) {
+        const titles = list.map((r) => rowTitle(r.meeting_id)).filter(Boolean);
+        const elsewhere = list.length - titles.length;
+        const named = titles.slice(0, 10).map((t) => `“${t}”`);
+        if (titles.length > 10) named.push(`${number(titles.length - 10)} more on this page`);
+        if (elsewhere) named.push(`${number(elsewhere)} on other pages`);
+        const reason = REFUSAL_HEADINGS[code] || list[0].detail;
+        items.push(el("li", { text: `${meetingsText(list.length)} ${reason}: ${named.join(", ")}.` }));
+      }
+      parts.push(el("p", { text: `${meetingsText(refused.length)} not queued:` }), el("ul", {}, ...items));
+    }
+    parts.push(el("button", { type: "button", class: "link-button", text: "Dismiss", onclick: () => { result.hidden = true; } }));
+    result.replaceChildren(...parts);
+    result.hidden = false;
+  }
+
+  function showBulkError(text) {
+    result.className = "bulk-result notice notice-error";
+    result.replaceChildren(el("p", { text }));
+    result.hidden = false;
+  }
+
+  async function queueMany(body, busyText) {
+    const buttons = [queueSelected, queueMatching];
+    const was = buttons.map((button) => button.disabled);
+    buttons.forEach((button) => { button.disabled = true; });
+    document.querySelectorAll(".meeting-note").forEach((note) => { note.hidden = true; });
+    result.className = "bulk-result notice";
+    result.replaceChildren(el("p", { text: busyText }));
+    result.hidden = false;
+    try {
+      const answer = await F.api("POST", "/api/queue", body);
+      // The socket usually tells first: an entry it already brought is as fresh or fresher.
+      for (const entry of answer.entries) {
+        const known = latest.get(String(entry.meeting_id));
+        if (!known || known.id !== entry.id) remember(entry);
+      }
+      renderAll();
+      boxes.forEach((box) => { box.checked = false; });
+      allMatching = false;
+      showOutcome(answer);
+    } catch (error) {
+      showBulkError(`Nothing was queued: ${error.message}`);
+    } finally {
+      buttons.forEach((button, index) => { button.disabled = was[index]; });
+      updateSelection();
+    }
+  }
+
+  function queueAllMatching() {
+    const what = filtered ? `all ${meetingsText(total)} matching these filters` : `all ${meetingsText(total)}`;
+    const ask = `Queue ${what}? Meetings already in the line stay where they are; transferred ones are transferred again.`;
+    if (!window.confirm(ask)) return;
+    queueMany({ matching: config.filters || {} }, `Queueing ${what}…`);
+  }
+
+  if (bar && boxes.length) {
+    bar.hidden = false;
+    boxes.forEach((box) => { box.hidden = false; });
+    queueMatching.textContent = matchingLabel();
+    if (tooMany) {
+      queueMatching.disabled = true;
+      matchingHelp.textContent = `More than ${number(config.max_bulk)} match: narrow the search or the dates to queue them all at once.`;
+    }
+    document.getElementById("meetings").addEventListener("click", (event) => {
+      const box = event.target.closest(".select-meeting");
+      if (!box) return;
+      const index = boxes.indexOf(box);
+      if (event.shiftKey && lastClicked !== null && lastClicked !== index) {
+        const [from, to] = [Math.min(lastClicked, index), Math.max(lastClicked, index)];
+        for (let i = from; i <= to; i += 1) boxes[i].checked = box.checked;
+      }
+      lastClicked = index;
+      updateSelection();
+    });
+    selectPage.addEventListener("change", () => {
+      boxes.forEach((box) => { box.checked = selectPage.checked; });
+      updateSelection();
+    });
+    bannerButton.addEventListener("click", () => {
+      allMatching = !allMatching;
+      if (!allMatching) boxes.forEach((box) => { box.checked = false; });
+      updateSelection();
+      (allMatching ? bannerButton : selectPage).focus();
+    });
+    queueSelected.addEventListener("click", () => {
+      if (allMatching) return queueAllMatching();
+      const ids = selectedIds();
+      return queueMany({ meeting_ids: ids }, `Queueing ${meetingsText(ids.length)}…`);
+    });
+    queueMatching.addEventListener("click", queueAllMatching);
+    updateSelection();
+  }
 
   // --- the Fathom account ----------------------------------------------------------------
 
