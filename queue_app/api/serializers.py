@@ -232,6 +232,13 @@ class MeetingSerializer(serializers.Serializer):
     recording_start_time = serializers.DateTimeField(allow_null=True)
     recording_end_time = serializers.DateTimeField(allow_null=True)
     duration_seconds = serializers.IntegerField(allow_null=True)
+    # From Fathom (issue 12): what users filter and read by.
+    meeting_type = serializers.CharField(help_text="Fathom's meeting type name, or empty.")
+    meeting_url = serializers.CharField(help_text="The call's own link, or empty.")
+    team = serializers.CharField(help_text="The recorder's team, or empty.")
+    media_kind = serializers.CharField(
+        help_text="What the last transfer moved: video, audio (no video), or empty."
+    )
     active_entry_id = serializers.UUIDField(allow_null=True)
     active_entry_status = serializers.ChoiceField(
         choices=[(status.value, status.label) for status in ACTIVE_STATUSES], allow_null=True

@@ -244,3 +244,20 @@ def test_matching_by_team(client_for, alice, library):
     assert titles(client_for(alice).get("/api/meetings", {"team": "Sales"})) == ["Weekly sync"]
     body = queue_matching(client_for(alice), {"team": "Sales"}).json()
     assert [e["title"] for e in body["entries"]] == ["Weekly sync"]
+
+
+def test_each_meeting_carries_what_fathom_says_of_it(client_for, alice, library):
+    Meeting.objects.filter(pk=library["Launch"].pk).update(
+        meeting_type="Customer call",
+        meeting_url="https://zoom.example/j/1",
+        team="Sales",
+        media_kind="audio",
+    )
+    body = client_for(alice).get("/api/meetings", {"search": "launch"}).json()
+    (meeting,) = body["results"]
+    assert (
+        meeting["meeting_type"],
+        meeting["meeting_url"],
+        meeting["team"],
+        meeting["media_kind"],
+    ) == ("Customer call", "https://zoom.example/j/1", "Sales", "audio")

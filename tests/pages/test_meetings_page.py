@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.test import Client
 
-from queue_app.models import Meeting
+from queue_app.models import FathomAccount, Meeting
 from queue_app.services import line
 from queue_app.views import MEETINGS_PAGE_SIZE
 
@@ -124,3 +124,19 @@ def test_the_team_filter_offers_the_teams_of_your_meetings(alice, alices_library
         "Sales",
         "Support",
     ]
+
+
+def test_the_page_says_whether_fathom_took_the_webhook(alice, bob):
+    FathomAccount.objects.create(
+        user=alice, api_key_encrypted="x", api_key_last4="abcd", fathom_webhook_id="wh_1"
+    )
+    refusal = "Fathom did not register the webhook (no webhook rights). Add it by hand."
+    FathomAccount.objects.create(
+        user=bob, api_key_encrypted="x", api_key_last4="wxyz", webhook_error=refusal
+    )
+    registered, _ = page_of(alice)
+    assert "the webhook was registered in your Fathom account" in registered
+    assert "The webhook, by hand (not needed)" in registered
+    refused, _ = page_of(bob)
+    assert refusal in refused and "was registered" not in refused
+    assert "Let Fathom announce new meetings (webhook)" in refused
