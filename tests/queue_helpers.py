@@ -1,12 +1,15 @@
 """Ending a running transfer the way a worker would, for tests that need an entry failed
-or waiting to retry: through the retry policy, as queue_app.tasks does."""
+or waiting to retry: through the retry policy, as queue_app.tasks does; and waiting for
+real worker processes to finish entries."""
 
 from __future__ import annotations
 
+import time
 from uuid import UUID
 
 from django.test import override_settings
 
+from queue_app.models import FINISHED_STATUSES, QueueEntry
 from queue_app.retry_policy import Decision, Failure
 from queue_app.services import transfers
 
@@ -29,3 +32,15 @@ def wait_to_retry(
             worker=worker,
             failure=Failure(error, transient=True, retry_after=delay_seconds),
         )
+
+
+def wait_for(entry_ids, *, timeout: float = 60) -> dict[str, QueueEntry]:
+    """Wait until every entry has finished (completed, failed or cancelled); their rows."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entries = {str(e.id): e for e in QueueEntry.objects.filter(pk__in=entry_ids)}
+        if all(e.status in FINISHED_STATUSES for e in entries.values()):
+            return entries
+        time.sleep(0.2)
+    states = QueueEntry.objects.filter(pk__in=entry_ids).values_list("status", "last_error")
+    raise AssertionError(f"entries did not finish in {timeout} s: {list(states)}")

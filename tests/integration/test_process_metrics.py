@@ -14,9 +14,9 @@ from websockets.sync.client import connect
 from queue_app.models import EntryStatus
 from queue_app.services import line
 from tests.helpers import PASSWORD
-from tests.integration.test_pipeline import wait_for
 from tests.integration.wsclient import open_socket
 from tests.processes import login, start_daphne, ws_url
+from tests.queue_helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 

@@ -22,10 +22,9 @@ from queue_app.services import line
 from tests.helpers import PASSWORD
 from tests.integration.wsclient import open_socket
 from tests.processes import LOG_DIR, Process, login
+from tests.queue_helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-FINISHED = {EntryStatus.COMPLETED, EntryStatus.FAILED, EntryStatus.CANCELLED}
 
 
 @pytest.fixture
@@ -61,18 +60,6 @@ def celery_beat(broker_env) -> Iterator[Process]:
 def fleet(live_server_url, celery_worker, celery_beat, sandbox):
     # Torn down in reverse: beat stops, then the worker is waited on until idle.
     return live_server_url
-
-
-def wait_for(entry_ids, *, timeout: float = 60) -> dict[str, QueueEntry]:
-    """Wait until every entry has finished; their final rows."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        entries = {str(e.id): e for e in QueueEntry.objects.filter(pk__in=entry_ids)}
-        if all(e.status in FINISHED for e in entries.values()):
-            return entries
-        time.sleep(0.2)
-    states = QueueEntry.objects.filter(pk__in=entry_ids).values_list("status", "last_error")
-    raise AssertionError(f"entries did not finish in {timeout} s: {list(states)}")
 
 
 def fetch_share(base_url: str, share_url: str) -> bytes:

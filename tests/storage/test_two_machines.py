@@ -25,10 +25,10 @@ from queue_app.integrations.recordings import recording_name
 from queue_app.models import EntryStatus, QueueEntry
 from tests.helpers import PASSWORD
 from tests.processes import LOG_DIR, ROOT
+from tests.queue_helpers import wait_for
 from tests.storage.holding_proxy import HoldingProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-FINISHED = {EntryStatus.COMPLETED, EntryStatus.FAILED, EntryStatus.CANCELLED}
 
 
 @dataclass
@@ -106,16 +106,6 @@ def two_machines(process_env, s3_server, bucket, sandbox, tmp_path) -> Iterator[
         redis.close()
 
 
-def wait_for(entry_ids: list[str], timeout: float = 90) -> dict[str, QueueEntry]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        entries = {str(e.id): e for e in QueueEntry.objects.filter(pk__in=entry_ids)}
-        if all(e.status in FINISHED for e in entries.values()):
-            return entries
-        time.sleep(0.2)
-    raise AssertionError(f"entries did not finish in {timeout} s")
-
-
 def enqueue(base_url: str, meetings: list) -> list[str]:
     """Queue meetings as alice through the web process's API (so its own broker gets the
     dispatch); the new entries' ids."""
@@ -142,7 +132,7 @@ def test_the_worker_uploads_and_the_web_process_serves_the_same_bytes(
     chosen = [meetings[1001], meetings[1002]]
     base = two_machines.base_url
     ids = enqueue(base, chosen)
-    done = wait_for(ids)
+    done = wait_for(ids, timeout=90)
     with httpx.Client(timeout=10, follow_redirects=True) as viewer:
         for entry_id, meeting in zip(ids, chosen, strict=True):
             entry = done[entry_id]
@@ -187,7 +177,7 @@ def test_a_worker_killed_after_its_upload_leaves_one_object_once_retried(
     assert (row.status, row.stage) == (EntryStatus.RUNNING, "uploading")
     os.kill(int(row.worker.rsplit(":", 1)[1]), signal.SIGKILL)
 
-    final = wait_for([entry_id])[entry_id]
+    final = wait_for([entry_id], timeout=90)[entry_id]
     assert final.status == EntryStatus.COMPLETED, final.last_error
     assert final.attempts == 2 and final.worker != row.worker
     # The retry wrote the same object again: one recording in the bucket, the shared one.
