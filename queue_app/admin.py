@@ -17,6 +17,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.db.models import Case, F, IntegerField, OrderBy, QuerySet, Value, When
 from django.http import (
     Http404,
@@ -310,6 +311,10 @@ class QueueChangeList(ChangeList):
             entry.line_position = positions.get(entry.pk)
 
 
+# Links are https (Django 6's default for a scheme-less URL; said now, not warned about).
+URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+
+
 class TransferAttemptInline(admin.TabularInline):
     """Every attempt at the entry's transfer, oldest first; read-only, like the entry."""
 
@@ -339,6 +344,7 @@ class TransferAttemptInline(admin.TabularInline):
 
 @admin.register(QueueEntry)
 class QueueEntryAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS
     """The global queue: read-only rows, changed only through actions that call services."""
 
     change_list_template = "admin/queue_app/queueentry/change_list.html"
@@ -619,6 +625,8 @@ class QueueEntryAdmin(admin.ModelAdmin):
 class ReadOnlyAdmin(admin.ModelAdmin):
     """Browse only. Meetings come from Fathom and events from services; deleting a meeting
     would cascade to its queue entries behind the services' back."""
+
+    formfield_overrides = URL_FIELDS
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
