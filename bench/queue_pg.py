@@ -79,14 +79,20 @@ def claims(env: dict[str, str], claimers: int, per_claimer: int) -> list[float]:
 
 
 def requeue_running() -> None:
-    """Put claimed entries back, so that each claimer set starts at the same depth."""
-    from django.db import connection
+    """Put claimed entries back, so that each claimer set starts at the same depth (then
+    the queue state's counts from the rows: this goes around the services)."""
+    from django.db import connection, transaction
+
+    from queue_app.services import ordering
+    from queue_app.services.changes import lock_queue
 
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE queue_app_queueentry SET status = 'queued', worker = '', started_at = NULL,"
             " lease_expires_at = NULL WHERE status = 'running'"
         )
+    with transaction.atomic():
+        ordering.recount(lock_queue())
 
 
 def vacuum() -> None:

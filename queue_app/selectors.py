@@ -58,30 +58,26 @@ def current_seq() -> int:
 
 
 def queued_entries():
-    return QueueEntry.objects.filter(status=EntryStatus.QUEUED).order_by("order_key", "created_at")
+    # Order keys are unique in the line (services.ordering), so the index gives the order.
+    return QueueEntry.objects.filter(status=EntryStatus.QUEUED).order_by("order_key")
 
 
 def entry_positions() -> dict[UUID, int]:
     """Position of every queued entry, in one query."""
     rows = (
         QueueEntry.objects.filter(status=EntryStatus.QUEUED)
-        .annotate(
-            position=Window(RowNumber(), order_by=[F("order_key").asc(), F("created_at").asc()])
-        )
+        .annotate(position=Window(RowNumber(), order_by=[F("order_key").asc()]))
         .values_list("id", "position")
     )
     return dict(rows)
 
 
 def entry_position(entry: QueueEntry) -> int | None:
+    """1 + the queued entries ahead: one count on the (status, order_key) index."""
     if entry.status != EntryStatus.QUEUED:
         return None
     ahead = QueueEntry.objects.filter(status=EntryStatus.QUEUED, order_key__lt=entry.order_key)
     return ahead.count() + 1
-
-
-def active_entry_count() -> int:
-    return QueueEntry.objects.filter(status__in=ACTIVE_STATUSES).count()
 
 
 def average_transfer_seconds() -> float:

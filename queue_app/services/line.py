@@ -13,7 +13,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from queue_app import selectors, transitions
@@ -27,6 +27,7 @@ from queue_app.models import (
     QueueEvent,
     UpdateType,
 )
+from queue_app.services import ordering
 from queue_app.services.changes import (
     close_attempts,
     lock_queue,
@@ -35,47 +36,7 @@ from queue_app.services.changes import (
     request_dispatch,
 )
 
-# Room between neighbouring order keys. Each move into a gap takes its midpoint, halving
-# it, so 16 moves into the same gap fit before the line is renumbered (tests/unit/test_ordering).
-KEY_GAP = 1 << 16
-
 Position = int | Literal["top", "bottom"]
-
-
-def back_key() -> int:
-    """An order key behind every queued entry."""
-    last = QueueEntry.objects.filter(status=EntryStatus.QUEUED).aggregate(k=Max("order_key"))["k"]
-    return (last or 0) + KEY_GAP
-
-
-def front_key() -> int:
-    """An order key ahead of every queued entry."""
-    first = QueueEntry.objects.filter(status=EntryStatus.QUEUED).aggregate(k=Min("order_key"))["k"]
-    return (first or 0) - KEY_GAP
-
-
-def _renumber_queued() -> None:
-    """Spread the line's keys out again; rare, when two neighbours have no room between."""
-    for index, entry_id in enumerate(
-        selectors.queued_entries().values_list("id", flat=True), start=1
-    ):
-        QueueEntry.objects.filter(pk=entry_id).update(order_key=index * KEY_GAP)
-
-
-def _key_for_position(entry: QueueEntry, position: int) -> int | None:
-    """A key that puts `entry` at `position` among the others, or None if there is no room."""
-    others = selectors.queued_entries().exclude(pk=entry.pk).values_list("order_key", flat=True)
-    # The keys just before and after the target place, among the other queued entries.
-    neighbours = [None, *others[:1]] if position == 1 else list(others[position - 2 : position])
-    before = neighbours[0]
-    after = neighbours[1] if len(neighbours) > 1 else None
-    if before is None:
-        return after - KEY_GAP if after is not None else KEY_GAP
-    if after is None:
-        return before + KEY_GAP
-    if after - before < 2:
-        return None
-    return (before + after) // 2
 
 
 def _refuse_if_in_line(meeting_id: int) -> None:
@@ -84,24 +45,28 @@ def _refuse_if_in_line(meeting_id: int) -> None:
 
 
 def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
-    """Put a meeting at the back of the line. Raises AlreadyQueued if it is in it."""
+    """Put a meeting in the line (at its owner's next round: services.ordering). Raises
+    AlreadyQueued if it is in it."""
     try:
         with transaction.atomic():
             state = lock_queue()
             _refuse_if_in_line(meeting.pk)
-            created = QueueEntry.objects.create(
+            entry = QueueEntry(
                 meeting=meeting,
                 owner_id=meeting.owner_id,
                 status=transitions.ENQUEUE.target,
-                order_key=back_key(),
                 max_attempts=max_attempts or settings.QUEUE_MAX_ATTEMPTS,
             )
-            entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=created.pk)
+            ordering.assign_keys(state, [entry])
+            entry.save(force_insert=True)
+            entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry.pk)
+            position = selectors.entry_position(entry)
             record(
                 state,
                 transitions.ENQUEUE.update_type,
                 entries=[entry],
-                global_position=selectors.entry_position(entry),
+                global_position=position,
+                positions={entry.pk: position},
             )
             request_dispatch()
     except IntegrityError as exc:  # the partial unique index, if the check above raced
@@ -116,8 +81,10 @@ def entry_cancel(*, entry_id: UUID | str) -> QueueEntry:
         entry = locked_entry(entry_id)
         transitions.CANCEL.check(entry)
         former_position = selectors.entry_position(entry)
+        was = entry.status
         now = timezone.now()
         transitions.CANCEL.apply(entry, now)
+        ordering.moved(state, [entry], [was])
         close_attempts([entry], AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
             state, transitions.CANCEL.update_type, entries=[entry], global_position=former_position
@@ -127,50 +94,59 @@ def entry_cancel(*, entry_id: UUID | str) -> QueueEntry:
 
 
 def entry_move(*, entry_id: UUID | str, position: Position) -> QueueEntry:
-    """Move a queued entry to `position` (1 is the front), "top" or "bottom"."""
+    """Move a queued entry to `position` (1 is the front), "top" or "bottom". It stays
+    pinned there: later entries take their places around it by their own keys."""
     with transaction.atomic():
         state = lock_queue()
         entry = locked_entry(entry_id)
         transitions.MOVE.check(entry)
-        length = selectors.queued_entries().count()
+        length = state.waiting
+        bottom = position == "bottom"
         if position == "top":
             position = 1
-        elif position == "bottom":
+        elif bottom:
             position = length
         if isinstance(position, bool) or not isinstance(position, int):
             raise InvalidPosition("Position must be a whole number, 'top' or 'bottom'.")
         if not 1 <= position <= length:
             raise InvalidPosition(f"Position must be between 1 and {length}.")
         if position != selectors.entry_position(entry):
-            key = _key_for_position(entry, position)
-            if key is None:
-                _renumber_queued()
-                key = _key_for_position(entry, position)
+            if position == length:
+                key = ordering.back_key(state)
+            else:
+                key = ordering.key_for_position(state, entry, position)
+                if key is None:
+                    ordering.renumber(state)
+                    key = ordering.key_for_position(state, entry, position)
             transitions.MOVE.apply(entry, timezone.now(), order_key=key)
         record(
             state,
             transitions.MOVE.update_type,
             entries=[entry],
             global_position=position,
-            same_length=True,
+            positions={entry.pk: position},
         )
     return entry
 
 
 def entry_retry(*, entry_id: UUID | str) -> QueueEntry:
-    """Put a failed or cancelled entry back at the end of the line, attempts reset."""
+    """Put a failed or cancelled entry back in the line (as if it joined now), attempts
+    reset."""
     try:
         with transaction.atomic():
             state = lock_queue()
             entry = locked_entry(entry_id)
             transitions.RETRY.check(entry)
             _refuse_if_in_line(entry.meeting_id)
-            transitions.RETRY.apply(entry, timezone.now(), order_key=back_key())
+            ordering.assign_keys(state, [entry])
+            transitions.RETRY.apply(entry, timezone.now(), order_key=entry.order_key)
+            position = selectors.entry_position(entry)
             record(
                 state,
                 transitions.RETRY.update_type,
                 entries=[entry],
-                global_position=selectors.entry_position(entry),
+                global_position=position,
+                positions={entry.pk: position},
             )
             request_dispatch()
     except IntegrityError as exc:
@@ -200,15 +176,23 @@ def _unique(ids: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(str(value) for value in ids))
 
 
-def _append_to_line(entries: list[QueueEntry]) -> dict[Any, int]:
-    """Keys behind the line for `entries`, in order; their positions by id."""
-    ahead = selectors.queued_entries().count()
-    first_key = back_key()
-    positions = {}
-    for index, entry in enumerate(entries):
-        entry.order_key = first_key + index * KEY_GAP
-        positions[entry.pk] = ahead + index + 1
-    return positions
+def _join_line(state: Any, entries: list[QueueEntry]) -> dict[Any, int]:
+    """Keys for `entries` joining the line (in the order given, services.ordering), and
+    their positions by id: one count of the line ahead of the first, and the keys of the
+    entries between the first and the last (none in fifo order: they join at the back)."""
+    ordering.assign_keys(state, entries)
+    keys = sorted(entry.order_key for entry in entries)
+    queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
+    ahead = queued.filter(order_key__lt=keys[0]).count()
+    between = list(
+        queued.filter(order_key__gt=keys[0], order_key__lt=keys[-1]).values_list(
+            "order_key", flat=True
+        )
+    )
+    # The new keys among the others': each one's place is how many keys are below it.
+    merged = sorted([*between, *keys])
+    place = {key: index for index, key in enumerate(merged)}
+    return {entry.pk: ahead + place[entry.order_key] + 1 for entry in entries}
 
 
 def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChange:
@@ -242,13 +226,12 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
                         meeting=meeting,
                         owner_id=owner.pk,
                         status=transitions.ENQUEUE.target,
-                        order_key=0,
                         max_attempts=settings.QUEUE_MAX_ATTEMPTS,
                     )
                 )
         if not new:
             return BulkChange(refused=refused)
-        positions = _append_to_line(new)
+        positions = _join_line(state, new)
         QueueEntry.objects.bulk_create(new)
         created = list(
             QueueEntry.objects.filter(pk__in=[entry.pk for entry in new])
@@ -308,19 +291,21 @@ def entries_cancel(*, entry_ids: Iterable[Any], owner: Any | None = None) -> Bul
         entries, refused = _bulk_transition(_unique(entry_ids), owner, transitions.CANCEL)
         if not entries:
             return BulkChange(refused=refused)
-        former = selectors.entry_positions()
+        former = selectors.entry_position(entries[0]) if len(entries) == 1 else None
+        was = [entry.status for entry in entries]
         now = timezone.now()
         values = transitions.CANCEL.values(now)
         QueueEntry.objects.filter(pk__in=[entry.pk for entry in entries]).update(**values)
         for entry in entries:
             for name, value in values.items():
                 setattr(entry, name, value)
+        ordering.moved(state, entries, was)
         close_attempts(entries, AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
             state,
             transitions.CANCEL.update_type,
             entries=entries,
-            global_position=former.get(entries[0].pk) if len(entries) == 1 else None,
+            global_position=former,
             positions={},
         )
         request_dispatch()
@@ -351,7 +336,7 @@ def entries_retry(*, entry_ids: Iterable[Any], owner: Any | None = None) -> Bulk
             able.append(entry)
         if not able:
             return BulkChange(refused=refused)
-        positions = _append_to_line(able)
+        positions = _join_line(state, able)
         values = transitions.RETRY.values(timezone.now())
         for entry in able:
             for name, value in values.items():
@@ -386,7 +371,8 @@ def queue_clear() -> int:
         for entry in waiting:
             for name, value in values.items():
                 setattr(entry, name, value)
-        record(state, clear.update_type, entries=waiting)
+        ordering.line_cleared(state)
+        record(state, clear.update_type, entries=waiting, positions={})
     return len(waiting)
 
 

@@ -13,7 +13,14 @@ from django.conf import settings
 from queue_app import selectors
 from queue_app.client_state import apply_event, comparable, state_from_snapshot
 from queue_app.events import PUBLIC_ENTRY_FIELDS, Viewer, event_for_viewer
-from queue_app.models import ACTIVE_STATUSES, EntryStatus, QueueEntry, QueueEvent, QueueState
+from queue_app.models import (
+    ACTIVE_STATUSES,
+    EntryStatus,
+    QueueEntry,
+    QueueEvent,
+    QueueOwner,
+    QueueState,
+)
 from tests.protocol_schema import assert_valid_message
 
 
@@ -58,6 +65,22 @@ def assert_invariants() -> None:
 
     running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).count()
     assert running <= settings.QUEUE_CONCURRENCY
+
+    # The counts the state keeps (so that no change counts the line) are the rows' counts.
+    state = QueueState.objects.filter(pk=1).first() or QueueState(pk=1)
+    counts = Counter(
+        QueueEntry.objects.filter(status__in=ACTIVE_STATUSES).values_list("status", flat=True)
+    )
+    assert (state.waiting, state.running, state.retrying) == (
+        counts[EntryStatus.QUEUED],
+        counts[EntryStatus.RUNNING],
+        counts[EntryStatus.RETRYING],
+    )
+    waiting_by_owner = Counter(
+        QueueEntry.objects.filter(status=EntryStatus.QUEUED).values_list("owner_id", flat=True)
+    )
+    kept = dict(QueueOwner.objects.filter(waiting__gt=0).values_list("owner_id", "waiting"))
+    assert kept == dict(waiting_by_owner)
 
 
 def snapshots_for(users: list[Any]) -> dict[int, dict[str, Any]]:
