@@ -207,8 +207,8 @@ class UpdateType(models.TextChoices):
 class QueueEvent(models.Model):
     """One change to the queue. `seq` is the event's id on the wire, contiguous from 1.
 
-    `payload` holds the full entries the change touched, as of the change; the realtime
-    layer redacts them per viewer on the way out.
+    `payload` holds the full entries the change touched, as of the change, and `window`
+    what moved around them; the realtime layer redacts both per viewer on the way out.
     """
 
     seq = models.BigIntegerField(primary_key=True)
@@ -227,6 +227,10 @@ class QueueEvent(models.Model):
     queue_length = models.PositiveIntegerField(default=0)
     paused = models.BooleanField(default=False)
     payload = models.JSONField(default=list)
+    # What viewers' windows need besides the entries (protocol version 2, events.py): each
+    # entry's status and position before the change, the places removed and inserted, the
+    # entries that moved up into the head of the line, and the line's length after.
+    window = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

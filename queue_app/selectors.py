@@ -17,8 +17,10 @@ from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
+from queue_app import events
 from queue_app.events import (
     ENTRY_COLUMNS,
+    OFF_LINE_STATUSES,
     Viewer,
     entry_for_viewer,
     entry_payload,
@@ -109,11 +111,12 @@ def eta_seconds(
 
 
 def active_entries() -> list[dict[str, Any]]:
-    """Every active entry in full, running ones first, then the line in order."""
+    """Every active entry in full, running ones first, then the line in order (a pass
+    over the whole line: for pages and operators, never for a socket)."""
     positions = entry_positions()
     rows = (
         QueueEntry.objects.filter(status__in=ACTIVE_STATUSES)
-        .order_by("order_key", "created_at")
+        .order_by("order_key")
         .values(*ENTRY_COLUMNS, username_column())
     )
     mean = average_transfer_seconds()
@@ -122,32 +125,107 @@ def active_entries() -> list[dict[str, Any]]:
     return result
 
 
-def queue_snapshot() -> dict[str, Any]:
-    """The queue in full (every entry unredacted), with the seq of the last event it
-    includes. For viewers: snapshot_for_viewer()."""
+def window_entries(*, owner_id: int | None = None) -> list[dict[str, Any]]:
+    """The widest window in full (events.STAFF_HEAD_PLACES): the entries off the line
+    (running, waiting to retry), the head of the line, and `owner_id`'s entries further
+    back, each with its position (one index-backed count each). Off the line first, then
+    the line in order."""
+    columns = (*ENTRY_COLUMNS, username_column())
+    mean = average_transfer_seconds()
+    off_line = QueueEntry.objects.filter(status__in=OFF_LINE_STATUSES).values(*columns)
+    head = list(queued_entries().values(*columns, "order_key")[: events.STAFF_HEAD_PLACES])
+    result = [_payload_with_eta(row, None, mean) for row in off_line]
+    result += [_payload_with_eta(row, index, mean) for index, row in enumerate(head, start=1)]
+    if owner_id is not None:
+        further = queued_entries().filter(owner_id=owner_id)
+        if len(head) == events.STAFF_HEAD_PLACES:
+            further = further.filter(order_key__gt=head[-1]["order_key"])
+        else:
+            further = further.none()
+        ahead = (
+            QueueEntry.objects.filter(
+                status=EntryStatus.QUEUED, order_key__lt=OuterRef("order_key")
+            )
+            .order_by()
+            .values("status")
+            .annotate(n=Count("id"))
+            .values("n")
+        )
+        rows = further.annotate(ahead=Subquery(ahead)).values(*columns, "ahead")
+        result += [_payload_with_eta(row, row["ahead"] + 1, mean) for row in rows]
+    return result
+
+
+def queue_snapshot(*, owner_id: int | None = None) -> dict[str, Any]:
+    """The queue's widest window in full (every entry unredacted), with `owner_id`'s
+    entries if given, and the seq of the last event it includes. For viewers:
+    snapshot_for_viewer()."""
     with transaction.atomic():
         # Locking the state row waits out any writer, so entries and seq agree.
-        state = QueueState.objects.select_for_update().filter(pk=1).first()
-        entries = active_entries()
+        state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
+        entries = window_entries(owner_id=owner_id)
     return snapshot_message(
-        seq=state.last_seq if state else 0,
-        paused=state.paused if state else False,
+        seq=state.last_seq,
+        paused=state.paused,
         entries=entries,
         now=timezone.now(),
+        queue_length=state.waiting + state.running + state.retrying,
+        waiting=state.waiting,
     )
 
 
 def queue_snapshot_for(user: Any) -> dict[str, Any]:
-    """The queue as `user` may see it, with the seq of the last event it includes."""
-    return snapshot_for_viewer(queue_snapshot(), Viewer.of(user))
+    """The queue as `user` may see it (their window: events.Viewer), with the seq of the
+    last event it includes."""
+    viewer = Viewer.of(user)
+    return snapshot_for_viewer(queue_snapshot(owner_id=viewer.user_id), viewer)
+
+
+def line_page(*, user: Any, start: int, limit: int) -> dict[str, Any]:
+    """Places `start` to `start + limit - 1` of the line, redacted for `user`, with the seq
+    they are as of: how staff page past their window (protocol version 2). An index walk
+    to `start`."""
+    viewer = Viewer.of(user)
+    with transaction.atomic():
+        state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
+        rows = list(
+            queued_entries().values(*ENTRY_COLUMNS, username_column())[
+                start - 1 : start - 1 + limit
+            ]
+        )
+    mean = average_transfer_seconds()
+    return {
+        "seq": state.last_seq,
+        "waiting": state.waiting,
+        "start": start,
+        "results": [
+            entry_for_viewer(_payload_with_eta(row, position, mean), viewer)
+            for position, row in enumerate(rows, start=start)
+        ],
+    }
+
+
+def positions_of_keys(keys: list[int]) -> dict[int, int]:
+    """The positions that queued entries with these order keys have (or would have, for
+    keys not in the line yet, counted as in it): one count of the line ahead of the
+    lowest, and the keys between the lowest and the highest."""
+    keys = sorted(set(keys))
+    queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
+    ahead = queued.filter(order_key__lt=keys[0]).count()
+    between = queued.filter(order_key__gt=keys[0], order_key__lt=keys[-1]).values_list(
+        "order_key", flat=True
+    )
+    merged = sorted({*between, *keys})
+    place = {key: index for index, key in enumerate(merged, start=1)}
+    return {key: ahead + place[key] for key in keys}
 
 
 def events_after(*, seq: int, before: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
     """Full event messages with seq > `seq` (and < `before`), oldest first."""
-    events = QueueEvent.objects.filter(seq__gt=seq)
+    logged = QueueEvent.objects.filter(seq__gt=seq)
     if before is not None:
-        events = events.filter(seq__lt=before)
-    return [event_message(event) for event in events.order_by("seq")[:limit]]
+        logged = logged.filter(seq__lt=before)
+    return [event_message(event) for event in logged.order_by("seq")[:limit]]
 
 
 def oldest_retained_seq() -> int | None:

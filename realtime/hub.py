@@ -138,7 +138,9 @@ class Hub:
         self.by_viewer[viewer].add(subscriber)
 
     async def snapshot(self, requester: Subscriber | None = None) -> dict[str, Any]:
-        """The whole queue, unredacted, at or after every event this hub has delivered.
+        """The widest window on the queue (events.STAFF_HEAD_PLACES, protocol version 2),
+        unredacted, with the requester's own entries if signed in, at or after every
+        event this hub has delivered.
 
         So a socket registered before it asks misses nothing between the snapshot and
         what the hub delivers next. Shared by sockets connecting together; read again
@@ -146,6 +148,13 @@ class Hub:
         """
         loop = asyncio.get_running_loop()
         at_least = self.last_seq or 0
+        owner_id = requester.viewer.user_id if requester is not None else None
+        if owner_id is not None:
+            # A signed-in viewer's window holds their own entries wherever they stand:
+            # read with the shared part, in one locked read, for this viewer only.
+            snapshot = await database_sync_to_async(queue_feed.queue_snapshot)(owner_id=owner_id)
+            self.follow_log(snapshot["seq"], delivered_before_read=at_least, keep=requester)
+            return snapshot
         cached = self._snapshot
         # One indexed read instead of the snapshot's several: the log's seq tells whether
         # the queue changed (or the log went back: a restored database).

@@ -48,6 +48,7 @@ def events_to_replay(last_seq: int, limit: int) -> tuple[int, list[dict[str, Any
         return newest, []
     if 0 < newest - last_seq <= limit:
         events = events_after(seq=last_seq, limit=limit)
-        if events and events[0]["seq"] == last_seq + 1:  # not pruned
+        # Not pruned, and all logged with protocol version 2's windows.
+        if events and events[0]["seq"] == last_seq + 1 and not any(e["legacy"] for e in events):
             return newest, events
     return newest, None

@@ -126,6 +126,11 @@ class EventsQuerySerializer(serializers.Serializer):
     )
 
 
+class LineQuerySerializer(serializers.Serializer):
+    start = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, default=1)
+    limit = serializers.IntegerField(min_value=1, max_value=500, default=200)
+
+
 # --- output (documentation of the wire format) --------------------------------------------
 
 

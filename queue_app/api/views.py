@@ -418,6 +418,45 @@ class MeetingsView(ApiView):
         return paginator.get_paginated_response(s.MeetingSerializer(page, many=True).data)
 
 
+class QueueLineView(ApiView):
+    @extend_schema(
+        operation_id="queue_line",
+        parameters=[s.LineQuerySerializer],
+        responses={
+            200: {
+                "type": "object",
+                "required": ["seq", "waiting", "start", "results", "next"],
+                "properties": {
+                    "seq": {"type": "integer"},
+                    "waiting": {"type": "integer"},
+                    "start": {"type": "integer"},
+                    "results": {"type": "array", "items": s.ENTRY_SCHEMA},
+                    "next": {"type": ["string", "null"]},
+                },
+            },
+            **errors(400, 401),
+        },
+        description=(
+            "The line from place `start` on (`limit` places), redacted for you, as of event"
+            " `seq`: past the head of the line a socket's window holds."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        query = s.LineQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, limit = query.validated_data["start"], query.validated_data["limit"]
+        page = selectors.line_page(user=request.user, start=start, limit=limit)
+        after = start + len(page["results"])
+        page["next"] = (
+            request.build_absolute_uri(
+                f"{request.path}?{urlencode({'start': after, 'limit': limit})}"
+            )
+            if after <= page["waiting"] and page["results"]
+            else None
+        )
+        return Response(page)
+
+
 class EventsView(ApiView):
     @extend_schema(
         operation_id="events_list",

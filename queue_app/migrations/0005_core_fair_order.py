@@ -1,4 +1,5 @@
-"""The line's ordering keys in the fair-share layout, and the counts the queue state keeps."""
+"""The line's ordering keys in the fair-share layout, the counts the queue state keeps,
+and what events carry for viewers' windows (protocol version 2)."""
 
 import django.db.models.deletion
 from django.conf import settings
@@ -92,6 +93,11 @@ class Migration(migrations.Migration):
             model_name="queuestate",
             name="waiting",
             field=models.PositiveIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name="queueevent",
+            name="window",
+            field=models.JSONField(default=dict),
         ),
         migrations.RunPython(assign_ordering_keys, migrations.RunPython.noop),
     ]

@@ -19,9 +19,16 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from queue_app import broadcast, selectors
+from queue_app import broadcast, events, selectors
 from queue_app.errors import EntryNotFound
-from queue_app.events import entry_payload, entry_row
+from queue_app.events import (
+    ENTRY_COLUMNS,
+    entry_payload,
+    entry_row,
+    position_runs,
+    shifted,
+    username_column,
+)
 from queue_app.models import EntryStatus, QueueEntry, QueueEvent, QueueState, TransferAttempt
 from queue_app.retry_policy import Failure
 from queue_app.services import ordering
@@ -63,26 +70,47 @@ def locked_entry(entry_id: UUID | str) -> QueueEntry:
         raise EntryNotFound("No such queue entry.") from exc
 
 
+Before = dict[Any, tuple[str | None, int | None]]
+
+
+def was(entries: Iterable[QueueEntry]) -> Before:
+    """Each entry's status and position before a change (a count for a queued one)."""
+    return {entry.pk: (entry.status, selectors.entry_position(entry)) for entry in entries}
+
+
 def record(
     state: QueueState,
     update_type: str,
     *,
     entries: Iterable[QueueEntry],
+    before: Before | None = None,
     global_position: int | None = None,
     positions: Mapping[Any, int | None] | None = None,
 ) -> QueueEvent:
     """Append the one event for this change, save the state's counts (which the caller
     has kept: services.ordering) and publish the event after commit.
 
-    `positions`: the entries' positions by id when the caller knows them; otherwise each
-    queued entry's position is one index-backed count (selectors.entry_position).
+    `before`: each entry's status and position before the change (`was`); entries not in
+    it are new. `positions`: the entries' positions by id when the caller knows them;
+    otherwise each queued entry's position is one index-backed count
+    (selectors.entry_position). From both the event says which places moved, and which
+    entries entered the head of the line (protocol version 2, events.event_for_viewer).
     """
     entries = list(entries)
+    before = before or {}
     state.last_seq += 1
     state.save(update_fields=[*STATE_COUNTERS, "last_seq", "updated_at"])
     owners = {entry.owner_id for entry in entries}
     if positions is None:
         positions = {entry.pk: selectors.entry_position(entry) for entry in entries}
+    now_at = {
+        entry.pk: positions.get(entry.pk) if entry.status == EntryStatus.QUEUED else None
+        for entry in entries
+    }
+    moved = {
+        "removed": position_runs([p for _, p in before.values() if p is not None]),
+        "inserted": position_runs([p for p in now_at.values() if p is not None]),
+    }
     event = QueueEvent.objects.create(
         seq=state.last_seq,
         update_type=update_type,
@@ -91,16 +119,37 @@ def record(
         global_position=global_position,
         queue_length=ordering.length(state),
         paused=state.paused,
-        payload=[
-            entry_payload(
-                entry_row(entry),
-                positions.get(entry.pk) if entry.status == EntryStatus.QUEUED else None,
-            )
-            for entry in entries
-        ],
+        payload=[entry_payload(entry_row(entry), now_at[entry.pk]) for entry in entries],
+        window={
+            "before": [list(before.get(entry.pk, (None, None))) for entry in entries],
+            "moved": moved,
+            "entered": _entered(state, moved, {entry.pk for entry in entries}),
+            "waiting": state.waiting,
+        },
     )
     transaction.on_commit(lambda: broadcast.publish_event(event))
     return event
+
+
+def _entered(state: QueueState, moved: dict[str, Any], changed: set[Any]) -> list[dict]:
+    """The entries the change did not touch that moved up into the head of the line, for
+    each window size (events.HEAD_PLACES, STAFF_HEAD_PLACES): at most a window's worth,
+    read by an index walk to its end."""
+    removed = sum(run[1] for run in moved["removed"])
+    inserted = sum(run[1] for run in moved["inserted"])
+    waiting_before = state.waiting - inserted + removed
+    entered: dict[Any, dict] = {}
+    for places in (events.HEAD_PLACES, events.STAFF_HEAD_PLACES):
+        if places >= waiting_before:
+            continue  # nobody stood behind the window
+        first = shifted(places + 1, moved)
+        if first > places:
+            continue
+        rows = selectors.queued_entries().values(*ENTRY_COLUMNS, username_column())
+        for index, row in enumerate(rows[first - 1 : places], start=first):
+            if row["id"] not in changed:
+                entered[row["id"]] = entry_payload(row, index)
+    return sorted(entered.values(), key=lambda entry: entry["position"])
 
 
 def request_dispatch() -> None:

@@ -34,6 +34,7 @@ from queue_app.services.changes import (
     locked_entry,
     record,
     request_dispatch,
+    was,
 )
 
 Position = int | Literal["top", "bottom"]
@@ -80,14 +81,19 @@ def entry_cancel(*, entry_id: UUID | str) -> QueueEntry:
         state = lock_queue()
         entry = locked_entry(entry_id)
         transitions.CANCEL.check(entry)
-        former_position = selectors.entry_position(entry)
-        was = entry.status
+        before = was([entry])
+        status, former_position = before[entry.pk]
         now = timezone.now()
         transitions.CANCEL.apply(entry, now)
-        ordering.moved(state, [entry], [was])
+        ordering.moved(state, [entry], [status])
         close_attempts([entry], AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
-            state, transitions.CANCEL.update_type, entries=[entry], global_position=former_position
+            state,
+            transitions.CANCEL.update_type,
+            entries=[entry],
+            before=before,
+            global_position=former_position,
+            positions={},
         )
         request_dispatch()
     return entry
@@ -110,7 +116,8 @@ def entry_move(*, entry_id: UUID | str, position: Position) -> QueueEntry:
             raise InvalidPosition("Position must be a whole number, 'top' or 'bottom'.")
         if not 1 <= position <= length:
             raise InvalidPosition(f"Position must be between 1 and {length}.")
-        if position != selectors.entry_position(entry):
+        before = was([entry])
+        if position != before[entry.pk][1]:
             if position == length:
                 key = ordering.back_key(state)
             else:
@@ -123,6 +130,7 @@ def entry_move(*, entry_id: UUID | str, position: Position) -> QueueEntry:
             state,
             transitions.MOVE.update_type,
             entries=[entry],
+            before=before,
             global_position=position,
             positions={entry.pk: position},
         )
@@ -138,6 +146,7 @@ def entry_retry(*, entry_id: UUID | str) -> QueueEntry:
             entry = locked_entry(entry_id)
             transitions.RETRY.check(entry)
             _refuse_if_in_line(entry.meeting_id)
+            before = {entry.pk: (entry.status, None)}
             ordering.assign_keys(state, [entry])
             transitions.RETRY.apply(entry, timezone.now(), order_key=entry.order_key)
             position = selectors.entry_position(entry)
@@ -145,6 +154,7 @@ def entry_retry(*, entry_id: UUID | str) -> QueueEntry:
                 state,
                 transitions.RETRY.update_type,
                 entries=[entry],
+                before=before,
                 global_position=position,
                 positions={entry.pk: position},
             )
@@ -181,18 +191,8 @@ def _join_line(state: Any, entries: list[QueueEntry]) -> dict[Any, int]:
     their positions by id: one count of the line ahead of the first, and the keys of the
     entries between the first and the last (none in fifo order: they join at the back)."""
     ordering.assign_keys(state, entries)
-    keys = sorted(entry.order_key for entry in entries)
-    queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
-    ahead = queued.filter(order_key__lt=keys[0]).count()
-    between = list(
-        queued.filter(order_key__gt=keys[0], order_key__lt=keys[-1]).values_list(
-            "order_key", flat=True
-        )
-    )
-    # The new keys among the others': each one's place is how many keys are below it.
-    merged = sorted([*between, *keys])
-    place = {key: index for index, key in enumerate(merged)}
-    return {entry.pk: ahead + place[entry.order_key] + 1 for entry in entries}
+    places = selectors.positions_of_keys([entry.order_key for entry in entries])
+    return {entry.pk: places[entry.order_key] for entry in entries}
 
 
 def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChange:
@@ -291,20 +291,29 @@ def entries_cancel(*, entry_ids: Iterable[Any], owner: Any | None = None) -> Bul
         entries, refused = _bulk_transition(_unique(entry_ids), owner, transitions.CANCEL)
         if not entries:
             return BulkChange(refused=refused)
-        former = selectors.entry_position(entries[0]) if len(entries) == 1 else None
-        was = [entry.status for entry in entries]
+        keys = [entry.order_key for entry in entries if entry.status == EntryStatus.QUEUED]
+        places = selectors.positions_of_keys(keys) if keys else {}
+        before = {
+            entry.pk: (entry.status, places.get(entry.order_key))
+            if entry.status == EntryStatus.QUEUED
+            else (entry.status, None)
+            for entry in entries
+        }
+        former = before[entries[0].pk][1] if len(entries) == 1 else None
+        statuses = [entry.status for entry in entries]
         now = timezone.now()
         values = transitions.CANCEL.values(now)
         QueueEntry.objects.filter(pk__in=[entry.pk for entry in entries]).update(**values)
         for entry in entries:
             for name, value in values.items():
                 setattr(entry, name, value)
-        ordering.moved(state, entries, was)
+        ordering.moved(state, entries, statuses)
         close_attempts(entries, AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
             state,
             transitions.CANCEL.update_type,
             entries=entries,
+            before=before,
             global_position=former,
             positions={},
         )
@@ -336,6 +345,7 @@ def entries_retry(*, entry_ids: Iterable[Any], owner: Any | None = None) -> Bulk
             able.append(entry)
         if not able:
             return BulkChange(refused=refused)
+        before = {entry.pk: (entry.status, None) for entry in able}
         positions = _join_line(state, able)
         values = transitions.RETRY.values(timezone.now())
         for entry in able:
@@ -346,6 +356,7 @@ def entries_retry(*, entry_ids: Iterable[Any], owner: Any | None = None) -> Bulk
             state,
             transitions.RETRY.update_type,
             entries=able,
+            before=before,
             global_position=positions[able[0].pk],
             positions=positions,
         )
@@ -366,13 +377,16 @@ def queue_clear() -> int:
         )
         if not waiting:
             return 0
+        line = [entry for entry in waiting if entry.status == EntryStatus.QUEUED]
+        before = {entry.pk: (entry.status, None) for entry in waiting}
+        before.update({entry.pk: (entry.status, n) for n, entry in enumerate(line, start=1)})
         values = clear.values(timezone.now())
         QueueEntry.objects.filter(pk__in=[entry.pk for entry in waiting]).update(**values)
         for entry in waiting:
             for name, value in values.items():
                 setattr(entry, name, value)
         ordering.line_cleared(state)
-        record(state, clear.update_type, entries=waiting, positions={})
+        record(state, clear.update_type, entries=waiting, before=before, positions={})
     return len(waiting)
 
 

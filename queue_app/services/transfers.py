@@ -31,6 +31,11 @@ WORKER_STOPPED = "The worker stopped responding."
 TASK_LOST = "The transfer never started (its task was lost); it is back in line."
 
 
+def _was_running(entry: QueueEntry) -> dict:
+    """`before` for a change to a running entry: off the line, no position."""
+    return {entry.pk: (EntryStatus.RUNNING, None)}
+
+
 def _lease_until(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.QUEUE_LEASE_SECONDS)
 
@@ -83,6 +88,7 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
             state,
             transitions.CLAIM.update_type,
             entries=[entry],
+            before={entry.pk: (was, former_position)},
             global_position=former_position,
             positions={},
         )
@@ -153,7 +159,13 @@ def transfer_complete(
         transitions.COMPLETE.apply(entry, now, result_url=result_url)
         ordering.moved(state, [entry], [EntryStatus.RUNNING])
         close_attempts([entry], AttemptOutcome.COMPLETED, now, bytes_moved=bytes_moved)
-        record(state, transitions.COMPLETE.update_type, entries=[entry], positions={})
+        record(
+            state,
+            transitions.COMPLETE.update_type,
+            entries=[entry],
+            before=_was_running(entry),
+            positions={},
+        )
         request_dispatch()
     return entry
 
@@ -189,7 +201,7 @@ def transfer_retry_or_fail(
             step.apply(entry, now, last_error=error)
         ordering.moved(state, [entry], [EntryStatus.RUNNING])
         close_attempts([entry], outcome, now, failure=failure, error=error)
-        record(state, step.update_type, entries=[entry], positions={})
+        record(state, step.update_type, entries=[entry], before=_was_running(entry), positions={})
         request_dispatch()
     return decision
 
@@ -222,7 +234,13 @@ def transfers_requeue_expired() -> list[Decision]:
                 close_attempts(
                     [entry], AttemptOutcome.FAILED, now, failure=failure, error=decision.error
                 )
-                record(state, transitions.FAIL.update_type, entries=[entry], positions={})
+                record(
+                    state,
+                    transitions.FAIL.update_type,
+                    entries=[entry],
+                    before=_was_running(entry),
+                    positions={},
+                )
                 continue
             # Straight back to the front, without the policy's wait: the worker died,
             # not the remote, and the entry was at the head of the line once.
@@ -237,6 +255,7 @@ def transfers_requeue_expired() -> list[Decision]:
                 state,
                 transitions.REQUEUE_EXPIRED.update_type,
                 entries=[entry],
+                before=_was_running(entry),
                 global_position=1,
                 positions={entry.pk: 1},
             )

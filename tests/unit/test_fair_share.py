@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from queue_app import selectors
+from queue_app import events, selectors
 from queue_app.models import QueueEntry
 from queue_app.services import line, transfers
 from tests.unit.queue_checks import assert_invariants, line_ids
@@ -149,11 +149,14 @@ def entry_queries(queries: CaptureQueriesContext) -> list[str]:
 
 @pytest.mark.parametrize("ordering_rule", ["fair", "fifo"])
 def test_writes_cost_the_same_whatever_the_length_of_the_line(
-    alice, bob, make_meeting, settings, ordering_rule
+    alice, bob, make_meeting, settings, ordering_rule, monkeypatch
 ) -> None:
-    """Each change runs the same statements at a depth of 5 and of 60, none of them a
-    count of the line but the one position an enqueue reports (an index-backed count)."""
+    """Each change runs the same statements at a depth of 10 and of 60, none of them a
+    count of the line but the positions it reports (an index-backed count each)."""
     settings.QUEUE_ORDERING = ordering_rule
+    # Both depths reach past the windows, so both read the entries that move up into them.
+    monkeypatch.setattr(events, "HEAD_PLACES", 2)
+    monkeypatch.setattr(events, "STAFF_HEAD_PLACES", 4)
 
     def costs() -> dict[str, list[str]]:
         done = {}
@@ -172,9 +175,9 @@ def test_writes_cost_the_same_whatever_the_length_of_the_line(
         done["cancel"] = entry_queries(queries)
         return done
 
-    bulk(alice, make_meeting, 5)
+    bulk(alice, make_meeting, 10)
     short = costs()
-    bulk(alice, make_meeting, 55)
+    bulk(alice, make_meeting, 50)
     long = costs()
     for change, statements in short.items():
         assert len(long[change]) == len(statements), (change, long[change])

@@ -1,4 +1,4 @@
-/* The queue page: the whole line, live. Mine in full (position, ETA, progress, cancel);
+/* The queue page: the head of the line and mine, live. Mine in full (position, ETA, progress, cancel);
  * everyone else's as anonymous places, since that is all the server sends about them. */
 "use strict";
 
@@ -81,8 +81,10 @@
     document.getElementById("running-empty").hidden = active.length > 0;
     document.getElementById("line-empty").hidden = waiting.length > 0;
     const mine = waiting.filter((e) => e.mine).map((e) => e.position);
+    // The state is a window (protocol version 2): the head of the line and your entries.
+    const more = state.waiting - waiting.length;
     const parts = [
-      `${waiting.length} waiting`,
+      more > 0 ? `${state.waiting} waiting (${more} more not shown)` : `${state.waiting} waiting`,
       `${active.length} transferring`,
       mine.length ? `your place${mine.length > 1 ? "s" : ""}: ${mine.join(", ")}` : "none of yours waiting",
     ];
