@@ -43,6 +43,9 @@ from queue_app.models import (
     TransferAttempt,
 )
 
+# A viewer with up to this many entries past the head gets a count each for their
+# positions; more, one read of the line's keys between their first and last.
+OWN_COUNTS = 20
 # Transfer times averaged for ETAs; the default stands in until one has completed.
 ETA_SAMPLE_SIZE = 20
 DEFAULT_TRANSFER_SECONDS = 60.0
@@ -129,30 +132,37 @@ def window_entries(*, owner_id: int | None = None) -> list[dict[str, Any]]:
     """The widest window in full (events.STAFF_HEAD_PLACES): the entries off the line
     (running, waiting to retry), the head of the line, and `owner_id`'s entries further
     back, each with its position (one index-backed count each). Off the line first, then
-    the line in order."""
-    columns = (*ENTRY_COLUMNS, username_column())
+    the line in order.
+
+    Which entries, and their positions, come from the (status, order_key) index alone;
+    then their rows by primary key: a join in the first query would let the planner join
+    the whole line before it takes the head (~0.7 s at 100,000 instead of a few ms)."""
     mean = average_transfer_seconds()
-    off_line = QueueEntry.objects.filter(status__in=OFF_LINE_STATUSES).values(*columns)
-    head = list(queued_entries().values(*columns, "order_key")[: events.STAFF_HEAD_PLACES])
-    result = [_payload_with_eta(row, None, mean) for row in off_line]
-    result += [_payload_with_eta(row, index, mean) for index, row in enumerate(head, start=1)]
-    if owner_id is not None:
-        further = queued_entries().filter(owner_id=owner_id)
-        if len(head) == events.STAFF_HEAD_PLACES:
-            further = further.filter(order_key__gt=head[-1]["order_key"])
-        else:
-            further = further.none()
-        ahead = (
-            QueueEntry.objects.filter(
-                status=EntryStatus.QUEUED, order_key__lt=OuterRef("order_key")
-            )
-            .order_by()
-            .values("status")
-            .annotate(n=Count("id"))
-            .values("n")
+    off_line = list(
+        QueueEntry.objects.filter(status__in=OFF_LINE_STATUSES).values_list("id", flat=True)
+    )
+    head = list(queued_entries().values_list("id", "order_key")[: events.STAFF_HEAD_PLACES])
+    positions: dict[Any, int | None] = dict.fromkeys(off_line)
+    positions.update({pk: index for index, (pk, _) in enumerate(head, start=1)})
+    if owner_id is not None and len(head) == events.STAFF_HEAD_PLACES:
+        further = list(
+            queued_entries()
+            .filter(owner_id=owner_id, order_key__gt=head[-1][1])
+            .values_list("id", "order_key")
         )
-        rows = further.annotate(ahead=Subquery(ahead)).values(*columns, "ahead")
-        result += [_payload_with_eta(row, row["ahead"] + 1, mean) for row in rows]
+        if len(further) <= OWN_COUNTS:
+            # A count each, on the index alone: ~0.1 ms for one a few thousand places back.
+            queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
+            for pk, key in further:
+                positions[pk] = queued.filter(order_key__lt=key).count() + 1
+        elif further:
+            places = positions_of_keys([key for _, key in further])
+            positions.update({pk: places[key] for pk, key in further})
+    rows = QueueEntry.objects.filter(pk__in=list(positions)).values(
+        *ENTRY_COLUMNS, username_column()
+    )
+    result = [_payload_with_eta(row, positions[row["id"]], mean) for row in rows]
+    result.sort(key=lambda e: (e["position"] is not None, e["position"] or 0))
     return result
 
 
@@ -188,21 +198,15 @@ def line_page(*, user: Any, start: int, limit: int) -> dict[str, Any]:
     viewer = Viewer.of(user)
     with transaction.atomic():
         state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
-        rows = list(
-            queued_entries().values(*ENTRY_COLUMNS, username_column())[
-                start - 1 : start - 1 + limit
-            ]
-        )
+        ids = list(queued_entries().values_list("id", flat=True)[start - 1 : start - 1 + limit])
+        rows = QueueEntry.objects.filter(pk__in=ids).values(*ENTRY_COLUMNS, username_column())
+    place = {pk: position for position, pk in enumerate(ids, start=start)}
     mean = average_transfer_seconds()
-    return {
-        "seq": state.last_seq,
-        "waiting": state.waiting,
-        "start": start,
-        "results": [
-            entry_for_viewer(_payload_with_eta(row, position, mean), viewer)
-            for position, row in enumerate(rows, start=start)
-        ],
-    }
+    results = [
+        entry_for_viewer(_payload_with_eta(row, place[row["id"]], mean), viewer) for row in rows
+    ]
+    results.sort(key=lambda entry: entry["position"])
+    return {"seq": state.last_seq, "waiting": state.waiting, "start": start, "results": results}
 
 
 def positions_of_keys(keys: list[int]) -> dict[int, int]:

@@ -145,10 +145,14 @@ def _entered(state: QueueState, moved: dict[str, Any], changed: set[Any]) -> lis
         first = shifted(places + 1, moved)
         if first > places:
             continue
-        rows = selectors.queued_entries().values(*ENTRY_COLUMNS, username_column())
-        for index, row in enumerate(rows[first - 1 : places], start=first):
-            if row["id"] not in changed:
-                entered[row["id"]] = entry_payload(row, index)
+        # The ids by a walk of the (status, order_key) index alone, then those rows.
+        ids = list(selectors.queued_entries().values_list("id", flat=True)[first - 1 : places])
+        wanted = [pk for pk in ids if pk not in changed and pk not in entered]
+        if not wanted:
+            continue
+        rows = QueueEntry.objects.filter(pk__in=wanted).values(*ENTRY_COLUMNS, username_column())
+        for row in rows:
+            entered[row["id"]] = entry_payload(row, first + ids.index(row["id"]))
     return sorted(entered.values(), key=lambda entry: entry["position"])
 
 

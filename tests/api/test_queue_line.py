@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from queue_app import events
+from queue_app import events, selectors
 from queue_app.services import line
 from tests.helpers import assert_error
 
@@ -70,3 +70,15 @@ def test_others_entries_in_a_page_are_anonymous(client_for, alice, long_line):
 @pytest.mark.parametrize("query", [{"start": 0}, {"start": "x"}, {"limit": 501}, {"limit": 0}])
 def test_a_bad_page_is_refused(client_for, alice, long_line, query):
     assert_error(client_for(alice).get("/api/queue/line", query), 400, "invalid")
+
+
+def test_own_positions_are_the_same_counted_one_by_one_or_read_together(
+    client_for, bob, long_line, monkeypatch
+):
+    one_by_one = client_for(bob).get("/api/queue").json()["queue"]
+    monkeypatch.setattr(selectors, "OWN_COUNTS", 0)  # many of one's own: one read of the keys
+    together = client_for(bob).get("/api/queue").json()["queue"]
+    assert [(e["id"], e["position"]) for e in together] == [
+        (e["id"], e["position"]) for e in one_by_one
+    ]
+    assert [e["position"] for e in together if e["mine"]] == [5, 6, 7]
