@@ -416,15 +416,12 @@ ENTRY_SCHEMA: dict[str, Any] = {
     ]
 }
 
+# Runs of places: [first, count] or [first, count, step] (step >= 2; position_runs).
 _RUNS = {
     "type": "array",
     "items": {
         "type": "array",
-        "prefixItems": [
-            {"type": "integer", "minimum": 1},
-            {"type": "integer", "minimum": 1},
-            {"type": "integer", "minimum": 2},
-        ],
+        "items": {"type": "integer", "minimum": 1},
         "minItems": 2,
         "maxItems": 3,
     },

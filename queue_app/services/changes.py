@@ -133,27 +133,33 @@ def record(
 
 def _entered(state: QueueState, moved: dict[str, Any], changed: set[Any]) -> list[dict]:
     """The entries the change did not touch that moved up into the head of the line, for
-    each window size (events.HEAD_PLACES, STAFF_HEAD_PLACES): at most a window's worth,
-    read by an index walk to its end."""
+    each window size (events.HEAD_PLACES, STAFF_HEAD_PLACES): at most a window's worth.
+    One walk of the (status, order_key) index over the places concerned, then their rows
+    by key; nothing at all when no place ahead of a window's end was freed."""
     removed = sum(run[1] for run in moved["removed"])
     inserted = sum(run[1] for run in moved["inserted"])
     waiting_before = state.waiting - inserted + removed
-    entered: dict[Any, dict] = {}
+    ranges = []  # (first, last) places, after the change, that entered a window
     for places in (events.HEAD_PLACES, events.STAFF_HEAD_PLACES):
         if places >= waiting_before:
             continue  # nobody stood behind the window
         first = shifted(places + 1, moved)
-        if first > places:
-            continue
-        # The ids by a walk of the (status, order_key) index alone, then those rows.
-        ids = list(selectors.queued_entries().values_list("id", flat=True)[first - 1 : places])
-        wanted = [pk for pk in ids if pk not in changed and pk not in entered]
-        if not wanted:
-            continue
-        rows = QueueEntry.objects.filter(pk__in=wanted).values(*ENTRY_COLUMNS, username_column())
-        for row in rows:
-            entered[row["id"]] = entry_payload(row, first + ids.index(row["id"]))
-    return sorted(entered.values(), key=lambda entry: entry["position"])
+        if first <= places:
+            ranges.append((first, places))
+    if not ranges:
+        return []
+    low, high = min(first for first, _ in ranges), max(last for _, last in ranges)
+    ids = list(selectors.queued_entries().values_list("id", flat=True)[low - 1 : high])
+    place = {
+        pk: position
+        for position, pk in enumerate(ids, start=low)
+        if pk not in changed and any(first <= position <= last for first, last in ranges)
+    }
+    if not place:
+        return []
+    rows = QueueEntry.objects.filter(pk__in=list(place)).values(*ENTRY_COLUMNS, username_column())
+    entered = [entry_payload(row, place[row["id"]]) for row in rows]
+    return sorted(entered, key=lambda entry: entry["position"])
 
 
 def request_dispatch() -> None:
