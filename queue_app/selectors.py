@@ -145,25 +145,54 @@ def window_entries(*, owner_id: int | None = None) -> list[dict[str, Any]]:
     positions: dict[Any, int | None] = dict.fromkeys(off_line)
     positions.update({pk: index for index, (pk, _) in enumerate(head, start=1)})
     if owner_id is not None and len(head) == events.STAFF_HEAD_PLACES:
-        further = list(
-            queued_entries()
-            .filter(owner_id=owner_id, order_key__gt=head[-1][1])
-            .values_list("id", "order_key")
-        )
-        if len(further) <= OWN_COUNTS:
-            # A count each, on the index alone: ~0.1 ms for one a few thousand places back.
-            queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
-            for pk, key in further:
-                positions[pk] = queued.filter(order_key__lt=key).count() + 1
-        elif further:
-            places = positions_of_keys([key for _, key in further])
-            positions.update({pk: places[key] for pk, key in further})
+        positions.update(_positions_past(owner_id, head[-1][1]))
     rows = QueueEntry.objects.filter(pk__in=list(positions)).values(
         *ENTRY_COLUMNS, username_column()
     )
     result = [_payload_with_eta(row, positions[row["id"]], mean) for row in rows]
     result.sort(key=lambda e: (e["position"] is not None, e["position"] or 0))
     return result
+
+
+def _positions_past(owner_id: int, key: int) -> dict[Any, int]:
+    """The positions of `owner_id`'s queued entries behind the one with order key `key`."""
+    further = list(
+        queued_entries().filter(owner_id=owner_id, order_key__gt=key).values_list("id", "order_key")
+    )
+    if len(further) <= OWN_COUNTS:
+        # A count each, on the index alone: ~0.1 ms for one a few thousand places back.
+        queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
+        return {pk: queued.filter(order_key__lt=key).count() + 1 for pk, key in further}
+    places = positions_of_keys([key for _, key in further])
+    return {pk: places[key] for pk, key in further}
+
+
+def own_entries_past_head(*, owner_id: int, seq: int) -> list[dict[str, Any]] | None:
+    """`owner_id`'s queued entries past the widest window's head, in full with positions,
+    as of event `seq`; None if the queue is no longer at `seq`. With a window snapshot at
+    `seq` (shared by every socket) they make that viewer's snapshot.
+
+    No lock: the log's seq is read before and after, and every change that moves an
+    entry appends an event in its transaction, so an unchanged seq means the reads in
+    between saw the queue as of `seq`."""
+    if current_seq() != seq:
+        return None
+    head_end = (
+        queued_entries()
+        .values_list("order_key", flat=True)[
+            events.STAFF_HEAD_PLACES - 1 : events.STAFF_HEAD_PLACES
+        ]
+        .first()
+    )
+    positions = _positions_past(owner_id, head_end) if head_end is not None else {}
+    rows = list(
+        QueueEntry.objects.filter(pk__in=list(positions)).values(*ENTRY_COLUMNS, username_column())
+    )
+    if current_seq() != seq:
+        return None
+    mean = average_transfer_seconds()
+    result = [_payload_with_eta(row, positions[row["id"]], mean) for row in rows]
+    return sorted(result, key=lambda entry: entry["position"])
 
 
 def queue_snapshot(*, owner_id: int | None = None) -> dict[str, Any]:

@@ -18,7 +18,12 @@ from queue_app.events import (
     redacted_audience_key,
     snapshot_for_viewer,
 )
-from queue_app.selectors import current_seq, events_after, queue_snapshot
+from queue_app.selectors import (
+    current_seq,
+    events_after,
+    own_entries_past_head,
+    queue_snapshot,
+)
 
 __all__ = [
     "Viewer",
@@ -27,6 +32,7 @@ __all__ = [
     "event_for_viewer",
     "events_between",
     "events_to_replay",
+    "own_entries_past_head",
     "owners_in",
     "queue_snapshot",
     "redacted_audience_key",

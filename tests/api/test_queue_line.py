@@ -82,3 +82,15 @@ def test_own_positions_are_the_same_counted_one_by_one_or_read_together(
         (e["id"], e["position"]) for e in one_by_one
     ]
     assert [e["position"] for e in together if e["mine"]] == [5, 6, 7]
+
+
+def test_a_shared_window_plus_ones_own_entries_is_ones_snapshot(bob, long_line):
+    """How a daphne serves sockets connecting together: one window snapshot for all, and
+    each user's entries past its head read for that user at the same seq."""
+    shared = selectors.queue_snapshot()
+    own = selectors.own_entries_past_head(owner_id=bob.pk, seq=shared["seq"])
+    assert [e["position"] for e in own] == [5, 6, 7]
+    alone = selectors.queue_snapshot(owner_id=bob.pk)
+    assert [e["id"] for e in [*shared["queue"], *own]] == [e["id"] for e in alone["queue"]]
+    line.entry_cancel(entry_id=long_line[0])  # the queue moves on: that read is refused
+    assert selectors.own_entries_past_head(owner_id=bob.pk, seq=shared["seq"]) is None

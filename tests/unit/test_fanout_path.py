@@ -222,6 +222,8 @@ class FakeLog:
         self.reads = 0
         monkeypatch.setattr(queue_feed, "current_seq", lambda: self.seq)
         monkeypatch.setattr(queue_feed, "queue_snapshot", self.read)
+        # Signed-in sockets add their own entries past the head: none here.
+        monkeypatch.setattr(queue_feed, "own_entries_past_head", lambda **kwargs: [])
 
     def read(self, owner_id: int | None = None) -> dict:
         self.reads += 1
