@@ -181,7 +181,8 @@ class QueueView(ApiView):
             **errors(400, 401, 404, 409, 413, 415),
         },
         description=(
-            "Put one of your meetings (`meeting_id`) at the back of the line, or up to 5,000"
+            "Put one of your meetings (`meeting_id`) in the line (its place by fair share,"
+            " or at the back with QUEUE_ORDERING=fifo), or up to 5,000"
             " (`meeting_ids`, in that order) in one change and one event."
         ),
     )

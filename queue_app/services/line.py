@@ -196,7 +196,8 @@ def _join_line(state: Any, entries: list[QueueEntry]) -> dict[Any, int]:
 
 
 def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChange:
-    """Put the owner's meetings at the back of the line, in the order given: one
+    """Put the owner's meetings in the line (each in the owner's next round, in the order
+    given: services.ordering; at the back with QUEUE_ORDERING=fifo): one
     transaction and one event for all. Refused, each with its reason: a meeting that is
     not found, not the owner's, or already in the line."""
     wanted = _unique(meeting_ids)
