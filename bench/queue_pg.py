@@ -1,5 +1,6 @@
 """Scenario 4: the queue on PostgreSQL. Enqueues a second, claims under contention,
-the snapshot of every position, one move.
+the snapshot of every position, one move; at 100,000 waiting, a viewer's window snapshot
+and its copy of a 2,000-entry bulk event, each against protocol version 1's.
 
 Claimers are separate processes (python -m bench.queue_pg claimer COUNT), each with its
 own connection; each says "ready" once warm and starts on "go", all together, so they
@@ -79,14 +80,20 @@ def claims(env: dict[str, str], claimers: int, per_claimer: int) -> list[float]:
 
 
 def requeue_running() -> None:
-    """Put claimed entries back, so that each claimer set starts at the same depth."""
-    from django.db import connection
+    """Put claimed entries back, so that each claimer set starts at the same depth (then
+    the queue state's counts from the rows: this goes around the services)."""
+    from django.db import connection, transaction
+
+    from queue_app.services import ordering
+    from queue_app.services.changes import lock_queue
 
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE queue_app_queueentry SET status = 'queued', worker = '', started_at = NULL,"
             " lease_expires_at = NULL WHERE status = 'running'"
         )
+    with transaction.atomic():
+        ordering.recount(lock_queue())
 
 
 def vacuum() -> None:
@@ -100,6 +107,69 @@ def queued_count() -> int:
     from queue_app.models import EntryStatus, QueueEntry
 
     return QueueEntry.objects.filter(status=EntryStatus.QUEUED).count()
+
+
+def window_scenario(log: Any) -> dict[str, Any]:
+    """At the line's current depth (100,000): a non-staff viewer's snapshot (its window,
+    protocol version 2) against the whole line redacted for it (version 1, the baseline),
+    and its copy of one 2,000-entry bulk event against version 1's copy."""
+    import json
+
+    from django.contrib.auth import get_user_model
+
+    from bench.setup_data import add_entries
+    from queue_app import selectors
+    from queue_app.events import Viewer, entry_for_viewer, event_for_viewer, event_message
+    from queue_app.models import Meeting, QueueEvent
+    from queue_app.services import line
+
+    User = get_user_model()
+    viewer_user, _ = User.objects.get_or_create(username="bench-window-viewer")
+    bulk_user, _ = User.objects.get_or_create(username="bench-window-bulk")
+    add_entries([viewer_user.pk], 3, status="cancelled")
+    for meeting in Meeting.objects.filter(owner=viewer_user)[:3]:
+        line.entry_enqueue(meeting=meeting)
+    viewer = Viewer.of(viewer_user)
+    out: dict[str, Any] = {"waiting": selectors.queue_state().waiting}
+
+    selectors.queue_snapshot_for(viewer_user)  # warm
+    out["snapshot_ms"] = summary(_timed(lambda: selectors.queue_snapshot_for(viewer_user), 20))
+    snapshot = selectors.queue_snapshot_for(viewer_user)
+    own = [entry for entry in snapshot["queue"] if entry["mine"]]
+    out["snapshot_bytes"] = len(json.dumps(snapshot))
+    out["own_bytes"] = len(json.dumps(own))
+    out["own_entries"] = len(own)
+
+    def whole_line() -> list[dict[str, Any]]:  # version 1: every active entry
+        return [entry_for_viewer(entry, viewer) for entry in selectors.active_entries()]
+
+    started = time.perf_counter()
+    baseline = whole_line()
+    out["baseline_snapshot_ms"] = (time.perf_counter() - started) * 1000
+    out["baseline_snapshot_bytes"] = len(json.dumps(baseline))
+    log(
+        f"  window snapshot at {out['waiting']:,}: median {out['snapshot_ms']['median']:.1f} ms,"
+        f" {out['snapshot_bytes']:,} B ({out['own_bytes']:,} B its own); whole line"
+        f" {out['baseline_snapshot_ms']:.0f} ms, {out['baseline_snapshot_bytes']:,} B"
+    )
+
+    add_entries([bulk_user.pk], 2000, status="cancelled")
+    ids = list(Meeting.objects.filter(owner=bulk_user).values_list("id", flat=True)[:2000])
+    started = time.perf_counter()
+    result = line.entries_enqueue(owner=bulk_user, meeting_ids=ids)
+    out["bulk_ms"] = (time.perf_counter() - started) * 1000
+    assert len(result.entries) == 2000, result.refused[:3]
+    message = event_message(QueueEvent.objects.order_by("-seq").first())
+    out["bulk_event_bytes"] = len(json.dumps(event_for_viewer(message, viewer)))
+    out["bulk_event_anonymous_bytes"] = len(json.dumps(event_for_viewer(message, Viewer(None))))
+    out["bulk_event_runs"] = len(message["moved"]["inserted"])
+    version_1 = {**message, "queue": [entry_for_viewer(e, viewer) for e in message["queue"]]}
+    out["baseline_bulk_event_bytes"] = len(json.dumps(version_1))
+    log(
+        f"  bulk of 2,000: {out['bulk_ms']:.0f} ms; a viewer's copy {out['bulk_event_bytes']} B"
+        f" ({out['bulk_event_runs']} runs), version 1's {out['baseline_bulk_event_bytes']:,} B"
+    )
+    return out
 
 
 def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str, Any]:
@@ -140,6 +210,8 @@ def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str
         values = _timed(selectors.entry_positions, 20)
         result["positions"][depth] = summary(values)
         log(f"  positions of {depth}: median {summary(values)['median']:.1f} ms")
+        if depth == 100_000:
+            result["window"] = window_scenario(log)
         if depth != 10_000:
             continue
         snapshot_values = _timed(lambda: selectors.queue_snapshot_for(None), 5)

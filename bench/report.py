@@ -91,6 +91,33 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     if "claims" in queue:
         p99 = queue["claims"]["8"]["p99"] if "8" in queue["claims"] else queue["claims"][8]["p99"]
         out.append(("claim p99 with 8 claimers <= 20 ms", f"{_ms(p99)} ms", p99 <= 20))
+    if "claims" in queue:
+        claims = queue["claims"]
+        p99 = (claims["32"] if "32" in claims else claims[32])["p99"]
+        out.append(("claim p99 with 32 claimers <= 50 ms", f"{_ms(p99)} ms", p99 <= 50))
+    if "enqueue" in queue:
+        rate = queue["enqueue"]["per_second"]
+        out.append(("single enqueues >= 500 a second", f"{rate:.0f} a second", rate >= 500))
+    window = queue.get("window")
+    if window:
+        ms, own = window["snapshot_ms"]["median"], window["own_bytes"]
+        rest = window["snapshot_bytes"] - own
+        out.append(
+            (
+                f"a viewer's snapshot at {window['waiting']:,} waiting: <= 10 ms (median)",
+                f"{_ms(ms)} ms",
+                ms <= 10,
+            )
+        )
+        out.append(
+            (
+                "... and <= 4 KB plus its own entries",
+                f"{rest:,} B + {own:,} B its own",
+                rest <= 4096,
+            )
+        )
+        copy = window["bulk_event_bytes"]
+        out.append(("its copy of a 2,000-entry bulk event <= 1 KB", f"{copy} B", copy <= 1024))
     if "positions" in queue:
         positions = queue["positions"]
         median = (positions.get("10000") or positions.get(10000))["median"]
@@ -196,7 +223,7 @@ def write_report(results: dict[str, Any]) -> None:
         "",
         *[f"- {name}: `{command}`" for name, command in COMMANDS.items()],
         "",
-        "## Targets (issue 7)",
+        "## Targets (issues 7, 13 and 14)",
         "",
         "| target | " + " | ".join(f"run {r['number']}" for r in results["runs"]) + " |",
         "|---|" + "---|" * len(results["runs"]),
@@ -287,6 +314,28 @@ def write_report(results: dict[str, Any]) -> None:
             + f" | {' / '.join(_ms(p) for p in positions)}"
             f" | {_ms(q['snapshot_10000']['median'])}"
             f" | {_ms(q['move_10000']['median'])} / {_ms(q['move_10000']['p99'])} |"
+        )
+    out += [
+        "",
+        "A viewer's window (protocol version 2) at 100,000 waiting, against version 1's whole"
+        " line for the same viewer, and a bulk of 2,000 (`line.entries_enqueue`) by another"
+        " user:",
+        "",
+        "| run | window snapshot median / p99 ms | its bytes (its own 3 entries) |"
+        " whole line ms / bytes | bulk of 2,000 ms | a viewer's copy of the bulk event B"
+        " (runs) | version 1's copy B |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in results["runs"]:
+        w = run["queue"].get("window")
+        if not w:
+            continue
+        out.append(
+            f"| {run['number']} | {_ms(w['snapshot_ms']['median'])} /"
+            f" {_ms(w['snapshot_ms']['p99'])} | {w['snapshot_bytes']:,} ({w['own_bytes']:,})"
+            f" | {w['baseline_snapshot_ms']:.0f} / {w['baseline_snapshot_bytes']:,}"
+            f" | {w['bulk_ms']:.0f} | {w['bulk_event_bytes']} ({w['bulk_event_runs']})"
+            f" | {w['baseline_bulk_event_bytes']:,} |"
         )
     out += [
         "",

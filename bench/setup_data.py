@@ -40,11 +40,12 @@ def reset_queue() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE queue_app_queueevent, queue_app_queueentry, queue_app_meeting,"
-            " queue_app_queuestate CASCADE"
+            " queue_app_queuestate, queue_app_queueowner CASCADE"
         )
         cursor.execute(
-            "INSERT INTO queue_app_queuestate (id, paused, last_seq, updated_at)"
-            " VALUES (1, false, 0, now())"
+            "INSERT INTO queue_app_queuestate (id, paused, last_seq, waiting, running, retrying,"
+            " next_arrival, top_round, head_round, updated_at)"
+            " VALUES (1, false, 0, 0, 0, 0, 1, 0, 0, now())"
         )
 
 
@@ -79,14 +80,20 @@ def users_and_tokens() -> tuple[list[tuple[int, str]], tuple[int, str]]:
 
 
 def add_entries(owner_ids: list[int], count: int, status: str = "queued") -> None:
-    """`count` meetings and an entry for each, owners round-robin, at the back of the line."""
-    from django.db import connection
+    """`count` meetings and an entry for each, owners round-robin, at the back of the line:
+    each owner's k-th entry of the batch in the round after the line's last, as fair share
+    would have put them (services/ordering.py's key layout); then the queue state's counts
+    from the rows (ordering.recount), as the services keep them."""
+    from django.db import connection, transaction
+
+    from queue_app.services import ordering
+    from queue_app.services.changes import lock_queue
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT coalesce(max(recording_id), 0) FROM queue_app_meeting")
         first = cursor.fetchone()[0] + 1
-        cursor.execute("SELECT coalesce(max(order_key), 0) FROM queue_app_queueentry")
-        key = cursor.fetchone()[0]
+        cursor.execute("SELECT top_round + 1, next_arrival FROM queue_app_queuestate")
+        round_, arrival = cursor.fetchone()
         cursor.execute(
             """
             INSERT INTO queue_app_meeting (owner_id, recording_id, title, meeting_title, url,
@@ -103,11 +110,26 @@ def add_entries(owner_ids: list[int], count: int, status: str = "queued") -> Non
                 attempts, max_attempts, last_error, worker, stage, progress, result_url,
                 created_at, updated_at, started_at, lease_expires_at)
             SELECT gen_random_uuid(), m.id, m.owner_id, %s,
-                %s + (m.recording_id - %s + 1) * 65536, 0, 5, '', '', '', 0, '', now(), now(),
+                ((%s + (m.recording_id - %s) / %s)::bigint << 44)
+                    + (%s + m.recording_id - %s)::bigint * 65536,
+                0, 5, '', '', '', 0, '', now(), now(),
                 CASE WHEN %s = 'running' THEN now() END,
                 CASE WHEN %s = 'running' THEN now() + interval '1 day' END
             FROM queue_app_meeting m WHERE m.recording_id BETWEEN %s AND %s
             """,
-            [status, key, first, status, status, first, first + count - 1],
+            [
+                status,
+                round_,
+                first,
+                len(owner_ids),
+                arrival,
+                first,
+                status,
+                status,
+                first,
+                first + count - 1,
+            ],
         )
         cursor.execute("ANALYZE queue_app_queueentry")
+    with transaction.atomic():
+        ordering.recount(lock_queue())

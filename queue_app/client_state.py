@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from queue_app.events import UPDATE_TYPES
+from queue_app.events import UPDATE_TYPES, shifted
 from queue_app.models import FINISHED_STATUSES
 
 # Fields that change without an event (progress ticks, a worker's heartbeat, the clock):
@@ -31,6 +31,8 @@ def state_from_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
         "seq": snapshot["seq"],
         "paused": bool(snapshot.get("paused", False)),
         "queue_length": snapshot["queue_length"],
+        "waiting": snapshot["waiting"],
+        "head_places": snapshot["head_places"],
         "queue": copy.deepcopy(snapshot["queue"]),
     }
     # Trusted as sent: the snapshot's positions are the server's, not renumbered here.
@@ -42,6 +44,14 @@ def apply_event(state: dict[str, Any], message: dict[str, Any]) -> dict[str, Any
 
     A QueueUpdate must carry seq + 1 (anything else raises GapError: the client resumes
     or takes a fresh snapshot). A ProgressUpdate has no seq and only updates live fields.
+
+    The state is a window (protocol version 2): the viewer's own entries, the entries off
+    the line and the first `head_places` places. An event carries the changed entries in
+    that window (before or after the change), the entries that entered it, and `moved`:
+    the places removed (positions before) and inserted (positions after). Every entry the
+    event does not carry gets its new position from `moved` (events.shifted), so the
+    viewer's own entries stay exact without the rest of the line; then whatever is no
+    longer in the window is dropped.
     """
     if message.get("type") == "ProgressUpdate":
         return _apply_progress(state, message)
@@ -52,39 +62,39 @@ def apply_event(state: dict[str, Any], message: dict[str, Any]) -> dict[str, Any
     if message["seq"] != state["seq"] + 1:
         raise GapError(f"expected seq {state['seq'] + 1}, got {message['seq']}")
 
-    changed = {entry["id"]: entry for entry in message["queue"]}
-    # Take every entry the event carries out first, so that inserting one at its position
-    # is not thrown off by another that is leaving in the same event (queue_cleared).
-    kept = [entry for entry in state["queue"] if entry["id"] not in changed]
-    waiting = [entry for entry in kept if entry.get("position") is None]
-    line = [entry for entry in kept if entry.get("position") is not None]
+    carried = [*message["queue"], *message["entered"]]
+    ids = {entry["id"] for entry in carried}
+    kept = []
+    for entry in state["queue"]:
+        if entry["id"] in ids:
+            continue
+        entry = dict(entry)
+        if entry.get("position") is not None:
+            entry["position"] = shifted(entry["position"], message["moved"])
+        kept.append(entry)
     # An entry's `outcome` tells of this change (the history), not of the entry's state.
     arriving = [
         {k: copy.deepcopy(v) for k, v in e.items() if k != "outcome"}
-        for e in message["queue"]
+        for e in carried
         if e["status"] not in FINISHED
     ]
-    # Lowest position first: each lands at its index and the ones after it shift back.
-    for entry in sorted(
-        (e for e in arriving if e.get("position") is not None), key=lambda e: e["position"]
-    ):
-        index = min(max(entry["position"] - 1, 0), len(line))
-        line.insert(index, entry)
-    waiting.extend(e for e in arriving if e.get("position") is None)
-    queue = waiting + line
-    _renumber(queue)
-
-    paused = message.get("paused")
-    if paused is None:  # older servers: infer it from the event itself
-        paused = {"queue_paused": True, "queue_resumed": False}.get(
-            message["update_type"], state["paused"]
-        )
+    places = state["head_places"]
+    queue = [entry for entry in (*kept, *arriving) if _in_window(entry, places)]
+    queue.sort(key=lambda e: (e.get("position") is not None, e.get("position") or 0))
     return {
         "seq": message["seq"],
-        "paused": bool(paused),
+        "paused": bool(message["paused"]),
         "queue_length": message["queue_length"],
+        "waiting": message["waiting"],
+        "head_places": places,
         "queue": queue,
     }
+
+
+def _in_window(entry: dict[str, Any], places: int) -> bool:
+    """Mine, off the line (running, waiting to retry), or in the first `places` places."""
+    position = entry.get("position")
+    return bool(entry.get("mine")) or position is None or position <= places
 
 
 def comparable(state: dict[str, Any]) -> dict[str, Any]:
@@ -103,17 +113,10 @@ def comparable(state: dict[str, Any]) -> dict[str, Any]:
         "seq": state["seq"],
         "paused": bool(state.get("paused", False)),
         "queue_length": state["queue_length"],
+        "waiting": state["waiting"],
+        "head_places": state["head_places"],
         "queue": queue,
     }
-
-
-def _renumber(queue: list[dict[str, Any]]) -> None:
-    """Positions 1..n down the line, in list order; entries off the line keep None."""
-    position = 0
-    for entry in queue:
-        if entry.get("position") is not None:
-            position += 1
-            entry["position"] = position
 
 
 def _apply_progress(state: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:

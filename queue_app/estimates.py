@@ -16,6 +16,7 @@ completed (nothing to go by): the pages say so instead of guessing.
 from __future__ import annotations
 
 import heapq
+import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -179,6 +180,41 @@ class LineEstimates:
     def done_in(self, entry_id: Any) -> int | None:
         estimate = self.estimates.get(entry_id)
         return round(estimate.done_in) if estimate is not None else None
+
+    def done_in_row(self, row: dict[str, Any], position: int | None) -> int | None:
+        return self.done_in(row["id"])
+
+
+@dataclass(frozen=True)
+class PlaceEstimates:
+    """Estimates without a pass over the line, for the windows snapshots carry (protocol
+    version 2: a socket's snapshot must not cost the line's length). An entry at place p
+    ends after ceil(p / slots) + 1 typical transfers; a running one when its prediction
+    runs out. The pages then ask GET /api/estimates (line_estimates) for the viewer's own
+    entries, played forward through the whole line."""
+
+    paused: bool
+    model: Model | None
+    slots: int
+    now: datetime
+
+    def done_in_row(self, row: dict[str, Any], position: int | None) -> int | None:
+        if self.model is None:
+            return None
+        typical = self.model.typical
+        if row["status"] == EntryStatus.RUNNING:
+            started = row.get("started_at")
+            elapsed = (self.now - started).total_seconds() if started else 0.0
+            return round(max(typical - elapsed, typical * OVERRUN_FLOOR))
+        if self.paused or position is None:
+            return None
+        return round((math.ceil(position / max(self.slots, 1)) + 1) * typical)
+
+
+def place_estimates(*, now: datetime | None = None) -> PlaceEstimates:
+    """PlaceEstimates as the fleet is now: a few small reads, whatever the line's length."""
+    paused = bool(QueueState.objects.filter(pk=1).values_list("paused", flat=True).first())
+    return PlaceEstimates(paused, current_model(), slot_count(), now or timezone.now())
 
 
 def line_estimates(*, now: datetime | None = None) -> LineEstimates:

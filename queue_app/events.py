@@ -19,6 +19,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 
 from queue_app.models import (
+    FINISHED_STATUSES,
     ActivityBy,
     ActivityKind,
     EntryStatus,
@@ -27,7 +28,13 @@ from queue_app.models import (
     UpdateType,
 )
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+# A viewer's window on the line (protocol version 2): the first places of the line, the
+# entries off it (running, waiting to retry) and the viewer's own entries. Read at call
+# time, so tests can make them small.
+HEAD_PLACES = 20
+STAFF_HEAD_PLACES = 200
+OFF_LINE_STATUSES = (EntryStatus.RUNNING, EntryStatus.RETRYING)
 UPDATE_TYPES: tuple[str, ...] = tuple(UpdateType.values)
 # Fields of an entry that anyone may see; everything else is for its owner and staff.
 PUBLIC_ENTRY_FIELDS = ("id", "position", "status")
@@ -72,7 +79,28 @@ class Viewer:
     def sees_in_full(self, owner_id: str | int | None) -> bool:
         if self.is_staff:
             return True
+        return self.owns(owner_id)
+
+    def owns(self, owner_id: str | int | None) -> bool:
         return self.user_id is not None and str(self.user_id) == str(owner_id)
+
+    @property
+    def head_places(self) -> int:
+        """How many places of the line's head this viewer's window holds."""
+        return STAFF_HEAD_PLACES if self.is_staff else HEAD_PLACES
+
+    def in_window(self, entry: dict[str, Any]) -> bool:
+        """Whether a full entry (as of now) is in this viewer's window: its own active
+        entries, every entry off the line, and the first `head_places` places."""
+        if self.owns(entry.get("owner_id")):
+            return entry["status"] not in FINISHED_STATUSES
+        return _in_window(entry["status"], entry.get("position"), self.head_places)
+
+
+def _in_window(status: str | None, position: int | None, places: int) -> bool:
+    if status in OFF_LINE_STATUSES:
+        return True
+    return status == EntryStatus.QUEUED and position is not None and position <= places
 
 
 def isoformat(value: datetime | None) -> str | None:
@@ -132,30 +160,96 @@ def entry_payload(row: dict[str, Any], position: int | None) -> dict[str, Any]:
 # --- messages --------------------------------------------------------------------------------
 
 
+NO_MOVES: dict[str, list[list[int]]] = {"removed": [], "inserted": []}
+
+
+def position_runs(positions: list[int]) -> list[list[int]]:
+    """Sorted positions as runs: [first, count] for consecutive places, [first, count, step]
+    for places `step` apart. 2,000 places joined at 31-2,030 are [31, 2000]; a bulk that
+    fair share spreads over 500 rounds of 200 others, [201, 500, 201] and one run after."""
+    runs: list[list[int]] = []
+    for position in sorted(positions):
+        if runs:
+            run = runs[-1]
+            step = run[2] if len(run) == 3 else 1
+            last = run[0] + (run[1] - 1) * step
+            if run[1] == 1 and position > last:
+                # A run of one takes the step to the next place; a later one must keep it.
+                runs[-1] = [run[0], 2] if position == last + 1 else [run[0], 2, position - last]
+                continue
+            if position == last + step:
+                run[1] += 1
+                continue
+        runs.append([position, 1])
+    return runs
+
+
+def shifted(position: int, moved: dict[str, list[list[int]]]) -> int:
+    """Where an entry that an event did not carry stands after it, from where it stood
+    before: minus the places removed ahead of it (positions before the change), then plus
+    each place inserted at or ahead of where it now stands (positions after), run by run
+    in order."""
+    removed = 0
+    for first, count, *step in moved.get("removed", ()):
+        if first < position:
+            removed += min(count, (position - 1 - first) // (step[0] if step else 1) + 1)
+    position -= removed
+    for first, count, *step in moved.get("inserted", ()):
+        if first > position:
+            break
+        # The j-th place of the run (first + j * step) is ahead iff it is at most where
+        # the entry stands once the j places before it are in: first + j*step <= position + j.
+        gap = (step[0] if step else 1) - 1
+        position += count if gap == 0 else min(count, (position - first) // gap + 1)
+    return position
+
+
 def event_message(event: QueueEvent) -> dict[str, Any]:
-    """The full (unredacted) QueueUpdate for a stored event."""
+    """The full (unredacted) QueueUpdate for a stored event. Besides what every viewer may
+    get, it holds `before` ([status, position] of each entry in `queue` before the change),
+    which decides who hears of an entry that left their window; event_for_viewer drops it."""
+    queue = event.payload
+    window = event.window or {}  # empty for events logged before protocol version 2
     return {
         "type": "QueueUpdate",
+        "version": PROTOCOL_VERSION,
         "update_type": event.update_type,
         "seq": event.seq,
-        "queue": event.payload,
+        "queue": queue,
+        "before": window.get("before") or [[None, None]] * len(queue),
+        "entered": window.get("entered", []),
+        "moved": window.get("moved", NO_MOVES),
         "affected_user_id": str(event.affected_user_id) if event.affected_user_id else None,
         "global_position": event.global_position,
         "queue_length": event.queue_length,
+        "waiting": window.get("waiting", 0),
         "paused": event.paused,
         "timestamp": isoformat(event.created_at),
+        # Logged before protocol version 2: resumes from before it get a fresh snapshot.
+        "legacy": not window,
     }
 
 
 def snapshot_message(
-    *, seq: int, paused: bool, entries: list[dict[str, Any]], now: datetime
+    *,
+    seq: int,
+    paused: bool,
+    entries: list[dict[str, Any]],
+    now: datetime,
+    queue_length: int,
+    waiting: int,
 ) -> dict[str, Any]:
-    """The full (unredacted) QueueSnapshot: every active entry, as of event `seq`."""
+    """The full (unredacted) QueueSnapshot, as of event `seq`: the entries off the line, the
+    first STAFF_HEAD_PLACES places, and any owner's entries read with them (selectors);
+    snapshot_for_viewer() cuts it to one viewer's window."""
     return {
         "type": "QueueSnapshot",
+        "version": PROTOCOL_VERSION,
         "seq": seq,
         "paused": paused,
-        "queue_length": len(entries),
+        "queue_length": queue_length,
+        "waiting": waiting,
+        "head_places": STAFF_HEAD_PLACES,
         "queue": entries,
         "timestamp": isoformat(now),
     }
@@ -190,43 +284,84 @@ def entry_for_viewer(entry: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
     return redacted
 
 
+def _sees_change(entry: dict[str, Any], before: list[Any], viewer: Viewer) -> bool:
+    """Whether `viewer` hears of a changed entry: theirs, or in their window before or
+    after the change (so a client drops what leaves its window and adds what enters)."""
+    if viewer.owns(entry.get("owner_id")) or viewer.in_window(entry):
+        return True
+    status, position = before
+    return _in_window(status, position, viewer.head_places)
+
+
 def event_for_viewer(message: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
-    """Redact a full QueueUpdate for one viewer. Others never learn whose entry moved."""
+    """Redact a full QueueUpdate for one viewer: the changed entries in their window (before
+    or after) and all of theirs, the entries that entered their window, and which places
+    moved. Others never learn whose entry moved. A few hundred bytes plus the viewer's own
+    entries, however many others' entries the change touched."""
     affected = message.get("affected_user_id")
+    before = message.get("before") or [[None, None]] * len(message["queue"])
     return {
-        **message,
-        "queue": [entry_for_viewer(entry, viewer) for entry in message["queue"]],
+        "type": "QueueUpdate",
+        "version": message["version"],
+        "update_type": message["update_type"],
+        "seq": message["seq"],
+        "queue": [
+            entry_for_viewer(entry, viewer)
+            for entry, was in zip(message["queue"], before, strict=True)
+            if _sees_change(entry, was, viewer)
+        ],
+        "entered": [
+            entry_for_viewer(entry, viewer)
+            for entry in message["entered"]
+            if entry.get("position") is not None and entry["position"] <= viewer.head_places
+        ],
+        "moved": message["moved"],
         "affected_user_id": affected if affected and viewer.sees_in_full(affected) else None,
+        "global_position": message["global_position"],
+        "queue_length": message["queue_length"],
+        "waiting": message["waiting"],
+        "paused": message["paused"],
+        "timestamp": message["timestamp"],
     }
 
 
 def snapshot_for_viewer(snapshot: dict[str, Any], viewer: Viewer) -> dict[str, Any]:
-    """A full QueueSnapshot redacted for one viewer (a new dict; the full one is unchanged)."""
-    return {**snapshot, "queue": [entry_for_viewer(entry, viewer) for entry in snapshot["queue"]]}
+    """A full QueueSnapshot cut to one viewer's window and redacted (a new dict; the full
+    one is unchanged). Its own entries are there if the full snapshot was read with them."""
+    return {
+        **snapshot,
+        "head_places": viewer.head_places,
+        "queue": [
+            entry_for_viewer(entry, viewer)
+            for entry in snapshot["queue"]
+            if viewer.in_window(entry)
+        ],
+    }
 
 
 def audience_key(message: dict[str, Any], viewer: Viewer) -> tuple:
     """What distinguishes one viewer's copy of an event from another's: viewers with the
-    same key get the same bytes, so a fan-out encodes once per key, not once per socket."""
+    same key get the same bytes, so a fan-out encodes once per key, not once per socket.
+    The window's size comes with being staff; the rest is whose entries the viewer owns."""
     user = str(viewer.user_id) if viewer.user_id is not None else None
     entries = tuple(
         (viewer.sees_in_full(entry.get("owner_id")), user == entry.get("owner_id"))
-        for entry in message["queue"]
+        for entry in (*message["queue"], *message["entered"])
     )
     affected = message.get("affected_user_id")
-    return entries, bool(affected and viewer.sees_in_full(affected))
+    return viewer.is_staff, entries, bool(affected and viewer.sees_in_full(affected))
 
 
 def redacted_audience_key(message: dict[str, Any]) -> tuple:
     """audience_key() of a viewer who owns none of the event's entries and is not staff."""
-    return tuple((False, False) for _ in message["queue"]), False
+    return False, tuple((False, False) for _ in (*message["queue"], *message["entered"])), False
 
 
 def owners_in(message: dict[str, Any]) -> set[str]:
     """The users (ids as strings) who, besides staff, may get more than the anonymous copy
     of an event: the owners of the entries it carries and the user it affects. A set, so a
     fan-out tells each viewer apart with one lookup."""
-    owners = {entry.get("owner_id") for entry in message["queue"]}
+    owners = {entry.get("owner_id") for entry in (*message["queue"], *message["entered"])}
     owners.add(message.get("affected_user_id"))
     owners.discard(None)
     return owners
@@ -303,16 +438,40 @@ ENTRY_SCHEMA: dict[str, Any] = {
     ]
 }
 
+# Runs of places: [first, count] or [first, count, step] (step >= 2; position_runs).
+_RUNS = {
+    "type": "array",
+    "items": {
+        "type": "array",
+        "items": {"type": "integer", "minimum": 1},
+        "minItems": 2,
+        "maxItems": 3,
+    },
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "QueueSnapshot": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["type", "seq", "paused", "queue_length", "queue", "timestamp"],
+        "required": [
+            "type",
+            "version",
+            "seq",
+            "paused",
+            "queue_length",
+            "waiting",
+            "head_places",
+            "queue",
+            "timestamp",
+        ],
         "properties": {
             "type": {"const": "QueueSnapshot"},
+            "version": {"const": PROTOCOL_VERSION},
             "seq": {"type": "integer", "minimum": 0},
             "paused": {"type": "boolean"},
             "queue_length": {"type": "integer", "minimum": 0},
+            "waiting": {"type": "integer", "minimum": 0},
+            "head_places": {"type": "integer", "minimum": 1},
             "queue": {"type": "array", "items": {"$ref": "#/$defs/Entry"}},
             "timestamp": _TIME,
             "reset": {"const": True},
@@ -323,23 +482,36 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "required": [
             "type",
+            "version",
             "update_type",
             "seq",
             "queue",
+            "entered",
+            "moved",
             "affected_user_id",
             "global_position",
             "queue_length",
+            "waiting",
             "paused",
             "timestamp",
         ],
         "properties": {
             "type": {"const": "QueueUpdate"},
+            "version": {"const": PROTOCOL_VERSION},
             "update_type": {"enum": list(UPDATE_TYPES)},
             "seq": {"type": "integer", "minimum": 1},
             "queue": {"type": "array", "items": {"$ref": "#/$defs/Entry"}},
+            "entered": {"type": "array", "items": {"$ref": "#/$defs/Entry"}},
+            "moved": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["removed", "inserted"],
+                "properties": {"removed": _RUNS, "inserted": _RUNS},
+            },
             "affected_user_id": {"type": ["string", "null"]},
             "global_position": _POSITION,
             "queue_length": {"type": "integer", "minimum": 0},
+            "waiting": {"type": "integer", "minimum": 0},
             "paused": {"type": "boolean"},
             "timestamp": _TIME,
         },

@@ -70,6 +70,17 @@ class QueueState(models.Model):
     # Staff's word on why they paused, for the people waiting (cleared on resume).
     pause_note = models.CharField(max_length=500, blank=True)
     last_seq = models.BigIntegerField(default=0)
+    # Kept by every service under the lock, so that no change counts or scans the line
+    # (queue_app/services/ordering.py): entries by status, and the ordering key's parts.
+    waiting = models.PositiveIntegerField(default=0)
+    running = models.PositiveIntegerField(default=0)
+    retrying = models.PositiveIntegerField(default=0)
+    # The next arrival number (the low part of an order key) and the highest round any
+    # entry was given (the back of the line is behind it).
+    next_arrival = models.BigIntegerField(default=1)
+    top_round = models.BigIntegerField(default=0)
+    # The round of the latest entry taken from the head of the line: fair share's "now".
+    head_round = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -77,6 +88,20 @@ class QueueState(models.Model):
 
     def __str__(self) -> str:
         return "Queue (paused)" if self.paused else "Queue"
+
+
+class QueueOwner(models.Model):
+    """Fair share's counters for one user with entries in the line, kept by the services
+    under the queue lock: how many of theirs wait, and the round of their newest."""
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    waiting = models.PositiveIntegerField(default=0)
+    last_round = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"queue share of user {self.owner_id}"
 
 
 class EntryStatus(models.TextChoices):
@@ -103,7 +128,8 @@ class QueueEntry(models.Model):
     status = models.CharField(
         max_length=16, choices=EntryStatus.choices, default=EntryStatus.QUEUED
     )
-    # Sparse ordering key: lower goes first. A move takes a key between two neighbours.
+    # Sparse ordering key: lower goes first. (round << 44) + arrival * gap, given at
+    # enqueue (services/ordering.py); a move takes a key between two neighbours.
     order_key = models.BigIntegerField(db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
@@ -197,8 +223,8 @@ class UpdateType(models.TextChoices):
 class QueueEvent(models.Model):
     """One change to the queue. `seq` is the event's id on the wire, contiguous from 1.
 
-    `payload` holds the full entries the change touched, as of the change; the realtime
-    layer redacts them per viewer on the way out.
+    `payload` holds the full entries the change touched, as of the change, and `window`
+    what moved around them; the realtime layer redacts both per viewer on the way out.
     """
 
     seq = models.BigIntegerField(primary_key=True)
@@ -217,6 +243,10 @@ class QueueEvent(models.Model):
     queue_length = models.PositiveIntegerField(default=0)
     paused = models.BooleanField(default=False)
     payload = models.JSONField(default=list)
+    # What viewers' windows need besides the entries (protocol version 2, events.py): each
+    # entry's status and position before the change, the places removed and inserted, the
+    # entries that moved up into the head of the line, and the line's length after.
+    window = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -55,6 +55,8 @@ RECONNECT_DELAYS = (0.5, 1, 2, 5)
 # this old (for progress and ETAs, which change without an event). A burst of connects
 # costs one query set instead of one each in daphne's single database thread.
 SNAPSHOT_MAX_AGE_SECONDS = 1.0
+# Users whose own entries past the head are kept for sockets connecting together.
+OWN_CACHE_USERS = 10_000
 
 
 class Subscriber(Protocol):
@@ -114,6 +116,8 @@ class Hub:
         self._snapshot: dict[str, Any] | None = None
         self._snapshot_at = 0.0
         self._snapshot_build: asyncio.Task | None = None
+        # Each signed-in user's entries past the head, by user: (seq, read at, entries).
+        self._own: dict[int, tuple[int, float, list[dict[str, Any]]]] = {}
 
     async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> None:
         """Add a socket once the hub is subscribed; raises TimeoutError if it cannot be.
@@ -140,12 +144,41 @@ class Hub:
         self.by_viewer[viewer].add(subscriber)
 
     async def snapshot(self, requester: Subscriber | None = None) -> dict[str, Any]:
-        """The whole queue, unredacted, at or after every event this hub has delivered.
+        """The widest window on the queue (events.STAFF_HEAD_PLACES, protocol version 2),
+        unredacted, with the requester's own entries if signed in, at or after every
+        event this hub has delivered.
 
         So a socket registered before it asks misses nothing between the snapshot and
         what the hub delivers next. Shared by sockets connecting together; read again
         once the log moves on or it is SNAPSHOT_MAX_AGE_SECONDS old.
         """
+        shared = await self._shared_snapshot(requester)
+        owner_id = requester.viewer.user_id if requester is not None else None
+        if owner_id is None:
+            return shared
+        # A signed-in viewer's window also holds their own entries past the head: read
+        # for that user at the shared snapshot's seq, once for all their sockets.
+        loop = asyncio.get_running_loop()
+        cached = self._own.get(owner_id)
+        if cached is not None and cached[0] == shared["seq"] and loop.time() - cached[1] < 1.0:
+            own = cached[2]
+        else:
+            own = await database_sync_to_async(queue_feed.own_entries_past_head)(
+                owner_id=owner_id, seq=shared["seq"]
+            )
+            if own is None:  # the queue moved on meanwhile: this viewer's own read
+                at_least = self.last_seq or 0
+                snapshot = await database_sync_to_async(queue_feed.queue_snapshot)(
+                    owner_id=owner_id
+                )
+                self.follow_log(snapshot["seq"], delivered_before_read=at_least, keep=requester)
+                return snapshot
+            if len(self._own) > OWN_CACHE_USERS:
+                self._own.clear()
+            self._own[owner_id] = (shared["seq"], loop.time(), own)
+        return {**shared, "queue": [*shared["queue"], *own]} if own else shared
+
+    async def _shared_snapshot(self, requester: Subscriber | None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         at_least = self.last_seq or 0
         cached = self._snapshot

@@ -18,7 +18,12 @@ from queue_app.events import (
     redacted_audience_key,
     snapshot_for_viewer,
 )
-from queue_app.selectors import current_seq, events_after, queue_snapshot
+from queue_app.selectors import (
+    current_seq,
+    events_after,
+    own_entries_past_head,
+    queue_snapshot,
+)
 
 __all__ = [
     "Viewer",
@@ -27,6 +32,7 @@ __all__ = [
     "event_for_viewer",
     "events_between",
     "events_to_replay",
+    "own_entries_past_head",
     "owners_in",
     "queue_snapshot",
     "redacted_audience_key",
@@ -48,6 +54,7 @@ def events_to_replay(last_seq: int, limit: int) -> tuple[int, list[dict[str, Any
         return newest, []
     if 0 < newest - last_seq <= limit:
         events = events_after(seq=last_seq, limit=limit)
-        if events and events[0]["seq"] == last_seq + 1:  # not pruned
+        # Not pruned, and all logged with protocol version 2's windows.
+        if events and events[0]["seq"] == last_seq + 1 and not any(e["legacy"] for e in events):
             return newest, events
     return newest, None

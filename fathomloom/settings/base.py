@@ -266,6 +266,11 @@ FATHOM_POLL_INTERVAL_SECONDS = env_float("FATHOM_POLL_INTERVAL_SECONDS", 2.0)
 # Ask the dispatcher for work after each change that frees a slot or adds an entry; the beat
 # tick dispatches as well, so turning this off only slows the start of a transfer.
 QUEUE_DISPATCH_ON_COMMIT = env_bool("QUEUE_DISPATCH_ON_COMMIT", True)
+# The line's order: "fair" goes round by owner (each user's k-th waiting entry ahead of
+# every user's (k+1)-th), "fifo" is first come, first served (docs/architecture.md).
+QUEUE_ORDERING = env_str("QUEUE_ORDERING", "fair")
+if QUEUE_ORDERING not in ("fair", "fifo"):
+    raise ImproperlyConfigured(f"QUEUE_ORDERING must be fair or fifo, not {QUEUE_ORDERING!r}.")
 
 # --- Uploading ------------------------------------------------------------------------------
 # The backend that receives each video (docs/uploaders.md); the default keeps it in the

@@ -19,8 +19,6 @@ from queue_app.services.activity import MAX_NOTE_LENGTH
 MAX_BIGINT = 2**63 - 1
 EVENTS_PAGE_SIZE = 100
 EVENTS_MAX_PAGE_SIZE = 500
-# GET /api/queue?limit=: at most this many places of the line a page.
-QUEUE_MAX_PAGE_SIZE = 500
 _DIGITS = re.compile(r"[0-9]{1,30}")
 
 
@@ -184,18 +182,16 @@ class ActivityQuerySerializer(serializers.Serializer):
     )
 
 
-class QueuePageQuerySerializer(serializers.Serializer):
-    """GET /api/queue?offset=&limit=: one page of the line (the monitor pages with it)."""
-
-    offset = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
-    limit = serializers.IntegerField(min_value=1, max_value=QUEUE_MAX_PAGE_SIZE, required=False)
-
-
 class EventsQuerySerializer(serializers.Serializer):
     after = serializers.IntegerField(min_value=0, max_value=MAX_BIGINT, default=0)
     limit = serializers.IntegerField(
         min_value=1, max_value=EVENTS_MAX_PAGE_SIZE, default=EVENTS_PAGE_SIZE
     )
+
+
+class LineQuerySerializer(serializers.Serializer):
+    start = serializers.IntegerField(min_value=1, max_value=MAX_BIGINT, default=1)
+    limit = serializers.IntegerField(min_value=1, max_value=500, default=200)
 
 
 # --- output (documentation of the wire format) --------------------------------------------

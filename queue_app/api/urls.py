@@ -16,6 +16,7 @@ urlpatterns = [
     path("queue/resume", views.QueueResumeView.as_view(), name="queue-resume"),
     path("queue/cancel", views.QueueCancelView.as_view(), name="queue-cancel"),
     path("queue/retry", views.QueueRetryView.as_view(), name="queue-retry"),
+    path("queue/line", views.QueueLineView.as_view(), name="queue-line"),
     # str, not uuid: a malformed id must reach the view and get the API's JSON 404.
     path("queue/<str:entry_id>", views.EntryView.as_view(), name="entry"),
     path("queue/<str:entry_id>/retry", views.EntryRetryView.as_view(), name="entry-retry"),

@@ -157,24 +157,14 @@ class TokenView(ApiView):
 class QueueView(ApiView):
     @extend_schema(
         operation_id="queue_snapshot",
-        parameters=[s.QueuePageQuerySerializer],
-        responses={200: s.QUEUE_SNAPSHOT_SCHEMA, **errors(400, 401)},
+        responses={200: s.QUEUE_SNAPSHOT_SCHEMA, **errors(401)},
         description=(
-            "The active queue; others' entries carry only id, position and status. With"
-            " `limit` (and `offset`): every running or retrying entry, then places"
-            " offset+1 to offset+limit of the line; `queue_length` still counts every"
-            " active entry."
+            "Your window on the queue (docs/protocol.md, version 2); others' entries carry"
+            " only id, position and status. Past the window: GET /api/queue/line."
         ),
     )
     def get(self, request: Request) -> Response:
-        query = s.QueuePageQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        if "limit" not in query.validated_data:
-            return Response(selectors.queue_snapshot_for(request.user))
-        page = query.validated_data
-        return Response(
-            selectors.queue_page_for(request.user, offset=page["offset"], limit=page["limit"])
-        )
+        return Response(selectors.queue_snapshot_for(request.user))
 
     @extend_schema(
         operation_id="queue_enqueue",
@@ -194,7 +184,8 @@ class QueueView(ApiView):
             **errors(400, 401, 404, 409, 413, 415),
         },
         description=(
-            "Put one of your meetings (`meeting_id`) at the back of the line, or up to 5,000"
+            "Put one of your meetings (`meeting_id`) in the line (its place by fair share,"
+            " or at the back with QUEUE_ORDERING=fifo), or up to 5,000"
             " (`meeting_ids`, in that order) in one change and one event, or every one of"
             " yours `matching` the filters of GET /api/meetings (newest first; more than"
             " 5,000 matching is refused, `invalid`)."
@@ -470,6 +461,45 @@ class MeetingsView(ApiView):
             selectors.meetings_of(user=request.user, **query.validated_data), request, view=self
         )
         return paginator.get_paginated_response(s.MeetingSerializer(page, many=True).data)
+
+
+class QueueLineView(ApiView):
+    @extend_schema(
+        operation_id="queue_line",
+        parameters=[s.LineQuerySerializer],
+        responses={
+            200: {
+                "type": "object",
+                "required": ["seq", "waiting", "start", "results", "next"],
+                "properties": {
+                    "seq": {"type": "integer"},
+                    "waiting": {"type": "integer"},
+                    "start": {"type": "integer"},
+                    "results": {"type": "array", "items": s.ENTRY_SCHEMA},
+                    "next": {"type": ["string", "null"]},
+                },
+            },
+            **errors(400, 401),
+        },
+        description=(
+            "The line from place `start` on (`limit` places), redacted for you, as of event"
+            " `seq`: past the head of the line a socket's window holds."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        query = s.LineQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, limit = query.validated_data["start"], query.validated_data["limit"]
+        page = selectors.line_page(user=request.user, start=start, limit=limit)
+        after = start + len(page["results"])
+        page["next"] = (
+            request.build_absolute_uri(
+                f"{request.path}?{urlencode({'start': after, 'limit': limit})}"
+            )
+            if after <= page["waiting"] and page["results"]
+            else None
+        )
+        return Response(page)
 
 
 class EventsView(ApiView):

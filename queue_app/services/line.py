@@ -13,7 +13,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Min, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from queue_app import selectors, transitions
@@ -33,56 +33,17 @@ from queue_app.models import (
     QueueEvent,
     UpdateType,
 )
-from queue_app.services import activity
+from queue_app.services import activity, ordering
 from queue_app.services.changes import (
     close_attempts,
     lock_queue,
     locked_entry,
     record,
     request_dispatch,
+    was,
 )
 
-# Room between neighbouring order keys. Each move into a gap takes its midpoint, halving
-# it, so 16 moves into the same gap fit before the line is renumbered (tests/unit/test_ordering).
-KEY_GAP = 1 << 16
-
 Position = int | Literal["top", "bottom"]
-
-
-def back_key() -> int:
-    """An order key behind every queued entry."""
-    last = QueueEntry.objects.filter(status=EntryStatus.QUEUED).aggregate(k=Max("order_key"))["k"]
-    return (last or 0) + KEY_GAP
-
-
-def front_key() -> int:
-    """An order key ahead of every queued entry."""
-    first = QueueEntry.objects.filter(status=EntryStatus.QUEUED).aggregate(k=Min("order_key"))["k"]
-    return (first or 0) - KEY_GAP
-
-
-def _renumber_queued() -> None:
-    """Spread the line's keys out again; rare, when two neighbours have no room between."""
-    for index, entry_id in enumerate(
-        selectors.queued_entries().values_list("id", flat=True), start=1
-    ):
-        QueueEntry.objects.filter(pk=entry_id).update(order_key=index * KEY_GAP)
-
-
-def _key_for_position(entry: QueueEntry, position: int) -> int | None:
-    """A key that puts `entry` at `position` among the others, or None if there is no room."""
-    others = selectors.queued_entries().exclude(pk=entry.pk).values_list("order_key", flat=True)
-    # The keys just before and after the target place, among the other queued entries.
-    neighbours = [None, *others[:1]] if position == 1 else list(others[position - 2 : position])
-    before = neighbours[0]
-    after = neighbours[1] if len(neighbours) > 1 else None
-    if before is None:
-        return after - KEY_GAP if after is not None else KEY_GAP
-    if after is None:
-        return before + KEY_GAP
-    if after - before < 2:
-        return None
-    return (before + after) // 2
 
 
 def _refuse_if_in_line(meeting_id: int) -> None:
@@ -91,24 +52,28 @@ def _refuse_if_in_line(meeting_id: int) -> None:
 
 
 def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
-    """Put a meeting at the back of the line. Raises AlreadyQueued if it is in it."""
+    """Put a meeting in the line (at its owner's next round: services.ordering). Raises
+    AlreadyQueued if it is in it."""
     try:
         with transaction.atomic():
             state = lock_queue()
             _refuse_if_in_line(meeting.pk)
-            created = QueueEntry.objects.create(
+            entry = QueueEntry(
                 meeting=meeting,
                 owner_id=meeting.owner_id,
                 status=transitions.ENQUEUE.target,
-                order_key=back_key(),
                 max_attempts=max_attempts or settings.QUEUE_MAX_ATTEMPTS,
             )
-            entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=created.pk)
+            ordering.assign_keys(state, [entry])
+            entry.save(force_insert=True)
+            entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry.pk)
+            position = selectors.entry_position(entry)
             record(
                 state,
                 transitions.ENQUEUE.update_type,
                 entries=[entry],
-                global_position=selectors.entry_position(entry),
+                global_position=position,
+                positions={entry.pk: position},
             )
             request_dispatch()
     except IntegrityError as exc:  # the partial unique index, if the check above raced
@@ -124,15 +89,19 @@ def entry_cancel(*, entry_id: UUID | str, note: str = "", actor: Any | None = No
         state = lock_queue()
         entry = locked_entry(entry_id)
         transitions.CANCEL.check(entry)
-        former_position = selectors.entry_position(entry)
+        before = was([entry])
+        status, former_position = before[entry.pk]
         now = timezone.now()
         transitions.CANCEL.apply(entry, now)
+        ordering.moved(state, [entry], [status])
         close_attempts([entry], AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
             state,
             transitions.CANCEL.update_type,
             entries=[entry],
+            before=before,
             global_position=former_position,
+            positions={},
             note=note,
             actor=actor,
         )
@@ -143,33 +112,40 @@ def entry_cancel(*, entry_id: UUID | str, note: str = "", actor: Any | None = No
 def entry_move(
     *, entry_id: UUID | str, position: Position, note: str = "", actor: Any | None = None
 ) -> QueueEntry:
-    """Move a queued entry to `position` (1 is the front), "top" or "bottom"."""
+    """Move a queued entry to `position` (1 is the front), "top" or "bottom". It stays
+    pinned there: later entries take their places around it by their own keys."""
     note = activity.clean_note(note)
     with transaction.atomic():
         state = lock_queue()
         entry = locked_entry(entry_id)
         transitions.MOVE.check(entry)
-        length = selectors.queued_entries().count()
+        length = state.waiting
+        bottom = position == "bottom"
         if position == "top":
             position = 1
-        elif position == "bottom":
+        elif bottom:
             position = length
         if isinstance(position, bool) or not isinstance(position, int):
             raise InvalidPosition("Position must be a whole number, 'top' or 'bottom'.")
         if not 1 <= position <= length:
             raise InvalidPosition(f"Position must be between 1 and {length}.")
-        if position != selectors.entry_position(entry):
-            key = _key_for_position(entry, position)
-            if key is None:
-                _renumber_queued()
-                key = _key_for_position(entry, position)
+        before = was([entry])
+        if position != before[entry.pk][1]:
+            if position == length:
+                key = ordering.back_key(state)
+            else:
+                key = ordering.key_for_position(state, entry, position)
+                if key is None:
+                    ordering.renumber(state)
+                    key = ordering.key_for_position(state, entry, position)
             transitions.MOVE.apply(entry, timezone.now(), order_key=key)
         record(
             state,
             transitions.MOVE.update_type,
             entries=[entry],
+            before=before,
             global_position=position,
-            same_length=True,
+            positions={entry.pk: position},
             note=note,
             actor=actor,
         )
@@ -177,19 +153,25 @@ def entry_move(
 
 
 def entry_retry(*, entry_id: UUID | str, actor: Any | None = None) -> QueueEntry:
-    """Put a failed or cancelled entry back at the end of the line, attempts reset."""
+    """Put a failed or cancelled entry back in the line (as if it joined now), attempts
+    reset."""
     try:
         with transaction.atomic():
             state = lock_queue()
             entry = locked_entry(entry_id)
             transitions.RETRY.check(entry)
             _refuse_if_in_line(entry.meeting_id)
-            transitions.RETRY.apply(entry, timezone.now(), order_key=back_key())
+            before = {entry.pk: (entry.status, None)}
+            ordering.assign_keys(state, [entry])
+            transitions.RETRY.apply(entry, timezone.now(), order_key=entry.order_key)
+            position = selectors.entry_position(entry)
             record(
                 state,
                 transitions.RETRY.update_type,
                 entries=[entry],
-                global_position=selectors.entry_position(entry),
+                before=before,
+                global_position=position,
+                positions={entry.pk: position},
                 actor=actor,
             )
             request_dispatch()
@@ -220,19 +202,18 @@ def _unique(ids: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(str(value) for value in ids))
 
 
-def _append_to_line(entries: list[QueueEntry]) -> dict[Any, int]:
-    """Keys behind the line for `entries`, in order; their positions by id."""
-    ahead = selectors.queued_entries().count()
-    first_key = back_key()
-    positions = {}
-    for index, entry in enumerate(entries):
-        entry.order_key = first_key + index * KEY_GAP
-        positions[entry.pk] = ahead + index + 1
-    return positions
+def _join_line(state: Any, entries: list[QueueEntry]) -> dict[Any, int]:
+    """Keys for `entries` joining the line (in the order given, services.ordering), and
+    their positions by id: one count of the line ahead of the first, and the keys of the
+    entries between the first and the last (none in fifo order: they join at the back)."""
+    ordering.assign_keys(state, entries)
+    places = selectors.positions_of_keys([entry.order_key for entry in entries])
+    return {entry.pk: places[entry.order_key] for entry in entries}
 
 
 def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChange:
-    """Put the owner's meetings at the back of the line, in the order given: one
+    """Put the owner's meetings in the line (each in the owner's next round, in the order
+    given: services.ordering; at the back with QUEUE_ORDERING=fifo): one
     transaction and one event for all. Refused, each with its reason: a meeting that is
     not found, not the owner's, or already in the line."""
     wanted = _unique(meeting_ids)
@@ -269,26 +250,24 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
                         meeting=meeting,
                         owner=owner,
                         status=transitions.ENQUEUE.target,
-                        order_key=0,
                         max_attempts=settings.QUEUE_MAX_ATTEMPTS,
                     )
                 )
         if not new:
             return BulkChange(refused=refused)
-        positions = _append_to_line(new)
+        positions = _join_line(state, new)
         # The objects are complete once inserted (ids and timestamps are set here, meeting
         # and owner attached): no reading 2,000 rows back.
         QueueEntry.objects.bulk_create(new)
-        created = new
         record(
             state,
             transitions.ENQUEUE.update_type,
-            entries=created,
-            global_position=positions[created[0].pk],
+            entries=new,
+            global_position=positions[new[0].pk],
             positions=positions,
         )
         request_dispatch()
-    return BulkChange(entries=created, refused=refused)
+    return BulkChange(entries=new, refused=refused)
 
 
 def entries_enqueue_matching(*, owner: Any, filters: dict[str, Any], limit: int) -> BulkChange:
@@ -362,19 +341,30 @@ def entries_cancel(
         entries, refused = _bulk_transition(_unique(entry_ids), owner, transitions.CANCEL)
         if not entries:
             return BulkChange(refused=refused)
-        former = selectors.entry_positions()
+        keys = [entry.order_key for entry in entries if entry.status == EntryStatus.QUEUED]
+        places = selectors.positions_of_keys(keys) if keys else {}
+        before = {
+            entry.pk: (entry.status, places.get(entry.order_key))
+            if entry.status == EntryStatus.QUEUED
+            else (entry.status, None)
+            for entry in entries
+        }
+        former = before[entries[0].pk][1] if len(entries) == 1 else None
+        statuses = [entry.status for entry in entries]
         now = timezone.now()
         values = transitions.CANCEL.values(now)
         QueueEntry.objects.filter(pk__in=[entry.pk for entry in entries]).update(**values)
         for entry in entries:
             for name, value in values.items():
                 setattr(entry, name, value)
+        ordering.moved(state, entries, statuses)
         close_attempts(entries, AttemptOutcome.CANCELLED, now, error="Cancelled.")
         record(
             state,
             transitions.CANCEL.update_type,
             entries=entries,
-            global_position=former.get(entries[0].pk) if len(entries) == 1 else None,
+            before=before,
+            global_position=former,
             positions={},
             note=note,
             actor=actor,
@@ -409,7 +399,8 @@ def entries_retry(
             able.append(entry)
         if not able:
             return BulkChange(refused=refused)
-        positions = _append_to_line(able)
+        before = {entry.pk: (entry.status, None) for entry in able}
+        positions = _join_line(state, able)
         values = transitions.RETRY.values(timezone.now())
         for entry in able:
             for name, value in values.items():
@@ -419,6 +410,7 @@ def entries_retry(
             state,
             transitions.RETRY.update_type,
             entries=able,
+            before=before,
             global_position=positions[able[0].pk],
             positions=positions,
             actor=actor or owner,
@@ -442,12 +434,24 @@ def queue_clear(*, note: str = "", actor: Any | None = None) -> int:
         )
         if not waiting:
             return 0
+        line = [entry for entry in waiting if entry.status == EntryStatus.QUEUED]
+        before = {entry.pk: (entry.status, None) for entry in waiting}
+        before.update({entry.pk: (entry.status, n) for n, entry in enumerate(line, start=1)})
         values = clear.values(timezone.now())
         QueueEntry.objects.filter(pk__in=[entry.pk for entry in waiting]).update(**values)
         for entry in waiting:
             for name, value in values.items():
                 setattr(entry, name, value)
-        record(state, clear.update_type, entries=waiting, note=note, actor=actor)
+        ordering.line_cleared(state)
+        record(
+            state,
+            clear.update_type,
+            entries=waiting,
+            before=before,
+            positions={},
+            note=note,
+            actor=actor,
+        )
     return len(waiting)
 
 

@@ -13,9 +13,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from queue_app import retry_policy, selectors, transitions
+from queue_app import retry_policy, transitions
 from queue_app.models import AttemptOutcome, EntryStatus, QueueEntry, TransferAttempt
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
+from queue_app.services import ordering
 from queue_app.services.changes import (
     close_attempts,
     lock_queue,
@@ -23,12 +24,16 @@ from queue_app.services.changes import (
     record,
     request_dispatch,
 )
-from queue_app.services.line import front_key
 
 # Errors are stored and shown to their owner; cap them so a huge response body cannot.
 MAX_ERROR_LENGTH = 2000
 WORKER_STOPPED = "The worker stopped responding."
 TASK_LOST = "The transfer never started (its task was lost); it is back in line."
+
+
+def _was_running(entry: QueueEntry) -> dict:
+    """`before` for a change to a running entry: off the line, no position."""
+    return {entry.pk: (EntryStatus.RUNNING, None)}
 
 
 def _lease_until(now: datetime) -> datetime:
@@ -42,28 +47,32 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
     """
     with transaction.atomic():
         state = lock_queue()
-        if state.paused:
+        if state.paused or state.running >= settings.QUEUE_CONCURRENCY:
             return None
-        running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).count()
-        if running >= settings.QUEUE_CONCURRENCY:
+        if not state.waiting and not state.retrying:
             return None
         now = timezone.now()
         candidates = QueueEntry.objects.select_for_update(
             skip_locked=True, of=("self",)
         ).select_related("meeting", "owner")
-        entry = (
-            candidates.filter(status=EntryStatus.RETRYING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at", "order_key")
-            .first()
-        ) or candidates.filter(status=EntryStatus.QUEUED).order_by(
-            "order_key", "created_at"
-        ).first()
+        entry = None
+        if state.retrying:
+            entry = (
+                candidates.filter(status=EntryStatus.RETRYING, next_attempt_at__lte=now)
+                .order_by("next_attempt_at", "order_key")
+                .first()
+            )
+        if entry is None and state.waiting:
+            # The head by the (status, order_key) index: one row read, whatever the depth.
+            entry = candidates.filter(status=EntryStatus.QUEUED).order_by("order_key").first()
         if entry is None:
             return None
         # The head of the line is position 1 by definition (claims hold the queue lock, so
-        # nothing moves meanwhile); a retrying entry has no position. Saves a count query
-        # while the lock is held, which is what other claimers wait for.
-        former_position = 1 if entry.status == EntryStatus.QUEUED else None
+        # nothing moves meanwhile); a retrying entry has no position.
+        was = entry.status
+        former_position = 1 if was == EntryStatus.QUEUED else None
+        if was == EntryStatus.QUEUED:
+            ordering.taken_from_head(state, entry)
         transitions.CLAIM.apply(
             entry,
             now,
@@ -71,6 +80,7 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
             worker=worker,
             lease_expires_at=_lease_until(now),
         )
+        ordering.moved(state, [entry], [was])
         TransferAttempt.objects.create(
             entry=entry, number=entry.attempts, worker=worker, started_at=now
         )
@@ -78,8 +88,9 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
             state,
             transitions.CLAIM.update_type,
             entries=[entry],
+            before={entry.pk: (was, former_position)},
             global_position=former_position,
-            same_length=True,
+            positions={},
         )
     return entry
 
@@ -146,8 +157,15 @@ def transfer_complete(
             return None
         now = timezone.now()
         transitions.COMPLETE.apply(entry, now, result_url=result_url)
+        ordering.moved(state, [entry], [EntryStatus.RUNNING])
         close_attempts([entry], AttemptOutcome.COMPLETED, now, bytes_moved=bytes_moved)
-        record(state, transitions.COMPLETE.update_type, entries=[entry])
+        record(
+            state,
+            transitions.COMPLETE.update_type,
+            entries=[entry],
+            before=_was_running(entry),
+            positions={},
+        )
         request_dispatch()
     return entry
 
@@ -181,8 +199,9 @@ def transfer_retry_or_fail(
         else:
             step, outcome = transitions.FAIL, AttemptOutcome.FAILED
             step.apply(entry, now, last_error=error)
+        ordering.moved(state, [entry], [EntryStatus.RUNNING])
         close_attempts([entry], outcome, now, failure=failure, error=error)
-        record(state, step.update_type, entries=[entry])
+        record(state, step.update_type, entries=[entry], before=_was_running(entry), positions={})
         request_dispatch()
     return decision
 
@@ -211,16 +230,24 @@ def transfers_requeue_expired() -> list[Decision]:
             decisions.append(decision)
             if isinstance(decision, GiveUp):
                 transitions.FAIL.apply(entry, now, last_error=decision.error)
+                ordering.moved(state, [entry], [EntryStatus.RUNNING])
                 close_attempts(
                     [entry], AttemptOutcome.FAILED, now, failure=failure, error=decision.error
                 )
-                record(state, transitions.FAIL.update_type, entries=[entry])
+                record(
+                    state,
+                    transitions.FAIL.update_type,
+                    entries=[entry],
+                    before=_was_running(entry),
+                    positions={},
+                )
                 continue
             # Straight back to the front, without the policy's wait: the worker died,
             # not the remote, and the entry was at the head of the line once.
             transitions.REQUEUE_EXPIRED.apply(
-                entry, now, order_key=front_key(), last_error=decision.error
+                entry, now, order_key=ordering.front_key(), last_error=decision.error
             )
+            ordering.moved(state, [entry], [EntryStatus.RUNNING])
             close_attempts(
                 [entry], AttemptOutcome.REQUEUED, now, failure=failure, error=decision.error
             )
@@ -228,7 +255,9 @@ def transfers_requeue_expired() -> list[Decision]:
                 state,
                 transitions.REQUEUE_EXPIRED.update_type,
                 entries=[entry],
-                global_position=selectors.entry_position(entry),
+                before=_was_running(entry),
+                global_position=1,
+                positions={entry.pk: 1},
             )
         if expired:
             request_dispatch()

@@ -192,8 +192,11 @@ def test_move_to_position_refuses_bad_input_and_changes_nothing(
 
 
 def test_retry_of_failed_and_cancelled_entries_requeues_them_at_the_back(
-    alice, bob, make_entry, run_action, published
+    alice, bob, make_entry, run_action, published, settings
 ):
+    # First come, first served (with fair share, tests/unit/test_fair_share.py, Bob's
+    # entry would go ahead of Alice's second).
+    settings.QUEUE_ORDERING = "fifo"
     failed = make_entry(alice, "Broke", EntryStatus.FAILED)
     cancelled = make_entry(bob, "Dropped", EntryStatus.CANCELLED)
     make_entry(alice, "Waiting")

@@ -60,11 +60,12 @@ def test_pause_and_resume_are_queue_events():
 
 
 def test_retry_every_failed_entry_of_a_kind_and_owner(alice, bob, make_meeting):
-    entries = [line.entry_enqueue(meeting=make_meeting(owner)) for owner in (alice, alice, bob)]
-    for entry, kind in zip(
-        entries, ["fathom_rejected", "upload_failed", "fathom_rejected"], strict=True
+    entries = []
+    for owner, kind in zip(
+        (alice, alice, bob), ["fathom_rejected", "upload_failed", "fathom_rejected"], strict=True
     ):
-        fail(entry, kind)
+        entries.append(line.entry_enqueue(meeting=make_meeting(owner)))
+        fail(entries[-1], kind)
 
     out = queue("retry", "--failed", "--error-kind", "fathom_rejected", "--owner", "alice")
 

@@ -84,9 +84,12 @@ def test_enqueue_own_meeting_returns_the_full_entry_and_its_position(
     # The entry is the wire format's, as docs/protocol.md documents it.
     snapshot = {
         "type": "QueueSnapshot",
+        "version": 2,
         "seq": 1,
         "paused": False,
         "queue_length": 1,
+        "waiting": 1,
+        "head_places": 20,
         "queue": [body],
         "timestamp": "2026-12-02T10:00:00Z",
     }

@@ -1,11 +1,12 @@
 """live.js applies events by the rules of queue_app/client_state.py: a viewer's snapshot plus
-the events they were sent equals a fresh snapshot, for the owner, someone else and staff."""
+the events they were sent equals a fresh snapshot, for the owner, someone else, staff and an
+anonymous viewer, each with its window on the line."""
 
 from __future__ import annotations
 
 import pytest
 
-from queue_app import selectors
+from queue_app import events, selectors
 from queue_app.client_state import comparable
 from queue_app.services import line, transfers
 from tests.processes import ROOT
@@ -22,12 +23,17 @@ APPLY = """([snapshot, events]) => {
 
 
 def test_live_js_reproduces_a_fresh_snapshot_for_every_viewer(
-    new_page, make_user, make_meeting, no_dispatch
+    new_page, make_user, make_meeting, no_dispatch, monkeypatch
 ):
+    # Windows of a few places (protocol version 2), so that entries enter and leave them
+    # and Alice's stand outside another viewer's.
+    monkeypatch.setattr(events, "HEAD_PLACES", 2)
+    monkeypatch.setattr(events, "STAFF_HEAD_PLACES", 3)
     alice, bob, staff = make_user("alice"), make_user("bob"), make_user("admin", is_staff=True)
     meetings = [make_meeting(owner) for owner in (alice, bob, alice, bob, alice, alice)]
     first = line.entry_enqueue(meeting=meetings[0])
-    before = {user: selectors.queue_snapshot_for(user) for user in (alice, bob, staff)}
+    viewers = (alice, bob, staff, None)
+    before = {user: selectors.queue_snapshot_for(user) for user in viewers}
 
     # Every kind of event: joins, a move, a cancel and its retry, a pause, starts, a
     # completion, a failure and its retry, and a clear.
@@ -56,9 +62,11 @@ def test_live_js_reproduces_a_fresh_snapshot_for_every_viewer(
     page.set_content("<!doctype html><title>rules</title>")
     page.add_script_tag(path=str(LIVE_JS))
     for user, snapshot in before.items():
-        events = selectors.events_for(user=user, after=snapshot["seq"], limit=500)
-        assert len(events) >= 12
-        state = page.evaluate(APPLY, [snapshot, events])
+        sent = selectors.events_for(user=user, after=snapshot["seq"], limit=500)
+        assert len(sent) >= 12
+        state = page.evaluate(APPLY, [snapshot, sent])
         fresh = selectors.queue_snapshot_for(user)
-        assert sum(e["position"] is not None for e in fresh["queue"]) >= 3
+        # A line longer than the windows, with some of it in each viewer's window.
+        assert fresh["waiting"] > events.HEAD_PLACES
+        assert sum(e["position"] is not None for e in fresh["queue"]) >= 2
         assert comparable(state) == comparable(fresh), user

@@ -20,7 +20,8 @@ from rest_framework.authtoken.models import Token
 
 from fathom_sandbox import SANDBOX_KEYS
 from queue_app import accounts
-from queue_app.models import EntryStatus, Meeting, QueueEntry
+from queue_app.models import EntryStatus, Meeting, QueueEntry, QueueState
+from queue_app.services import ordering
 
 # Far past the ids PostgreSQL's sequence hands out in a test run (it is not rolled back),
 # so that the meetings a sync imports never collide with them.
@@ -100,6 +101,8 @@ def fuzz_world(make_user, sandbox_process, settings, keep_db_connection) -> Fuzz
             status=status,
             order_key=order_key * 1000,
         )
+    # The queue state's counts follow the rows written around the services.
+    ordering.recount(QueueState.objects.get_or_create(pk=1)[0])
     accounts.fathom_account_set_key(user=alice, api_key=SANDBOX_KEYS[0])
     return FuzzWorld(
         user_token=Token.objects.create(user=alice).key,

@@ -13,7 +13,14 @@ from django.conf import settings
 from queue_app import selectors
 from queue_app.client_state import apply_event, comparable, state_from_snapshot
 from queue_app.events import PUBLIC_ENTRY_FIELDS, Viewer, event_for_viewer
-from queue_app.models import ACTIVE_STATUSES, EntryStatus, QueueEntry, QueueEvent, QueueState
+from queue_app.models import (
+    ACTIVE_STATUSES,
+    EntryStatus,
+    QueueEntry,
+    QueueEvent,
+    QueueOwner,
+    QueueState,
+)
 from tests.protocol_schema import assert_valid_message
 
 
@@ -59,10 +66,35 @@ def assert_invariants() -> None:
     running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).count()
     assert running <= settings.QUEUE_CONCURRENCY
 
+    # The counts the state keeps (so that no change counts the line) are the rows' counts.
+    state = QueueState.objects.filter(pk=1).first() or QueueState(pk=1)
+    counts = Counter(
+        QueueEntry.objects.filter(status__in=ACTIVE_STATUSES).values_list("status", flat=True)
+    )
+    assert (state.waiting, state.running, state.retrying) == (
+        counts[EntryStatus.QUEUED],
+        counts[EntryStatus.RUNNING],
+        counts[EntryStatus.RETRYING],
+    )
+    waiting_by_owner = Counter(
+        QueueEntry.objects.filter(status=EntryStatus.QUEUED).values_list("owner_id", flat=True)
+    )
+    kept = dict(QueueOwner.objects.filter(waiting__gt=0).values_list("owner_id", "waiting"))
+    assert kept == dict(waiting_by_owner)
 
-def snapshots_for(users: list[Any]) -> dict[int, dict[str, Any]]:
-    """Each viewer's snapshot, checked against the documented schema."""
-    snapshots = {user.pk: selectors.queue_snapshot_for(user) for user in users}
+
+def key_of(user: Any) -> int | None:
+    """A viewer's key in the dicts below: the user's id, None for an anonymous viewer."""
+    return user.pk if user is not None else None
+
+
+def name_of(user: Any) -> str:
+    return user.username if user is not None else "anonymous"
+
+
+def snapshots_for(users: list[Any]) -> dict[int | None, dict[str, Any]]:
+    """Each viewer's snapshot (None: anonymous), checked against the documented schema."""
+    snapshots = {key_of(user): selectors.queue_snapshot_for(user) for user in users}
     for snapshot in snapshots.values():
         assert_valid_message(snapshot)
     return snapshots
@@ -71,7 +103,8 @@ def snapshots_for(users: list[Any]) -> dict[int, dict[str, Any]]:
 def assert_snapshot_matches_rows(
     users: list[Any], snapshots: dict[int, dict[str, Any]] | None = None
 ) -> None:
-    """Each viewer's snapshot says what the rows say, redacted for that viewer."""
+    """Each viewer's snapshot says what the rows say, cut to that viewer's window (their
+    own entries, the entries off the line, the head of the line) and redacted for them."""
     snapshots = snapshots or snapshots_for(users)
     state = QueueState.objects.filter(pk=1).first()
     positions = {str(k): v for k, v in selectors.entry_positions().items()}
@@ -84,13 +117,23 @@ def assert_snapshot_matches_rows(
     newest = QueueEvent.objects.order_by("-seq").first()
     if newest is not None:  # events carry the queue's length too (some without a count)
         assert newest.queue_length == len(active)
+    waiting = sum(status == EntryStatus.QUEUED for status, _ in active.values())
     for user in users:
-        snapshot = snapshots[user.pk]
+        snapshot = snapshots[key_of(user)]
         viewer = Viewer.of(user)
         assert snapshot["seq"] == (state.last_seq if state else 0)
         assert snapshot["paused"] == (state.paused if state else False)
-        assert snapshot["queue_length"] == len(active) == len(snapshot["queue"])
-        assert {entry["id"] for entry in snapshot["queue"]} == set(active)
+        assert snapshot["queue_length"] == len(active)
+        assert snapshot["waiting"] == waiting
+        assert snapshot["head_places"] == viewer.head_places
+        window = {
+            pk
+            for pk, (status, owner_id) in active.items()
+            if viewer.owns(owner_id)
+            or status != EntryStatus.QUEUED
+            or positions[pk] <= viewer.head_places
+        }
+        assert {entry["id"] for entry in snapshot["queue"]} == window
         # The line comes after the entries off it, front first.
         listed = [entry["position"] for entry in snapshot["queue"]]
         on_line = [p for p in listed if p is not None]
@@ -101,7 +144,7 @@ def assert_snapshot_matches_rows(
             assert entry["position"] == positions.get(entry["id"])
             if viewer.sees_in_full(owner_id):
                 assert entry["owner_id"] == str(owner_id)
-                assert entry["mine"] == (viewer.user_id == owner_id)
+                assert entry["mine"] == viewer.owns(owner_id)
             else:
                 assert set(entry) == {*PUBLIC_ENTRY_FIELDS, "mine"}
                 assert entry["mine"] is False
@@ -113,7 +156,7 @@ class ClientViews:
     def __init__(self, users: list[Any]) -> None:
         self.users = users
         self.states = {
-            user.pk: state_from_snapshot(s)
+            key_of(user): state_from_snapshot(s)
             for user, s in zip(users, snapshots_for(users).values(), strict=True)
         }
 
@@ -121,7 +164,7 @@ class ClientViews:
         """Apply, per viewer, the redacted events since its state's seq. Returns them."""
         received = {}
         for user in self.users:
-            state = self.states[user.pk]
+            state = self.states[key_of(user)]
             viewer = Viewer.of(user)
             messages = [
                 event_for_viewer(message, viewer)
@@ -130,8 +173,8 @@ class ClientViews:
             for message in messages:
                 assert_valid_message(message)  # as Zulip's verify_action checks each event
                 state = apply_event(state, message)
-            self.states[user.pk] = state
-            received[user.pk] = messages
+            self.states[key_of(user)] = state
+            received[key_of(user)] = messages
         return received
 
     def assert_match_fresh_snapshots(
@@ -139,5 +182,5 @@ class ClientViews:
     ) -> None:
         snapshots = snapshots or snapshots_for(self.users)
         for user in self.users:
-            fresh = comparable(snapshots[user.pk])
-            assert comparable(self.states[user.pk]) == fresh, f"client of {user.username}"
+            fresh = comparable(snapshots[key_of(user)])
+            assert comparable(self.states[key_of(user)]) == fresh, f"client of {name_of(user)}"

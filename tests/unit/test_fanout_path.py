@@ -47,15 +47,20 @@ def hub_with(sockets: list[FakeSocket]) -> Hub:
 def message(owner_id: str, affected: str | None) -> dict:
     return {
         "type": "QueueUpdate",
+        "version": 2,
         "update_type": "position_updated",
         "seq": 7,
         "queue": [
             {"id": "e1", "position": 3, "status": "queued", "owner_id": owner_id, "title": "T"},
             {"id": "e2", "position": 4, "status": "queued", "owner_id": "9", "title": "U"},
         ],
+        "before": [["queued", 4], ["queued", 3]],
+        "entered": [],
+        "moved": {"removed": [[3, 2]], "inserted": [[3, 2]]},
         "affected_user_id": affected,
         "global_position": 3,
         "queue_length": 2,
+        "waiting": 2,
         "paused": False,
         "timestamp": "2025-01-01T00:00:00Z",
     }
@@ -217,8 +222,10 @@ class FakeLog:
         self.reads = 0
         monkeypatch.setattr(queue_feed, "current_seq", lambda: self.seq)
         monkeypatch.setattr(queue_feed, "queue_snapshot", self.read)
+        # Signed-in sockets add their own entries past the head: none here.
+        monkeypatch.setattr(queue_feed, "own_entries_past_head", lambda **kwargs: [])
 
-    def read(self) -> dict:
+    def read(self, owner_id: int | None = None) -> dict:
         self.reads += 1
         return {"type": "QueueSnapshot", "seq": self.seq, "queue": [], "read": self.reads}
 
@@ -253,7 +260,7 @@ def test_a_read_begun_before_the_hub_moved_on_is_not_shared_with_later_sockets(m
     gate = threading.Event()
     read = log.read
 
-    def slow_read() -> dict:
+    def slow_read(owner_id: int | None = None) -> dict:
         seq = log.seq  # what the read sees when it begins
         gate.wait(5)
         return {**read(), "seq": seq}

@@ -55,12 +55,16 @@ ENTRY = {"id": str(uuid.uuid4()), "position": 1, "status": "queued", "mine": Fal
 def test_drifted_entries_are_refused(drifted):
     message = {
         "type": "QueueUpdate",
+        "version": 2,
         "update_type": "meeting_added",
         "seq": 1,
         "queue": [drifted],
+        "entered": [],
+        "moved": {"removed": [], "inserted": [[1, 1]]},
         "affected_user_id": None,
         "global_position": 1,
         "queue_length": 1,
+        "waiting": 1,
         "paused": False,
         "timestamp": "2026-12-02T10:00:00Z",
     }

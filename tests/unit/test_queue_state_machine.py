@@ -27,7 +27,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from queue_app import errors
+from queue_app import errors, events, selectors
 from queue_app.models import (
     ACTIVE_STATUSES,
     EntryStatus,
@@ -36,7 +36,7 @@ from queue_app.models import (
     QueueEvent,
     QueueState,
 )
-from queue_app.services import line, transfers
+from queue_app.services import line, ordering, transfers
 from tests.queue_helpers import fail_transfer, wait_to_retry
 from tests.unit.queue_checks import (
     ClientViews,
@@ -74,6 +74,7 @@ class QueueMachine(RuleBasedStateMachine):
     """Each rule calls one service and checks that it made exactly the change it reports."""
 
     users: list[Any] = []  # alice, bob, staff; set by the test
+    viewers: list[Any] = []  # the users and an anonymous viewer (None)
     meetings: list[Meeting] = []
     outcomes: Counter[str] = Counter()  # across all runs: what the rules managed to do
 
@@ -83,8 +84,11 @@ class QueueMachine(RuleBasedStateMachine):
         # while the users and meetings made once by the test stay.
         self._atomic = transaction.atomic()
         self._atomic.__enter__()
-        self.clients = ClientViews(self.users)
+        self.clients = ClientViews(self.viewers)
         self.running = False  # any running entry; kept by the invariant, read by preconditions
+        # Entries staff moved or a lost worker put back at the front: pinned where they are,
+        # outside fair share's rounds (kept by the invariant: dropped when they leave).
+        self.pinned: set[str] = set()
 
     def teardown(self) -> None:
         transaction.set_rollback(True)
@@ -134,6 +138,52 @@ class QueueMachine(RuleBasedStateMachine):
     def one_event(self, result: Any) -> int:
         return 1
 
+    def before_joining(self) -> tuple[list[str], int]:
+        """The line and fair share's current round, before entries join it."""
+        state = QueueState.objects.filter(pk=1).first()
+        return line_ids(), state.head_round if state else 0
+
+    def assert_joined(self, before: tuple[list[str], int], new: list[str]) -> None:
+        """Entries `new` joined the line: in fifo order at the back, in the given order; in
+        fair order by the rules of docs/architecture.md ("The order of the line")."""
+        waiting, head_round = before
+        now = line_ids()
+        assert [pk for pk in now if pk not in new] == waiting, "the others keep their order"
+        if django_settings.QUEUE_ORDERING == "fifo":
+            assert now == [*waiting, *new], "new entries join at the back, in order"
+            return
+        rows = {
+            str(pk): (owner_id, key)
+            for pk, owner_id, key in QueueEntry.objects.filter(pk__in=now).values_list(
+                "id", "owner_id", "order_key"
+            )
+        }
+        place = {pk: index for index, pk in enumerate(now)}
+        joining = {rows[pk][0] for pk in new}
+        owners_before = {rows[pk][0] for pk in waiting}
+        for pk in new:
+            owner = rows[pk][0]
+            ahead = now[: place[pk]]
+            # Behind the owner's own waiting entries (those not pinned by staff).
+            assert all(
+                rows[other][0] != owner or other in new or other in self.pinned
+                for other in now[place[pk] + 1 :]
+            ), "an entry joins behind its owner's waiting ones"
+            if owner not in owners_before and not any(rows[o][0] == owner for o in ahead):
+                # A newcomer's first entry: behind at most one entry per other person.
+                others = {rows[other][0] for other in now} - {owner}
+                unpinned = [other for other in ahead if other not in self.pinned]
+                firsts = [other for other in unpinned if rows[other][0] == owner]
+                assert len(unpinned) - len(firsts) <= len(others), (len(unpinned), others)
+        for index, pk in enumerate(waiting):
+            if pk in self.pinned:
+                continue
+            # Pushed back by at most one place per joining person per round that the entry
+            # is ahead of the current round: never, for an entry in the current round.
+            rounds_ahead = max(ordering.round_of(rows[pk][1]) - head_round, 0)
+            others = len(joining - {rows[pk][0]})
+            assert place[pk] - index <= others * rounds_ahead, (place[pk], index, rounds_ahead)
+
     # --- rules ---------------------------------------------------------------------------
 
     @initialize(count=st.integers(min_value=0, max_value=5))
@@ -146,11 +196,11 @@ class QueueMachine(RuleBasedStateMachine):
     def enqueue(self, meeting: int) -> None:
         target = self.meetings[meeting % len(self.meetings)]
         was_active = QueueEntry.objects.filter(meeting=target, status__in=ACTIVE_STATUSES).exists()
-        waiting = line_ids()
+        before = self.before_joining()
         entry = self.change(lambda: line.entry_enqueue(meeting=target), self.one_event)
         assert (entry is None) == was_active
         if entry is not None:
-            assert line_ids() == [*waiting, str(entry.pk)], "a new entry joins at the back"
+            self.assert_joined(before, [str(entry.pk)])
 
     @rule(choice=entry_choice)
     def cancel(self, choice: int) -> None:
@@ -175,6 +225,7 @@ class QueueMachine(RuleBasedStateMachine):
         )
         assert (moved is not None) == valid, (entry_id in waiting, position, len(waiting))
         if moved is not None:
+            self.pinned.add(entry_id)
             index = {"top": 0, "bottom": len(waiting) - 1}.get(position, position)
             index = index - 1 if isinstance(position, int) else index
             expected = [pk for pk in waiting if pk != entry_id]
@@ -271,7 +322,7 @@ class QueueMachine(RuleBasedStateMachine):
     def retry(self, choice: int) -> None:
         entry_id = self.pick(choice, EntryStatus.FAILED, EntryStatus.CANCELLED)
         entry = QueueEntry.objects.filter(pk=entry_id).first()
-        waiting = line_ids()
+        before = self.before_joining()
         retried = self.change(lambda: line.entry_retry(entry_id=entry_id), self.one_event)
         allowed = (
             entry is not None
@@ -284,7 +335,7 @@ class QueueMachine(RuleBasedStateMachine):
         )
         assert (retried is not None) == allowed
         if retried is not None:
-            assert line_ids() == [*waiting, entry_id]
+            self.assert_joined(before, [entry_id])
             assert retried.attempts == 0
 
     @rule(
@@ -306,7 +357,7 @@ class QueueMachine(RuleBasedStateMachine):
                 expected[str(pk)] = "not_yours"
             elif QueueEntry.objects.filter(meeting=meeting, status__in=ACTIVE_STATUSES).exists():
                 expected[str(pk)] = "already_queued"
-        waiting = line_ids()
+        before = self.before_joining()
 
         def call() -> Any:
             result = line.entries_enqueue(owner=owner, meeting_ids=ids)
@@ -319,7 +370,9 @@ class QueueMachine(RuleBasedStateMachine):
             return
         assert refused == expected
         created = [str(entry.pk) for entry in result.entries]
-        assert line_ids() == [*waiting, *created], "a bulk joins at the back, in order"
+        self.assert_joined(before, created)
+        # One owner's entries join in the order given (each a round after the one before).
+        assert [pk for pk in line_ids() if pk in created] == created
         wanted = [str(pk) for pk in dict.fromkeys(ids) if str(pk) not in expected]
         assert [str(e.meeting_id) for e in result.entries] == wanted
 
@@ -333,6 +386,7 @@ class QueueMachine(RuleBasedStateMachine):
         ids = [self.pick(choice, *statuses) for choice in choices]
         owner = None if as_staff else self.users[0]
         service = line.entries_retry if retry else line.entries_cancel
+        before = self.before_joining()
 
         def call() -> Any:
             result = service(entry_ids=ids, owner=owner)
@@ -346,8 +400,7 @@ class QueueMachine(RuleBasedStateMachine):
             assert QueueEntry.objects.get(pk=entry.pk).status == target
             assert as_staff or entry.owner_id == self.users[0].pk
         if retry:
-            back = [str(entry.pk) for entry in result.entries]
-            assert line_ids()[-len(back) :] == back, "retried entries join at the back"
+            self.assert_joined(before, [str(entry.pk) for entry in result.entries])
 
     @rule()
     def clear(self) -> None:
@@ -382,8 +435,9 @@ class QueueMachine(RuleBasedStateMachine):
         count = len(self.change(transfers.transfers_requeue_expired, len))
         assert count == len(expired)
         back = [str(pk) for pk in expired if QueueEntry.objects.get(pk=pk).status == "queued"]
-        # Back at the front of the line, in the order they were first claimed.
+        # Back at the front of the line, in the order they were first claimed (pinned there).
         assert line_ids()[: len(back)] == back
+        self.pinned.update(back)
 
     # --- after every step ----------------------------------------------------------------
 
@@ -391,20 +445,38 @@ class QueueMachine(RuleBasedStateMachine):
     def queue_is_consistent_and_clients_follow(self) -> None:
         assert_invariants()
         # One snapshot per viewer serves both checks: a snapshot is most of a step's time.
-        snapshots = snapshots_for(self.users)
-        assert_snapshot_matches_rows(self.users, snapshots)
+        snapshots = snapshots_for(self.viewers)
+        assert_snapshot_matches_rows(self.viewers, snapshots)
         self.clients.catch_up()
         self.clients.assert_match_fresh_snapshots(snapshots)
         self.running = QueueEntry.objects.filter(status=EntryStatus.RUNNING).exists()
+        self.pinned &= set(line_ids())
+        # Fair share's current round is never past an entry's that is not pinned.
+        state = QueueState.objects.filter(pk=1).first()
+        rounds = [
+            ordering.round_of(key)
+            for pk, key in selectors.queued_entries().values_list("id", "order_key")
+            if str(pk) not in self.pinned
+        ]
+        assert not rounds or state.head_round <= min(rounds)
 
 
 @pytest.mark.django_db
-def test_queue_services_keep_their_promises(alice, bob, staff, make_meeting, settings) -> None:
+@pytest.mark.parametrize("ordering_rule", ["fair", "fifo"])
+def test_queue_services_keep_their_promises(
+    alice, bob, staff, make_meeting, settings, ordering_rule, monkeypatch
+) -> None:
+    settings.QUEUE_ORDERING = ordering_rule
     settings.QUEUE_DISPATCH_ON_COMMIT = False
     settings.QUEUE_CONCURRENCY = CONCURRENCY
     settings.QUEUE_MAX_ATTEMPTS = 2  # so that max_attempts is reached within a run
     assert django_settings.QUEUE_CONCURRENCY == CONCURRENCY
     QueueMachine.users = [alice, bob, staff]
+    QueueMachine.viewers = [alice, bob, staff, None]
+    # Windows of a few places (protocol version 2), so that the machine's short lines
+    # reach past them: entries enter and leave windows, and own entries stand outside.
+    monkeypatch.setattr(events, "HEAD_PLACES", 2)
+    monkeypatch.setattr(events, "STAFF_HEAD_PLACES", 4)
     QueueMachine.meetings = [make_meeting(owner) for owner in (alice, bob) * 4]
     QueueMachine.outcomes = Counter()
     run_state_machine_as_test(QueueMachine, settings=MACHINE_SETTINGS)

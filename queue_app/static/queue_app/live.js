@@ -1,6 +1,7 @@
-/* The live queue in the browser: state from a snapshot, QueueUpdate events applied in seq
- * order with the rules of queue_app/client_state.py, reconnecting by itself and resuming with
- * last_seq. Shared by every page; each page draws the state with its own script.
+/* The live queue in the browser (protocol version 2: a window on the line): state from a
+ * snapshot, QueueUpdate events applied in seq order with the rules of
+ * queue_app/client_state.py, reconnecting by itself and resuming with last_seq. Shared by
+ * every page; each page draws the state with its own script.
  * No build step: plain ES2020, one global (window.Fathomloom). */
 "use strict";
 
@@ -21,42 +22,59 @@
       seq: snapshot.seq,
       paused: Boolean(snapshot.paused),
       queue_length: snapshot.queue_length,
+      waiting: snapshot.waiting,
+      head_places: snapshot.head_places,
       queue: snapshot.queue.map((entry) => ({ ...entry })),
     };
   }
 
-  /** The state after one message; `state` is left unchanged (see client_state.apply_event). */
+  /** Where an entry the event did not carry stands after it (events.shifted): minus the
+   * places removed ahead of it (positions before), then plus each place inserted at or ahead
+   * of where it now stands (positions after). A run is [first, count] or [first, count, step]. */
+  function shifted(position, moved) {
+    let removed = 0;
+    for (const [first, count, step = 1] of moved.removed) {
+      if (first < position) removed += Math.min(count, Math.floor((position - 1 - first) / step) + 1);
+    }
+    position -= removed;
+    for (const [first, count, step = 1] of moved.inserted) {
+      if (first > position) break;
+      const gap = step - 1;
+      position += gap === 0 ? count : Math.min(count, Math.floor((position - first) / gap) + 1);
+    }
+    return position;
+  }
+
+  /** Mine, off the line (running, waiting to retry), or in the first `places` places. */
+  function inWindow(entry, places) {
+    return Boolean(entry.mine) || entry.position == null || entry.position <= places;
+  }
+
+  /** The state after one message; `state` is left unchanged (see client_state.apply_event).
+   * The state is a window: own entries, entries off the line, the head of the line. */
   function applyEvent(state, message) {
     if (message.type === "ProgressUpdate") return applyProgress(state, message);
     if (message.seq !== state.seq + 1) {
       throw new GapError(`expected seq ${state.seq + 1}, got ${message.seq}`);
     }
-    const changed = new Set(message.queue.map((entry) => entry.id));
-    // Take every entry the event carries out first, so inserting one at its position is not
-    // thrown off by another that leaves in the same event (queue_cleared).
-    const kept = state.queue.filter((e) => !changed.has(e.id)).map((e) => ({ ...e }));
-    const waiting = kept.filter((e) => e.position == null);
-    const line = kept.filter((e) => e.position != null);
+    const carried = message.queue.concat(message.entered);
+    const ids = new Set(carried.map((entry) => entry.id));
+    const kept = state.queue
+      .filter((e) => !ids.has(e.id))
+      .map((e) => (e.position == null ? { ...e } : { ...e, position: shifted(e.position, message.moved) }));
     // An entry's `outcome` tells of this change (the history), not of the entry's state.
-    const arriving = message.queue
-      .filter((e) => !FINISHED.has(e.status))
-      .map(({ outcome, ...entry }) => entry);
-    arriving
-      .filter((e) => e.position != null)
-      .sort((a, b) => a.position - b.position)
-      .forEach((entry) => {
-        const index = Math.min(Math.max(entry.position - 1, 0), line.length);
-        line.splice(index, 0, entry);
-      });
-    waiting.push(...arriving.filter((e) => e.position == null));
-    const queue = waiting.concat(line);
-    let position = 0;
-    for (const entry of queue) if (entry.position != null) entry.position = ++position;
-    let paused = message.paused;
-    if (paused == null) {
-      paused = { queue_paused: true, queue_resumed: false }[message.update_type] ?? state.paused;
-    }
-    return { seq: message.seq, paused: Boolean(paused), queue_length: message.queue_length, queue };
+    const arriving = carried.filter((e) => !FINISHED.has(e.status)).map(({ outcome, ...entry }) => entry);
+    const places = state.head_places;
+    const queue = kept.concat(arriving).filter((e) => inWindow(e, places));
+    queue.sort((a, b) => (a.position != null) - (b.position != null) || (a.position || 0) - (b.position || 0));
+    return {
+      seq: message.seq,
+      paused: Boolean(message.paused),
+      queue_length: message.queue_length,
+      waiting: message.waiting,
+      head_places: places,
+      queue,
+    };
   }
 
   function applyProgress(state, message) {
@@ -424,6 +442,7 @@
     ApiError,
     api,
     applyEvent,
+    shifted,
     stateFromSnapshot,
     readJson,
     el,

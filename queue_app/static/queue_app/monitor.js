@@ -265,27 +265,25 @@
   }
 
   function holdsWholeLine(state) {
-    return state.queue.length >= (state.queue_length || 0);
+    return state.queue.filter((e) => e.position != null).length >= (state.waiting || 0);
   }
 
   let linePageFetch = null;
   /** The page of the line to show: from the live state when it holds the whole line, or
-   * else (a snapshot that carries only the head of a long line) through GET /api/queue. */
+   * else (a window that carries only the head of a long line: protocol version 2) through
+   * GET /api/queue/line. */
   function lineFromState(state) {
     const line = state.queue.filter((e) => e.position != null);
     if (holdsWholeLine(state) || (page === 0 && !filter.owner)) {
       const matching = filter.owner ? line.filter((e) => e.owner === filter.owner) : line;
-      const more = holdsWholeLine(state) ? 0 : state.queue_length - state.queue.length;
+      const more = holdsWholeLine(state) ? 0 : state.waiting - line.length;
       return { entries: matching.slice(page * PAGE, (page + 1) * PAGE), total: matching.length + more };
     }
     if (!linePageFetch) {
       linePageFetch = setTimeout(async () => {
         try {
-          const data = await F.api("GET", `/api/queue?offset=${page * PAGE}&limit=${PAGE}`);
-          const entries = data.queue.filter((e) => e.position != null);
-          // queue_length counts every active entry; those not in line came in full.
-          const notInLine = data.queue.length - entries.length;
-          lineView = { entries, total: Math.max(data.queue_length - notInLine, 0) };
+          const data = await F.api("GET", `/api/queue/line?start=${page * PAGE + 1}&limit=${PAGE}`);
+          lineView = { entries: data.results, total: data.waiting };
           drawEntries();
         } catch (failure) {
           showEntriesError(failure.message);

@@ -1,6 +1,6 @@
-/* The queue page: the whole line, live. Mine in full (position, estimate counting down,
- * elapsed time, next try, progress, cancel); everyone else's as anonymous places, since
- * that is all the server sends about them. Estimates come from estimates.js. */
+/* The queue page: the head of the line and mine, live. Mine in full (position, estimate
+ * counting down, elapsed time, next try, progress, cancel); everyone else's as anonymous
+ * places, since that is all the server sends about them. Estimates come from estimates.js. */
 "use strict";
 
 (function () {
@@ -105,9 +105,12 @@
     document.getElementById("running-empty").hidden = active.length > 0;
     document.getElementById("line-empty").hidden = waiting.length > 0;
     const mine = waiting.filter((e) => e.mine).map((e) => e.position);
+    // The state is a window (protocol version 2): the head of the line and your entries.
+    const more = state.waiting - waiting.length;
     const transferring = active.filter((e) => e.status !== "retrying").length;
     const parts = [
-      `${waiting.length} waiting`,
+      `${state.waiting.toLocaleString("en")} waiting`,
+      more > 0 ? `${more.toLocaleString("en")} more waiting beyond those shown` : null,
       `${transferring} transferring`,
       active.length > transferring ? `${active.length - transferring} waiting to retry` : null,
       mine.length
