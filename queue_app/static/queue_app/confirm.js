@@ -11,6 +11,7 @@
   const F = window.Fathomloom;
   const { el } = F;
   let dialog = null;
+  let pending = null; // {resolve, opener} of the question the dialog shows
 
   function build() {
     dialog = el(
@@ -26,6 +27,17 @@
       )
     );
     document.body.append(dialog);
+    // One listener for every question. The close event comes in a task of its own, so the
+    // one for an earlier question can arrive after the dialog has opened again (Escape,
+    // then Enter on the same button at once): while the dialog is open it is that stale
+    // event, and the question now asked is left to wait for its own.
+    dialog.addEventListener("close", () => {
+      if (dialog.open || !pending) return;
+      const { resolve, opener } = pending;
+      pending = null;
+      if (opener && opener.isConnected) opener.focus();
+      resolve(dialog.returnValue === "yes");
+    });
   }
 
   /** Ask; resolves true for yes. {title, text, yes, no}. */
@@ -37,15 +49,10 @@
     dialog.querySelector("[data-choice=yes]").textContent = yes;
     dialog.querySelector("[data-choice=no]").textContent = no;
     dialog.returnValue = "no";
+    // A question whose close event has not arrived yet is over: it was answered no.
+    if (pending) pending.resolve(false);
     return new Promise((resolve) => {
-      dialog.addEventListener(
-        "close",
-        () => {
-          if (opener && opener.isConnected) opener.focus();
-          resolve(dialog.returnValue === "yes");
-        },
-        { once: true }
-      );
+      pending = { resolve, opener };
       dialog.showModal();
       dialog.querySelector("[data-choice=no]").focus();
     });
