@@ -9,6 +9,11 @@ Each phase starts from the same line (other people's entries waiting) and counts
 events it wrote: one for a bulk, one per meeting for the baseline.
 
 Served by one daphne, as in production; meetings are inserted with SQL beforehand.
+
+Then delivery: with SOCKETS sockets connected to that daphne (signed in as the bench's
+users, the bulk's owner among them), a bulk of 2,000 made in this process, timed from its
+commit until the last socket has the event, against a one-entry enqueue in the same run.
+The last socket's time bounds the p99 from above.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ MEETINGS = 2000
 BACKGROUND = 50
 BULK_REPEATS = 3
 TARGET_SECONDS = 2.0
+SOCKETS = 1000
+DELIVERY_TARGET_MS = 250.0
 
 
 def add_meetings(owner_id: int, count: int, label: str) -> list[int]:
@@ -38,9 +45,10 @@ def add_meetings(owner_id: int, count: int, label: str) -> list[int]:
         cursor.execute(
             """
             INSERT INTO queue_app_meeting (owner_id, recording_id, title, meeting_title, url,
-                share_url, summary, raw, recording_start_time, created_at, updated_at)
+                share_url, summary, raw, recording_start_time, created_at, updated_at,
+                meeting_type, meeting_url, team, transcript, media_kind, share_access)
             SELECT %s, g, %s || ' ' || g, '', '', '', '', '{}',
-                now() - (g || ' minutes')::interval, now(), now()
+                now() - (g || ' minutes')::interval, now(), now(), '', '', '', '[]', '', 'anyone'
             FROM generate_series(%s, %s) g
             RETURNING id
             """,
@@ -163,6 +171,7 @@ def scenario_bulk(
                 daphne.pid,
             )
             take_out_of_line(owner_id)
+        result["delivery"] = _delivery(env, port, regular, owner_id, meetings, log)
     finally:
         daphne.stop()
     bulk_seconds = [b["seconds"] for b in result["bulk"]]
@@ -174,6 +183,63 @@ def scenario_bulk(
         f" matching {result['matching']['seconds']:.2f} s"
     )
     return result
+
+
+def _committed(change: Callable[[], Any]) -> tuple[int, float]:
+    """Run `change` in a transaction; (the seq it wrote, monotonic time of its commit)."""
+    from django.db import transaction
+
+    committed: list[float] = []
+    with transaction.atomic():
+        # Runs right after COMMIT, before the service's own hook publishes the event.
+        transaction.on_commit(lambda: committed.append(time.monotonic()))
+        change()
+    return current_seq(), committed[0]
+
+
+def _delivery(
+    env: dict[str, str],
+    port: int,
+    regular: list[tuple[int, str]],
+    owner_id: int,
+    meetings: int,
+    log: Callable[[str], None],
+    sockets: int = SOCKETS,
+) -> dict[str, Any]:
+    """The bulk event's way to `sockets` connected sockets, against a single enqueue's."""
+    from django.contrib.auth import get_user_model
+
+    from bench.fanout import Clients
+    from queue_app.services import line
+
+    owner = get_user_model().objects.get(pk=owner_id)
+    clients = Clients(env)
+    try:
+        targets = [
+            (port, f"/queue_updates?token={regular[i % len(regular)][1]}") for i in range(sockets)
+        ]
+        connect = clients.connect(targets)
+        open_now = clients.open_sockets()
+        time.sleep(0.5)
+        log(f"  delivery: {open_now:,} sockets open (connect {connect['seconds']:.1f} s)")
+        rows: dict[str, Any] = {"sockets": open_now}
+        for name, count in (("single", 1), ("bulk", meetings)):
+            ids = add_meetings(owner_id, count, f"Delivery {name}")
+            seq, t0 = _committed(lambda ids=ids: line.entries_enqueue(owner=owner, meeting_ids=ids))
+            got = clients.wait(seq, 60.0)
+            rows[name] = {
+                "last_ms": (got["last"] - t0) * 1000 if got["last"] is not None else None,
+                "delivered": got["count"] / max(open_now, 1),
+                "bytes": got["bytes"],
+            }
+            take_out_of_line(owner_id)
+        log(
+            f"  delivery to {open_now:,}: single {rows['single']['last_ms']:.0f} ms,"
+            f" bulk of {meetings:,} {rows['bulk']['last_ms']:.0f} ms (last socket)"
+        )
+        return rows
+    finally:
+        clients.close()
 
 
 # --- the report (bench/report.py calls these) ----------------------------------------------
@@ -198,6 +264,24 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
             "1 each" if events == {1} else ", ".join(str(n) for n in sorted(events)),
             events == {1},
         ),
+        *_delivery_targets(bulk),
+    ]
+
+
+def _delivery_targets(bulk: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    delivery = bulk.get("delivery")
+    if not delivery:
+        return []
+    last, single = delivery["bulk"]["last_ms"], delivery["single"]["last_ms"]
+    met = last is not None and last <= DELIVERY_TARGET_MS and delivery["bulk"]["delivered"] >= 1
+    return [
+        (
+            f"the bulk event reaches {delivery['sockets']:,} sockets: p99 <="
+            f" {DELIVERY_TARGET_MS:.0f} ms after commit (the last socket's time)",
+            f"{last:.0f} ms (a single enqueue's: {single:.0f} ms);"
+            f" delivered {delivery['bulk']['delivered']:.0%}",
+            met,
+        )
     ]
 
 

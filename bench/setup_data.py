@@ -44,8 +44,8 @@ def reset_queue() -> None:
         )
         cursor.execute(
             "INSERT INTO queue_app_queuestate (id, paused, last_seq, waiting, running, retrying,"
-            " next_arrival, top_round, head_round, updated_at)"
-            " VALUES (1, false, 0, 0, 0, 0, 1, 0, 0, now())"
+            " next_arrival, top_round, head_round, pause_note, updated_at)"
+            " VALUES (1, false, 0, 0, 0, 0, 1, 0, 0, '', now())"
         )
 
 
@@ -97,9 +97,10 @@ def add_entries(owner_ids: list[int], count: int, status: str = "queued") -> Non
         cursor.execute(
             """
             INSERT INTO queue_app_meeting (owner_id, recording_id, title, meeting_title, url,
-                share_url, summary, raw, created_at, updated_at)
+                share_url, summary, raw, created_at, updated_at, meeting_type, meeting_url, team,
+                transcript, media_kind, share_access)
             SELECT (%s::int[])[1 + (g %% %s)], g, 'Bench meeting ' || g, 'Weekly sync', '', '',
-                '', '{}', now(), now()
+                '', '{}', now(), now(), '', '', '', '[]', '', 'anyone'
             FROM generate_series(%s, %s) g
             """,
             [owner_ids, len(owner_ids), first, first + count - 1],
