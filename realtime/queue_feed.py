@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from queue_app.events import (
+    STAFF_HEAD_PLACES,
     Viewer,
     audience_key,
     event_for_viewer,
@@ -23,9 +24,11 @@ from queue_app.selectors import (
     events_after,
     own_entries_past_head,
     queue_snapshot,
+    queued_entries,
 )
 
 __all__ = [
+    "STAFF_HEAD_PLACES",
     "Viewer",
     "audience_key",
     "current_seq",
@@ -33,6 +36,7 @@ __all__ = [
     "events_between",
     "events_to_replay",
     "own_entries_past_head",
+    "own_entries_past_head_of",
     "owners_in",
     "queue_snapshot",
     "redacted_audience_key",
@@ -58,3 +62,35 @@ def events_to_replay(last_seq: int, limit: int) -> tuple[int, list[dict[str, Any
         if events and events[0]["seq"] == last_seq + 1 and not any(e["legacy"] for e in events):
             return newest, events
     return newest, None
+
+
+def own_entries_past_head_of(owner_ids: list[int], seq: int) -> dict[int, list | None]:
+    """own_entries_past_head() for many owners at once: each owner's queued entries past
+    the widest window's head as of event `seq` ([] for most: one query tells who has
+    any), or None for all when the queue is no longer at `seq`. For a burst of
+    connecting sockets: one read for all of them instead of several each.
+
+    No lock, as own_entries_past_head: the log's seq is read before and after."""
+    if current_seq() != seq:
+        return dict.fromkeys(owner_ids)
+    head_end = (
+        queued_entries()
+        .values_list("order_key", flat=True)[STAFF_HEAD_PLACES - 1 : STAFF_HEAD_PLACES]
+        .first()
+    )
+    if head_end is None:  # the whole line is in the head
+        behind: set[int] = set()
+    else:
+        behind = set(
+            queued_entries()
+            .filter(owner_id__in=owner_ids, order_key__gt=head_end)
+            .order_by()
+            .values_list("owner_id", flat=True)
+            .distinct()
+        )
+    result: dict[int, list | None] = {owner: [] for owner in owner_ids if owner not in behind}
+    for owner in behind:
+        result[owner] = own_entries_past_head(owner_id=owner, seq=seq)
+    if current_seq() != seq:
+        return dict.fromkeys(owner_ids)
+    return result
