@@ -10,19 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+
 from queue_app.events import (
+    ENTRY_COLUMNS,
     STAFF_HEAD_PLACES,
     Viewer,
     audience_key,
+    entry_payload,
     event_for_viewer,
     owners_in,
     redacted_audience_key,
     snapshot_for_viewer,
+    username_column,
 )
+from queue_app.models import QueueEntry
 from queue_app.selectors import (
+    average_transfer_seconds,
     current_seq,
+    eta_seconds,
     events_after,
     own_entries_past_head,
+    positions_of_keys,
     queue_snapshot,
     queued_entries,
 )
@@ -66,11 +75,12 @@ def events_to_replay(last_seq: int, limit: int) -> tuple[int, list[dict[str, Any
 
 def own_entries_past_head_of(owner_ids: list[int], seq: int) -> dict[int, list | None]:
     """own_entries_past_head() for many owners at once: each owner's queued entries past
-    the widest window's head as of event `seq` ([] for most: one query tells who has
-    any), or None for all when the queue is no longer at `seq`. For a burst of
-    connecting sockets: one read for all of them instead of several each.
+    the widest window's head as of event `seq` (full, with positions and ETAs; [] for
+    most), or None for all when the queue is no longer at `seq`. For a burst of connecting
+    sockets: a fixed handful of queries for all of them instead of several each.
 
-    No lock, as own_entries_past_head: the log's seq is read before and after."""
+    No lock, as own_entries_past_head: the log's seq is read before and after, and every
+    change that moves an entry appends an event in its transaction."""
     if current_seq() != seq:
         return dict.fromkeys(owner_ids)
     head_end = (
@@ -78,19 +88,34 @@ def own_entries_past_head_of(owner_ids: list[int], seq: int) -> dict[int, list |
         .values_list("order_key", flat=True)[STAFF_HEAD_PLACES - 1 : STAFF_HEAD_PLACES]
         .first()
     )
-    if head_end is None:  # the whole line is in the head
-        behind: set[int] = set()
-    else:
-        behind = set(
+    behind = []
+    if head_end is not None:  # else the whole line is in the head
+        behind = list(
             queued_entries()
             .filter(owner_id__in=owner_ids, order_key__gt=head_end)
-            .order_by()
-            .values_list("owner_id", flat=True)
-            .distinct()
+            .values_list("id", "order_key")
         )
-    result: dict[int, list | None] = {owner: [] for owner in owner_ids if owner not in behind}
-    for owner in behind:
-        result[owner] = own_entries_past_head(owner_id=owner, seq=seq)
+    result: dict[int, list | None] = {owner: [] for owner in owner_ids}
+    if behind:
+        # One count ahead of the lowest key and the keys up to the highest, for everyone.
+        places = positions_of_keys([key for _, key in behind])
+        position = {pk: places[key] for pk, key in behind}
+        rows = QueueEntry.objects.filter(pk__in=list(position)).values(
+            *ENTRY_COLUMNS, username_column()
+        )
+        mean = average_transfer_seconds()
+        for row in rows:
+            entry = entry_payload(row, position[row["id"]])
+            entry["eta_seconds"] = eta_seconds(
+                position=position[row["id"]],
+                status=row["status"],
+                started_at=row["started_at"],
+                mean=mean,
+                concurrency=settings.QUEUE_CONCURRENCY,
+            )
+            result[row["owner_id"]].append(entry)
+        for entries in result.values():
+            entries.sort(key=lambda entry: entry["position"])
     if current_seq() != seq:
         return dict.fromkeys(owner_ids)
     return result
