@@ -27,8 +27,12 @@ class HopBatcher:
     fetched together. `fetch` runs in the database thread and returns a dict; a key it
     leaves out gets None. An exception from `fetch` reaches every caller of that trip."""
 
-    def __init__(self, fetch: Callable[[dict[Hashable, Any]], dict[Hashable, Any]]) -> None:
-        self.fetch = fetch
+    def __init__(
+        self, fetch: Callable[[dict[Hashable, Any]], Any], *, in_thread: bool = True
+    ) -> None:
+        # in_thread=False: `fetch` is a coroutine function run in the loop (a Redis
+        # pipeline), not a function for the database thread.
+        self.fetch = database_sync_to_async(fetch) if in_thread else fetch
         self.waiting: dict[Hashable, tuple[Any, list[asyncio.Future]]] = {}
         self.running = False
         self.task: asyncio.Task | None = None  # the drain under way (a reference keeps it)
@@ -55,9 +59,7 @@ class HopBatcher:
                 batch = {key: self.waiting.pop(key) for key in keys}
                 self.trips += 1
                 try:
-                    found = await database_sync_to_async(self.fetch)(
-                        {key: argument for key, (argument, _) in batch.items()}
-                    )
+                    found = await self.fetch({key: arg for key, (arg, _) in batch.items()})
                 except Exception as exc:
                     for _, futures in batch.values():
                         for future in futures:
@@ -76,10 +78,12 @@ class HopBatcher:
 _batchers: dict[tuple[int, str], HopBatcher] = {}
 
 
-def batcher(name: str, fetch: Callable[[dict[Hashable, Any]], dict[Hashable, Any]]) -> HopBatcher:
+def batcher(
+    name: str, fetch: Callable[[dict[Hashable, Any]], Any], *, in_thread: bool = True
+) -> HopBatcher:
     """The running loop's batcher called `name` (one per daphne process, as the hub)."""
     key = (id(asyncio.get_running_loop()), name)
     found = _batchers.get(key)
     if found is None:
-        found = _batchers[key] = HopBatcher(fetch)
+        found = _batchers[key] = HopBatcher(fetch, in_thread=in_thread)
     return found

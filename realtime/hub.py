@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol
 
@@ -65,6 +66,11 @@ def _current_seq(wanted: dict[Any, Any]) -> dict[Any, int]:
     """The log's newest seq, for everyone who asked (the database thread)."""
     seq = queue_feed.current_seq()
     return dict.fromkeys(wanted, seq)
+
+
+def _waiting_counts(wanted: dict[int, Any]) -> dict[int, Any]:
+    """queue_feed.waiting_counts for each seq asked (the database thread)."""
+    return {seq: queue_feed.waiting_counts(seq) for seq in wanted}
 
 
 def _own_entries_of(wanted: dict[tuple[int, int], Any]) -> dict[tuple[int, int], Any]:
@@ -141,6 +147,8 @@ class Hub:
         self._own: dict[int, tuple[int, float, list[dict[str, Any]]]] = {}
         # Snapshot texts by (viewer, reset): (shared snapshot, own entries, text).
         self._texts: dict[tuple[Viewer, bool], tuple[Any, Any, str]] = {}
+        # The users with entries past the shared snapshot's head: (that snapshot, their ids).
+        self._behind: tuple[dict[str, Any], set[int]] | None = None
         # Replays by (last_seq, limit): the read, when it began.
         self._replays: dict[tuple[int, int], tuple[asyncio.Task, float]] = {}
 
@@ -212,6 +220,9 @@ class Hub:
             return shared, None
         if shared["waiting"] <= queue_feed.STAFF_HEAD_PLACES:
             return shared, _NOTHING_PAST_HEAD  # the whole line is in the shared head
+        behind = await self._owners_behind(shared)
+        if behind is not None and owner_id not in behind:
+            return shared, _NOTHING_PAST_HEAD  # all of theirs that wait are in the head
         # A signed-in viewer's window also holds their own entries past the head: read
         # at the shared snapshot's seq, once for all their sockets, and for all users
         # connecting together in one read (realtime.batching).
@@ -229,6 +240,22 @@ class Hub:
             self._own.clear()
         self._own[owner_id] = (shared["seq"], loop.time(), own)
         return shared, own
+
+    async def _owners_behind(self, shared: dict[str, Any]) -> set[int] | None:
+        """The users with entries waiting past `shared`'s head: those waiting more than the
+        head holds of theirs. One read of the counts per shared snapshot, so the sockets
+        of everyone else need no read of their own; None if the queue moved on."""
+        if self._behind is not None and self._behind[0] is shared:
+            return self._behind[1]
+        counts = await batcher("waiting-counts", _waiting_counts).get(shared["seq"])
+        if counts is None:
+            return None
+        in_head = Counter(
+            int(entry["owner_id"]) for entry in shared["queue"] if entry["status"] == "queued"
+        )
+        behind = {owner for owner, waiting in counts.items() if waiting > in_head[owner]}
+        self._behind = (shared, behind)
+        return behind
 
     async def _shared_snapshot(self, requester: Subscriber | None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

@@ -24,7 +24,7 @@ from queue_app.events import (
     snapshot_for_viewer,
     username_column,
 )
-from queue_app.models import QueueEntry
+from queue_app.models import QueueEntry, QueueOwner
 from queue_app.selectors import (
     average_transfer_seconds,
     current_seq,
@@ -50,6 +50,7 @@ __all__ = [
     "queue_snapshot",
     "redacted_audience_key",
     "snapshot_for_viewer",
+    "waiting_counts",
 ]
 
 
@@ -119,3 +120,15 @@ def own_entries_past_head_of(owner_ids: list[int], seq: int) -> dict[int, list |
     if current_seq() != seq:
         return dict.fromkeys(owner_ids)
     return result
+
+
+def waiting_counts(seq: int) -> dict[int, int] | None:
+    """How many entries each user has waiting, as of event `seq` (the counts fair share
+    keeps, QueueOwner.waiting, one row per user with entries); None if the queue is no
+    longer at `seq`. With a snapshot's head it tells whose entries go further back."""
+    if current_seq() != seq:
+        return None
+    counts = dict(QueueOwner.objects.filter(waiting__gt=0).values_list("owner_id", "waiting"))
+    if current_seq() != seq:
+        return None
+    return counts

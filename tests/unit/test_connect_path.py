@@ -12,7 +12,7 @@ import pytest
 
 from queue_app import events, selectors
 from queue_app.events import Viewer, snapshot_for_viewer
-from queue_app.models import Meeting
+from queue_app.models import Meeting, QueueEntry
 from queue_app.services import line
 from realtime import auth, queue_feed
 from realtime import hub as hub_module
@@ -113,6 +113,9 @@ def test_own_entries_of_many_owners_are_each_owners_own_read(monkeypatch, django
         alone = selectors.own_entries_past_head(owner_id=owner, seq=seq)
         assert together[owner] == alone
     assert together[users[3].pk] == [] and all(together[u.pk] for u in users[:3])
+    rows = QueueEntry.objects.filter(status="queued")
+    assert queue_feed.waiting_counts(seq) == {u.pk: rows.filter(owner=u).count() for u in users[:3]}
+    assert queue_feed.waiting_counts(seq - 1) is None
     assert queue_feed.own_entries_past_head_of(owners, seq - 1) == dict.fromkeys(owners)
 
 
@@ -126,7 +129,15 @@ class FakeLog:
         monkeypatch.setattr(queue_feed, "queue_snapshot", self.read)
         monkeypatch.setattr(queue_feed, "own_entries_past_head_of", self.own)
         monkeypatch.setattr(queue_feed, "events_to_replay", self.replay)
+        monkeypatch.setattr(queue_feed, "waiting_counts", self.counts)
         self.replays = 0
+        self.count_reads = 0
+        # 5 waits twice (one in the head), 6 once (in the head), 7 once (further back).
+        self.waiting_by_user = {5: 2, 6: 1, 7: 1}
+
+    def counts(self, seq: int) -> dict[int, int] | None:
+        self.count_reads += 1
+        return self.waiting_by_user if seq == self.seq else None
 
     def read(self, owner_id: int | None = None) -> dict:
         self.reads += 1
@@ -166,13 +177,16 @@ def test_sockets_connecting_together_share_reads_and_get_their_own_window(monkey
         return list(await asyncio.gather(*(hub.snapshot_text(s) for s in sockets)))
 
     texts = asyncio.run(run())
-    assert log.reads == 1 and log.own_reads == [[5, 6, 7]]  # one read of each kind
+    # One read of each kind, and own entries only for those with entries past the head.
+    assert log.reads == 1 and log.count_reads == 1 and log.own_reads == [[5, 7]]
     for sock, (seq, text) in zip(sockets, texts, strict=True):
         full = asyncio.run(hub.snapshot(sock))
         assert seq == 4 and json.loads(text) == snapshot_for_viewer(full, sock.viewer)
     assert texts[0][1] is texts[1][1]  # one user's two tabs: one encode
     mine = json.loads(texts[0][1])["queue"]
     assert [e["id"] for e in mine] == ["h1", "h2", "o5"] and "title" not in mine[1]
+    sixth = json.loads(texts[2][1])["queue"]
+    assert [e["id"] for e in sixth] == ["h1", "h2"] and sixth[1]["title"] == "not"
 
 
 def test_no_own_read_when_the_whole_line_is_in_the_head(monkeypatch):
