@@ -72,6 +72,20 @@ class QueueConsumer(AsyncWebsocketConsumer):
     tokens_at = float("-inf")
     dropped = 0
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """AsyncConsumer.__call__ for a consumer without a channel layer: no look-up of
+        one per socket (Channels raises and catches a KeyError for an alias it does not
+        know: ~15% of daphne's time at connect, bench/notes.md), and the client's messages
+        read in a loop rather than through a task per message."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         name = get_handler_name(message)
         if name in HANDLERS_WITHOUT_DB_HOUSEKEEPING:

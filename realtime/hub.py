@@ -60,6 +60,7 @@ SNAPSHOT_MAX_AGE_SECONDS = 1.0
 # Users whose own entries past the head are kept for sockets connecting together.
 OWN_CACHE_USERS = 10_000
 _NOTHING_PAST_HEAD: list[dict[str, Any]] = []
+ANONYMOUS = Viewer(user_id=None)
 
 
 def _current_seq(wanted: dict[Any, Any]) -> dict[Any, int]:
@@ -147,6 +148,8 @@ class Hub:
         self._own: dict[int, tuple[int, float, list[dict[str, Any]]]] = {}
         # Snapshot texts by (viewer, reset): (shared snapshot, own entries, text).
         self._texts: dict[tuple[Viewer, bool], tuple[Any, Any, str]] = {}
+        # The owners of the shared snapshot's entries: (that snapshot, their ids as str).
+        self._owners: tuple[dict[str, Any], set[str]] | None = None
         # The users with entries past the shared snapshot's head: (that snapshot, their ids).
         self._behind: tuple[dict[str, Any], set[int]] | None = None
         # Replays by (last_seq, limit): the read, when it began.
@@ -194,12 +197,17 @@ class Hub:
         and its seq. Encoded once per viewer and shared snapshot: a user's tabs, and
         every anonymous socket, connecting together share the text."""
         shared, own = await self._snapshot_parts(requester)
-        key = (requester.viewer, reset)
+        own = own or None  # nothing past the head, as for anonymous viewers
+        viewer = requester.viewer
+        if not (viewer.is_staff or own) and str(viewer.user_id) not in self._owners_in(shared):
+            # Owns nothing in this window: the same bytes as every such viewer's.
+            viewer = ANONYMOUS
+        key = (viewer, reset)
         cached = self._texts.get(key)
         if cached is not None and cached[0] is shared and cached[1] is own:
             return shared["seq"], cached[2]
         full = {**shared, "queue": [*shared["queue"], *own]} if own else shared
-        snapshot = snapshot_for_viewer(full, requester.viewer)
+        snapshot = snapshot_for_viewer(full, viewer)
         if reset:
             snapshot["reset"] = True
         text = json.dumps(snapshot)
@@ -240,6 +248,12 @@ class Hub:
             self._own.clear()
         self._own[owner_id] = (shared["seq"], loop.time(), own)
         return shared, own
+
+    def _owners_in(self, shared: dict[str, Any]) -> set[str]:
+        """The owners of the entries in a shared snapshot (as in messages: str of the id)."""
+        if self._owners is None or self._owners[0] is not shared:
+            self._owners = (shared, {str(entry.get("owner_id")) for entry in shared["queue"]})
+        return self._owners[1]
 
     async def _owners_behind(self, shared: dict[str, Any]) -> set[int] | None:
         """The users with entries waiting past `shared`'s head: those waiting more than the

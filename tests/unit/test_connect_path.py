@@ -171,7 +171,7 @@ def test_sockets_connecting_together_share_reads_and_get_their_own_window(monkey
     log = FakeLog(monkeypatch, seq=4, waiting=500)  # a line longer than the head
     hub = Hub()
     hub.last_seq = 4
-    sockets = [Socket(Viewer(user_id=n)) for n in (5, 5, 6, 7)] + [Socket(Viewer(None))]
+    sockets = [Socket(Viewer(user_id=n)) for n in (5, 5, 6, 7, 8)] + [Socket(Viewer(None))]
 
     async def run() -> list[tuple[int, str]]:
         return list(await asyncio.gather(*(hub.snapshot_text(s) for s in sockets)))
@@ -185,6 +185,7 @@ def test_sockets_connecting_together_share_reads_and_get_their_own_window(monkey
     assert texts[0][1] is texts[1][1]  # one user's two tabs: one encode
     mine = json.loads(texts[0][1])["queue"]
     assert [e["id"] for e in mine] == ["h1", "h2", "o5"] and "title" not in mine[1]
+    assert texts[4][1] is texts[5][1]  # 8 owns nothing in view: the anonymous bytes
     sixth = json.loads(texts[2][1])["queue"]
     assert [e["id"] for e in sixth] == ["h1", "h2"] and sixth[1]["title"] == "not"
 
