@@ -128,6 +128,18 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     ours["seconds"] <= limit and ours["failed"] == 0,
                 )
             )
+    restart = run.get("connect", {}).get("restart")
+    if restart:
+        over = restart["seconds"]
+        no_gap = restart["gaps"] == 0 and restart["live_after"] >= restart["n"]
+        out.append(
+            (
+                f"a daphne restart with {restart['n']:,} resuming: over within 5 s, no gap",
+                ("never" if over is None else f"{over:.2f} s")
+                + f", {restart['gaps']} gaps, {restart['resumed']:,} resumed",
+                over is not None and over <= 5 and no_gap and restart["resumed"] >= restart["n"],
+            )
+        )
     if "positions" in queue:
         positions = queue["positions"]
         median = (positions.get("10000") or positions.get(10000))["median"]
@@ -237,6 +249,26 @@ def connect_section(results: dict[str, Any]) -> list[str]:
                 f" {ours['seconds'] / max(bare['seconds'], 1e-9):.1f} |"
                 f" {ours['server_cpu_seconds'] / n * 1000:.2f} |"
                 f" {bare['server_cpu_seconds'] / n * 1000:.2f} | {ours['failed']} |"
+            )
+    restarts = [(run["number"], run["connect"].get("restart")) for run in results["runs"]]
+    restarts = [(number, r) for number, r in restarts if r]
+    if restarts:
+        out += [
+            "",
+            "A restart: the largest N connected, daphne stopped (SIGTERM), one queue event",
+            "committed while none runs, a new daphne on the same port; every client",
+            "reconnects with `?last_seq=` (jittered, backing off in 0.1 s steps). Over when",
+            "every socket holds the missed event; then one more event, live.",
+            "",
+            "| run | N | over s (from the stop) | daphne up after s | resumed with the missed"
+            " event | got the next | gaps |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for number, r in restarts:
+            over = "never" if r["seconds"] is None else f"{r['seconds']:.2f}"
+            out.append(
+                f"| {number} | {r['n']:,} | {over} | {r['daphne_start_seconds']:.2f} |"
+                f" {r['resumed']:,} | {r['live_after']:,} | {r['gaps']} |"
             )
     return [*out, ""]
 

@@ -120,7 +120,12 @@ def one_run(env: dict[str, str], args: argparse.Namespace, number: int) -> dict[
             [u for u, _ in users[: connect.LINE_RUNNING]], connect.LINE_RUNNING, status="running"
         )
         result["connect"] = connect.scenario_connect(
-            env, users, args.connect_sizes, log=log, redis_flush=redis_flush
+            env,
+            users,
+            args.connect_sizes,
+            log=log,
+            redis_flush=redis_flush,
+            restart=max(args.connect_sizes),
         )
     if "queue" in args.only:
         log(f"run {number}: scenario 4, the queue on PostgreSQL")

@@ -22,7 +22,7 @@ from django.conf import settings
 from realtime.auth import UNAVAILABLE_ERRORS, query_params
 from realtime.daphne_io import SocketWriter, close_on_bad_frames, is_closing
 from realtime.hub import get_hub
-from realtime.queue_feed import Viewer, event_for_viewer
+from realtime.queue_feed import Viewer
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class QueueConsumer(AsyncWebsocketConsumer):
             self.last_seq = last_seq
             for message in events:
                 self.last_seq = message["seq"]
-                await self.send(text_data=json.dumps(event_for_viewer(message, self.viewer)))
+                await self.send(text_data=hub.event_text(message, self.viewer))
         while self.pending:
             seq, text = self.pending.pop(0)
             if seq > self.last_seq:

@@ -60,6 +60,8 @@ SNAPSHOT_MAX_AGE_SECONDS = 1.0
 # Users whose own entries past the head are kept for sockets connecting together.
 OWN_CACHE_USERS = 10_000
 _NOTHING_PAST_HEAD: list[dict[str, Any]] = []
+# Events whose encoded copies are kept for resuming sockets.
+MAX_REPLAYED_EVENTS = 2000
 ANONYMOUS = Viewer(user_id=None)
 
 
@@ -152,6 +154,9 @@ class Hub:
         self._owners: tuple[dict[str, Any], set[str]] | None = None
         # The users with entries past the shared snapshot's head: (that snapshot, their ids).
         self._behind: tuple[dict[str, Any], set[int]] | None = None
+        # Events sent to resuming sockets, by seq: (the message, its owners, texts by
+        # audience key).
+        self._replayed: dict[int, tuple[dict[str, Any], set[str], dict[tuple, str]]] = {}
         # Replays by (last_seq, limit): the read, when it began.
         self._replays: dict[tuple[int, int], tuple[asyncio.Task, float]] = {}
 
@@ -327,6 +332,26 @@ class Hub:
         self.follow_log(newest, delivered_before_read=at_least, keep=requester)
         return events
 
+    def event_text(self, message: dict[str, Any], viewer: Viewer) -> str:
+        """A logged event as `viewer` may see it, as JSON text: for resumes, encoded once
+        per audience as in fan_out (every client resuming after a restart replays the
+        same few events)."""
+        seq = message["seq"]
+        meta = self._replayed.get(seq)
+        if meta is None or meta[0] is not message:
+            if len(self._replayed) > MAX_REPLAYED_EVENTS:
+                self._replayed.clear()
+            meta = self._replayed[seq] = (message, owners_in(message), {})
+        _, owners, texts = meta
+        if viewer.is_staff or (viewer.user_id is not None and str(viewer.user_id) in owners):
+            key = audience_key(message, viewer)
+        else:
+            key = redacted_audience_key(message)
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = json.dumps(event_for_viewer(message, viewer))
+        return text
+
     def follow_log(
         self, newest: int, *, delivered_before_read: int | None, keep: Subscriber | None = None
     ) -> None:
@@ -353,6 +378,7 @@ class Hub:
         self.last_seq = seq
         self._snapshot = None
         self._replays.clear()
+        self._replayed.clear()
         self._own.clear()
         stale = self.subscribers - {keep}
         for subscriber in stale:

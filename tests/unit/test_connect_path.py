@@ -216,3 +216,24 @@ def test_resumes_from_one_seq_share_one_read_unless_the_hub_moved_past_it(monkey
     monkeypatch.setattr(hub_module, "SNAPSHOT_MAX_AGE_SECONDS", 0.0)
     asyncio.run(hub.replay(sockets[0], 7, 100))
     assert log.replays == 3  # and none is kept for long
+
+
+def test_a_replayed_event_is_each_viewers_copy_encoded_once_per_audience():
+    from queue_app.events import event_for_viewer
+    from tests.unit.test_fanout_path import message
+
+    hub = Hub()
+    event = message("5", None)
+    viewers = [
+        Viewer(user_id=5),
+        Viewer(user_id=9),
+        Viewer(user_id=6),
+        Viewer(user_id=7),
+        Viewer(user_id=1, is_staff=True),
+        Viewer(user_id=None),
+    ]
+    texts = {viewer: hub.event_text(event, viewer) for viewer in viewers}
+    for viewer, text in texts.items():
+        assert json.loads(text) == json.loads(json.dumps(event_for_viewer(event, viewer)))
+    assert texts[Viewer(user_id=6)] is texts[Viewer(user_id=7)] is texts[Viewer(None)]
+    assert texts[Viewer(user_id=5)] != texts[Viewer(user_id=6)]

@@ -57,6 +57,9 @@ class StubHub:
         _, events = await database_sync_to_async(queue_feed.events_to_replay)(last_seq, limit)
         return events
 
+    def event_text(self, message: dict[str, Any], viewer: Any) -> str:
+        return json.dumps(queue_feed.event_for_viewer(message, viewer))
+
     def follow_log(self, *args: Any, **kwargs: Any) -> None:
         pass
 
