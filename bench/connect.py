@@ -99,6 +99,7 @@ def scenario_restart(
         clients.ask_all({"cmd": "resume", "on": True})
         stopped_at = time.monotonic()
         server.stop()
+        down_at = time.monotonic()
         missed, _ = publisher.move(entry_ids)  # commits while no daphne runs
         restarted, _ = processes.start_daphne(
             {**env, "CHANNEL_LAYER_BACKEND": "core"},
@@ -109,9 +110,9 @@ def scenario_restart(
             keep_lines=2000,
         )
         up_at = time.monotonic()
-        got = clients.wait(missed, 30.0)
+        got = clients.wait(missed, 30.0, expect=connected["connected"])
         live, _ = publisher.move(entry_ids)
-        after = clients.wait(live, 15.0)
+        after = clients.wait(live, 15.0, expect=connected["connected"])
         stats = clients.ask_all({"cmd": "stats"})
     finally:
         clients.close()
@@ -121,8 +122,10 @@ def scenario_restart(
     result = {
         "n": n,
         "connected": connected["connected"],
-        "daphne_start_seconds": up_at - stopped_at,
+        "daphne_stop_seconds": down_at - stopped_at,
+        "daphne_start_seconds": up_at - down_at,
         "seconds": (got["last"] - stopped_at) if got["last"] is not None else None,
+        "seconds_from_up": (got["last"] - up_at) if got["last"] is not None else None,
         "resumed": got["count"],
         "live_after": after["count"],
         "gaps": sum(s["gaps"] for s in stats),
@@ -131,7 +134,8 @@ def scenario_restart(
     }
     seconds = "never" if result["seconds"] is None else f"{result['seconds']:.2f} s"
     log(
-        f"  restart with {n} resuming: over in {seconds} (daphne up after"
+        f"  restart with {n} resuming: over in {seconds} from the stop (daphne stopped in"
+        f" {result['daphne_stop_seconds']:.2f} s, started in"
         f" {result['daphne_start_seconds']:.2f} s), {result['resumed']} got the missed event,"
         f" {result['live_after']} the next, {result['gaps']} gaps"
     )

@@ -260,14 +260,16 @@ def connect_section(results: dict[str, Any]) -> list[str]:
             "reconnects with `?last_seq=` (jittered, backing off in 0.1 s steps). Over when",
             "every socket holds the missed event; then one more event, live.",
             "",
-            "| run | N | over s (from the stop) | daphne up after s | resumed with the missed"
-            " event | got the next | gaps |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| run | N | over s, from the stop | from the new daphne up | daphne stop s"
+            " | daphne start s | resumed with the missed event | got the next | gaps |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for number, r in restarts:
             over = "never" if r["seconds"] is None else f"{r['seconds']:.2f}"
+            from_up = "never" if r["seconds_from_up"] is None else f"{r['seconds_from_up']:.2f}"
             out.append(
-                f"| {number} | {r['n']:,} | {over} | {r['daphne_start_seconds']:.2f} |"
+                f"| {number} | {r['n']:,} | {over} | {from_up} |"
+                f" {r['daphne_stop_seconds']:.2f} | {r['daphne_start_seconds']:.2f} |"
                 f" {r['resumed']:,} | {r['live_after']:,} | {r['gaps']} |"
             )
     return [*out, ""]

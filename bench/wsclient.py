@@ -9,7 +9,8 @@ counts as connected.
 Commands, one JSON object a line on stdin; one JSON answer a line on stdout:
     {"cmd": "connect", "targets": [[port, path], ...]}  open one socket per target
     {"cmd": "wait", "seq": S, "timeout": T}   until every open socket has seq S (or T s):
-                                              count, first and last receipt, bytes
+                                              count, first and last receipt, bytes;
+                                              "expect": E waits for E sockets at least
     {"cmd": "times", "since": S}              every receipt time of seq >= S, per seq
     {"cmd": "stats"}                          open and closed sockets, messages, bytes
     {"cmd": "resume", "on": true}             from now on, a socket that drops reconnects
@@ -50,6 +51,9 @@ class Recorder:
         self.times: dict[int, list[float]] = defaultdict(list)
         self.keep_times = False
         self.waiters: dict[int, asyncio.Future[None]] = {}
+        # seq -> how many sockets a wait for it expects, when more than are open now
+        # (sockets still reconnecting after a restart).
+        self.expect: dict[int, int] = {}
         # Resume mode (the restart scenario): reconnect dropped sockets, count holes.
         self.resume = False
         self.gaps = 0
@@ -74,7 +78,11 @@ class Recorder:
         if self.keep_times:
             self.times[seq].append(now)
         waiter = self.waiters.get(seq)
-        if waiter is not None and not waiter.done() and self.by_seq[seq][0] >= self.open:
+        if (
+            waiter is not None
+            and not waiter.done()
+            and self.by_seq[seq][0] >= max(self.open, self.expect.get(seq, 0))
+        ):
             waiter.set_result(None)
 
 
@@ -254,10 +262,11 @@ class Client:
             "seconds": time.monotonic() - started,
         }
 
-    async def wait(self, seq: int, timeout: float) -> dict[str, Any]:
+    async def wait(self, seq: int, timeout: float, expect: int = 0) -> dict[str, Any]:
         recorder = self.recorder
         row = recorder.by_seq.get(seq)
-        if row is None or row[0] < recorder.open:
+        recorder.expect[seq] = expect
+        if row is None or row[0] < max(recorder.open, expect):
             waiter = recorder.waiters[seq] = asyncio.get_running_loop().create_future()
             try:
                 await asyncio.wait_for(waiter, timeout)
@@ -307,7 +316,7 @@ async def main() -> None:
         if kind == "connect":
             answer(await client.connect(command["targets"]))
         elif kind == "wait":
-            answer(await client.wait(command["seq"], command["timeout"]))
+            answer(await client.wait(command["seq"], command["timeout"], command.get("expect", 0)))
         elif kind == "keep_times":
             client.recorder.keep_times = bool(command["on"])
             client.recorder.times.clear()
