@@ -28,11 +28,19 @@ class HopBatcher:
     leaves out gets None. An exception from `fetch` reaches every caller of that trip."""
 
     def __init__(
-        self, fetch: Callable[[dict[Hashable, Any]], Any], *, in_thread: bool = True
+        self,
+        fetch: Callable[[dict[Hashable, Any]], Any],
+        *,
+        in_thread: bool = True,
+        once: bool = False,
     ) -> None:
         # in_thread=False: `fetch` is a coroutine function run in the loop (a Redis
         # pipeline), not a function for the database thread.
         self.fetch = database_sync_to_async(fetch) if in_thread else fetch
+        # once=True: what is fetched is used up (a one-time ticket): of the callers who
+        # asked for one key in one trip, the first gets the value and the others None,
+        # as if each had asked alone, one after another.
+        self.once = once
         self.waiting: dict[Hashable, tuple[Any, list[asyncio.Future]]] = {}
         self.running = False
         self.task: asyncio.Task | None = None  # the drain under way (a reference keeps it)
@@ -71,6 +79,8 @@ class HopBatcher:
                     for future in futures:
                         if not future.done():
                             future.set_result(value)
+                            if self.once:
+                                value = None
         finally:
             self.running = False
 
@@ -79,11 +89,15 @@ _batchers: dict[tuple[int, str], HopBatcher] = {}
 
 
 def batcher(
-    name: str, fetch: Callable[[dict[Hashable, Any]], Any], *, in_thread: bool = True
+    name: str,
+    fetch: Callable[[dict[Hashable, Any]], Any],
+    *,
+    in_thread: bool = True,
+    once: bool = False,
 ) -> HopBatcher:
     """The running loop's batcher called `name` (one per daphne process, as the hub)."""
     key = (id(asyncio.get_running_loop()), name)
     found = _batchers.get(key)
     if found is None:
-        found = _batchers[key] = HopBatcher(fetch, in_thread=in_thread)
+        found = _batchers[key] = HopBatcher(fetch, in_thread=in_thread, once=once)
     return found

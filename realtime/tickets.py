@@ -87,7 +87,9 @@ async def aredeem_ticket(ticket: str) -> dict[str, Any] | None:
     connection each (the pool grows to the commands in flight)."""
     if not ticket or len(ticket) > 200:
         return None
-    value = await batcher("tickets", _redeem_all, in_thread=False).get(
+    # once=True: two sockets presenting one ticket in the same trip get it once between
+    # them, as two GETDELs one after the other would.
+    value = await batcher("tickets", _redeem_all, in_thread=False, once=True).get(
         _KEY_PREFIX + fingerprint(ticket)
     )
     if value is None:

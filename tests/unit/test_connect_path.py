@@ -41,6 +41,33 @@ def test_keys_asked_together_are_fetched_in_one_trip_and_each_gets_its_own():
     assert got == [None if n % 5 == 3 else (n % 5) * 10 for n in range(50)]
 
 
+def test_a_one_time_value_asked_twice_in_one_trip_goes_to_one_caller():
+    async def fetch(keys: dict) -> dict:
+        return dict.fromkeys(keys, "ticket's user")
+
+    async def run() -> list:
+        batcher = HopBatcher(fetch, in_thread=False, once=True)
+        return await asyncio.gather(*(batcher.get("same ticket") for _ in range(5)))
+
+    assert asyncio.run(run()) == ["ticket's user", None, None, None, None]
+
+
+@pytest.mark.django_db
+def test_a_ticket_presented_by_many_sockets_at_once_is_redeemed_once(django_user_model):
+    from realtime.tickets import aredeem_ticket, issue_ticket
+
+    alice = django_user_model.objects.create_user(username="alice-t", password="x")
+    ticket = issue_ticket(user_id=alice.pk, credential="c")
+    other = issue_ticket(user_id=alice.pk, credential="d")
+
+    async def run() -> list:
+        return await asyncio.gather(*(aredeem_ticket(t) for t in [ticket] * 4 + [other]))
+
+    got = asyncio.run(run())
+    assert got[:4].count(None) == 3 and got[4] == {"user_id": alice.pk, "credential": "d"}
+    assert asyncio.run(aredeem_ticket(ticket)) is None  # and it is gone
+
+
 def test_a_failed_trip_fails_every_caller_and_the_next_trip_is_fresh():
     calls = []
 
