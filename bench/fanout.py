@@ -70,8 +70,10 @@ class Clients:
             "seconds": max(a["seconds"] for a in answers),
         }
 
-    def wait(self, seq: int, timeout: float) -> dict[str, Any]:
-        answers = self.ask_all({"cmd": "wait", "seq": seq, "timeout": timeout})
+    def wait(self, seq: int, timeout: float, expect: int = 0) -> dict[str, Any]:
+        """Until every open socket has `seq` (at least `expect` of them in all)."""
+        share = -(-expect // len(self.procs))  # sockets are spread round-robin
+        answers = self.ask_all({"cmd": "wait", "seq": seq, "timeout": timeout, "expect": share})
         lasts = [a["last"] for a in answers if a["last"] is not None]
         return {
             "count": sum(a["count"] for a in answers),

@@ -22,6 +22,7 @@ COMMANDS = {
     "bytes": "python -m bench.run --runs 1 --only bytes --no-doc",
     "queue": "python -m bench.run --runs 1 --only queue --no-doc",
     "bulk": "python -m bench.run --runs 1 --only bulk --no-doc",
+    "connect": "python -m bench.run --runs 1 --only connect --no-doc",
     "profile": "python -m bench.profile_fanout --kind ours --sockets 1000",
 }
 
@@ -118,6 +119,29 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         )
         copy = window["bulk_event_bytes"]
         out.append(("its copy of a 2,000-entry bulk event <= 1 KB", f"{copy} B", copy <= 1024))
+    for n, limit in ((1000, 1.0), (5000, 5.0)):
+        ours, bare = connect_rows(run, n)
+        if ours and bare:
+            out.append(
+                (
+                    f"{n:,} sockets connecting at once hold their snapshots within {limit:g} s"
+                    " (one daphne)",
+                    f"{ours['seconds']:.2f} s (bare websockets {bare['seconds']:.2f} s)",
+                    ours["seconds"] <= limit and ours["failed"] == 0,
+                )
+            )
+    restart = run.get("connect", {}).get("restart")
+    if restart:
+        over = restart["seconds"]
+        no_gap = restart["gaps"] == 0 and restart["live_after"] >= restart["n"]
+        out.append(
+            (
+                f"a daphne restart with {restart['n']:,} resuming: over within 5 s, no gap",
+                ("never" if over is None else f"{over:.2f} s")
+                + f", {restart['gaps']} gaps, {restart['resumed']:,} resumed",
+                over is not None and over <= 5 and no_gap and restart["resumed"] >= restart["n"],
+            )
+        )
     if "positions" in queue:
         positions = queue["positions"]
         median = (positions.get("10000") or positions.get(10000))["median"]
@@ -193,6 +217,65 @@ def fanout_table(rows: list[dict[str, Any]]) -> list[str]:
             f" {r['connect_seconds']:.1f} |"
         )
     return lines
+
+
+def connect_rows(run: dict[str, Any], n: int) -> tuple[dict | None, dict | None]:
+    """Scenario 7's rows for ours and bare websockets at `n` sockets, in one run."""
+    rows = run.get("connect", {}).get("rows", [])
+    found = {row["kind"]: row for row in rows if row["n"] == n}
+    return found.get("ours"), found.get("bare")
+
+
+def connect_section(results: dict[str, Any]) -> list[str]:
+    """Section 6: connecting, ours against bare websockets in each run."""
+    out = [
+        "## 7. Connecting: N sockets at once against a fresh daphne",
+        "",
+        "Each socket is a user of its own with an API token (`?token=`), and counts once it",
+        "holds its snapshot (bare websockets: its first message); sockets spread over 2 client",
+        "processes, 48 handshakes in flight in each. Queue: 1,000 waiting (100 owners among",
+        "the connecting users, so most of their entries lie past the window's head) and 20",
+        "running. Server CPU: daphne's (or bare websockets') user + system time meanwhile.",
+        "",
+        "| run | N | bare websockets s | ours s | x bare | ours CPU ms per socket"
+        " | bare CPU ms per socket | failed |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in results["runs"]:
+        sizes = sorted({row["n"] for row in run.get("connect", {}).get("rows", [])})
+        for n in sizes:
+            ours, bare = connect_rows(run, n)
+            if not (ours and bare):
+                continue
+            out.append(
+                f"| {run['number']} | {n:,} | {bare['seconds']:.2f} | {ours['seconds']:.2f} |"
+                f" {ours['seconds'] / max(bare['seconds'], 1e-9):.1f} |"
+                f" {ours['server_cpu_seconds'] / n * 1000:.2f} |"
+                f" {bare['server_cpu_seconds'] / n * 1000:.2f} | {ours['failed']} |"
+            )
+    restarts = [(run["number"], run["connect"].get("restart")) for run in results["runs"]]
+    restarts = [(number, r) for number, r in restarts if r]
+    if restarts:
+        out += [
+            "",
+            "A restart: the largest N connected, daphne stopped (SIGTERM), one queue event",
+            "committed while none runs, a new daphne on the same port; every client",
+            "reconnects with `?last_seq=` (jittered, backing off in 0.1 s steps). Over when",
+            "every socket holds the missed event; then one more event, live.",
+            "",
+            "| run | N | over s, from the stop | from the new daphne up | daphne stop s"
+            " | daphne start s | resumed with the missed event | got the next | gaps |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for number, r in restarts:
+            over = "never" if r["seconds"] is None else f"{r['seconds']:.2f}"
+            from_up = "never" if r["seconds_from_up"] is None else f"{r['seconds_from_up']:.2f}"
+            out.append(
+                f"| {number} | {r['n']:,} | {over} | {from_up} |"
+                f" {r['daphne_stop_seconds']:.2f} | {r['daphne_start_seconds']:.2f} |"
+                f" {r['resumed']:,} | {r['live_after']:,} | {r['gaps']} |"
+            )
+    return [*out, ""]
 
 
 def write_report(results: dict[str, Any]) -> None:
@@ -357,5 +440,7 @@ def write_report(results: dict[str, Any]) -> None:
         )
     out += ["", "Wire bytes (frame headers included), 20 events, 20 sockets each.", ""]
     out += bulk.report_section(results["runs"])
+    if any("connect" in run for run in results["runs"]):
+        out += connect_section(results)
     out += [NOTES.read_text().rstrip(), ""]
     DOC.write_text("\n".join(out))

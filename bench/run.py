@@ -2,7 +2,7 @@
 
     python -m bench.run                 everything (what `make bench` runs)
     python -m bench.run --quick         small N and short runs, to try changes
-    python -m bench.run --only fanout   one scenario: fanout, e2e, bytes, queue, bulk
+    python -m bench.run --only fanout   one scenario: fanout, e2e, bytes, queue, bulk, connect
 
 DATABASE_URL names the bench PostgreSQL database (created when missing); REDIS_URL the
 Redis database the bench may flush (scripts/stack.py bench picks one of its own).
@@ -20,6 +20,7 @@ from typing import Any
 from bench.common import VAR, machine, raise_open_files, versions
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/fathomloom_bench"
+SCENARIOS = ("fanout", "e2e", "bytes", "queue", "bulk", "connect")
 
 
 def bench_env() -> dict[str, str]:
@@ -107,6 +108,25 @@ def one_run(env: dict[str, str], args: argparse.Namespace, number: int) -> dict[
         result["bytes"] = fanout.scenario_bytes(
             env, regular, sockets=20, events=args.events, log=log, redis_flush=redis_flush
         )
+    if "connect" in args.only:
+        from bench import connect
+        from bench.setup_data import connect_users
+
+        log(f"run {number}: scenario 7, connecting ({', '.join(map(str, args.connect_sizes))})")
+        users = connect_users(max(args.connect_sizes))
+        reset_queue()
+        add_entries([u for u, _ in users[: connect.LINE_OWNERS]], connect.LINE_WAITING)
+        add_entries(
+            [u for u, _ in users[: connect.LINE_RUNNING]], connect.LINE_RUNNING, status="running"
+        )
+        result["connect"] = connect.scenario_connect(
+            env,
+            users,
+            args.connect_sizes,
+            log=log,
+            redis_flush=redis_flush,
+            restart=max(args.connect_sizes),
+        )
     if "queue" in args.only:
         log(f"run {number}: scenario 4, the queue on PostgreSQL")
         result["queue"] = queue_pg.scenario_queue(env, owners, log)
@@ -122,17 +142,21 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--only", default="fanout,e2e,bytes,queue,bulk")
+    parser.add_argument("--only", default=",".join(SCENARIOS))
     parser.add_argument("--no-progress", action="store_true", help="scenario 2 without progress")
     parser.add_argument("--no-doc", action="store_true", help="print, do not rewrite the doc")
     parser.add_argument("--sizes", dest="sizes_override", help="N for ours and bare: 100,1000")
     parser.add_argument("--seed-sizes", dest="seed_sizes_override", help="N for the seed design")
     parser.add_argument("--layer-sizes", dest="layer_sizes_override", help="N, PubSub layer")
+    parser.add_argument(
+        "--connect-sizes", dest="connect_sizes_override", help="N connecting at once: 1000,5000"
+    )
     args = parser.parse_args(argv)
     args.only = set(args.only.split(","))
     args.events = 20
     if args.quick:
         args.sizes, args.seed_sizes, args.layer_sizes = [100, 300], [100], [100]
+        args.connect_sizes = [100, 300]
         args.e2e_sockets, args.e2e_seconds = 200, 5.0
         args.bulk_meetings = 200
     else:
@@ -146,8 +170,9 @@ def main(argv: list[str]) -> int:
         args.layer_sizes = []
         args.e2e_sockets, args.e2e_seconds = 1000, 60.0
         args.bulk_meetings = 2000
+        args.connect_sizes = [1000, 5000]
 
-    for name in ("sizes", "seed_sizes", "layer_sizes"):
+    for name in ("sizes", "seed_sizes", "layer_sizes", "connect_sizes"):
         override = getattr(args, f"{name}_override")
         if override is not None:
             setattr(args, name, [int(n) for n in override.split(",") if n])
@@ -176,8 +201,7 @@ def main(argv: list[str]) -> int:
     VAR.mkdir(parents=True, exist_ok=True)
     (VAR / "bench-results.json").write_text(json.dumps(results, indent=1))
     log(f"raw results in {VAR / 'bench-results.json'}")
-    everything = {"fanout", "e2e", "bytes", "queue", "bulk"}
-    if not args.no_doc and not args.quick and args.only == everything:
+    if not args.no_doc and not args.quick and args.only == set(SCENARIOS):
         from bench.report import write_report
 
         write_report(results)

@@ -134,3 +134,31 @@ def add_entries(owner_ids: list[int], count: int, status: str = "queued") -> Non
         cursor.execute("ANALYZE queue_app_queueentry")
     with transaction.atomic():
         ordering.recount(lock_queue())
+
+
+def connect_users(count: int) -> list[tuple[int, str]]:
+    """`count` regular users of their own ("bench-connect-N"), each with an API token
+    (made once): the connect scenario's sockets, one user each, so that nothing a socket
+    needs is already cached for another's sake."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    User = get_user_model()
+    names = [f"bench-connect-{i}" for i in range(count)]
+    existing = set(User.objects.filter(username__in=names).values_list("username", flat=True))
+    User.objects.bulk_create(
+        [User(username=name, password="!") for name in names if name not in existing],
+        batch_size=1000,
+    )
+    ids = dict(User.objects.filter(username__in=names).values_list("username", "id"))
+    have = set(Token.objects.filter(user_id__in=ids.values()).values_list("user_id", flat=True))
+    Token.objects.bulk_create(
+        [
+            Token(user_id=user_id, key=os.urandom(20).hex())
+            for user_id in ids.values()
+            if user_id not in have
+        ],
+        batch_size=1000,
+    )
+    tokens = dict(Token.objects.filter(user_id__in=ids.values()).values_list("user_id", "key"))
+    return [(ids[name], tokens[ids[name]]) for name in names]

@@ -9,9 +9,13 @@ counts as connected.
 Commands, one JSON object a line on stdin; one JSON answer a line on stdout:
     {"cmd": "connect", "targets": [[port, path], ...]}  open one socket per target
     {"cmd": "wait", "seq": S, "timeout": T}   until every open socket has seq S (or T s):
-                                              count, first and last receipt, bytes
+                                              count, first and last receipt, bytes;
+                                              "expect": E waits for E sockets at least
     {"cmd": "times", "since": S}              every receipt time of seq >= S, per seq
     {"cmd": "stats"}                          open and closed sockets, messages, bytes
+    {"cmd": "resume", "on": true}             from now on, a socket that drops reconnects
+                                              with ?last_seq= (as live.js does) and each
+                                              socket's seqs are checked for holes
     {"cmd": "close"}                          close every socket and exit
 Times are time.monotonic(): CLOCK_MONOTONIC is one clock for every process of a machine.
 """
@@ -22,6 +26,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import re
 import sys
 import time
@@ -46,6 +51,13 @@ class Recorder:
         self.times: dict[int, list[float]] = defaultdict(list)
         self.keep_times = False
         self.waiters: dict[int, asyncio.Future[None]] = {}
+        # seq -> how many sockets a wait for it expects, when more than are open now
+        # (sockets still reconnecting after a restart).
+        self.expect: dict[int, int] = {}
+        # Resume mode (the restart scenario): reconnect dropped sockets, count holes.
+        self.resume = False
+        self.gaps = 0
+        self.reconnects = 0
 
     def on_message(self, payload: bytes, wire_bytes: int) -> None:
         now = time.monotonic()
@@ -66,14 +78,29 @@ class Recorder:
         if self.keep_times:
             self.times[seq].append(now)
         waiter = self.waiters.get(seq)
-        if waiter is not None and not waiter.done() and self.by_seq[seq][0] >= self.open:
+        if (
+            waiter is not None
+            and not waiter.done()
+            and self.by_seq[seq][0] >= max(self.open, self.expect.get(seq, 0))
+        ):
             waiter.set_result(None)
 
 
 class Socket(asyncio.Protocol):
-    def __init__(self, recorder: Recorder, request: bytes) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        request: bytes,
+        last_seq: int | None = None,
+        on_lost: Any = None,
+    ) -> None:
         self.recorder = recorder
         self.request = request
+        # The seq of the last message this client holds (the snapshot's, then each
+        # event's): what a resume asks from. A resumed socket has no snapshot to skip.
+        self.last_seq = last_seq
+        self.resumed = last_seq is not None
+        self.on_lost = on_lost
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.upgraded = False
@@ -92,6 +119,8 @@ class Socket(asyncio.Protocol):
             self.counted = False
             self.recorder.open -= 1
             self.recorder.closed += 1
+            if self.recorder.resume and self.on_lost is not None:
+                self.on_lost(self)
 
     def data_received(self, data: bytes) -> None:
         buffer = self.buffer
@@ -105,6 +134,8 @@ class Socket(asyncio.Protocol):
                 return
             del buffer[: end + 4]
             self.upgraded = True
+            if self.resumed and not self.snapshot.done():
+                self.snapshot.set_result(True)  # nothing to skip: every message counts
         while len(buffer) >= 2:
             first, second = buffer[0], buffer[1]
             length = second & 0x7F
@@ -146,8 +177,21 @@ class Socket(asyncio.Protocol):
             payload = b"".join([*self.fragments, payload])
             self.fragments = []
         if not self.snapshot.done():
+            match = SEQ.search(payload, 0, 400)
+            self.last_seq = int(match.group(1)) if match else None
             self.snapshot.set_result(True)
             return
+        if self.recorder.resume:
+            match = SEQ.search(payload, 0, 400)
+            if match is not None:
+                seq = int(match.group(1))
+                if b'"QueueSnapshot"' in payload[:100]:
+                    self.last_seq = seq  # a fresh snapshot (reset): a new start
+                elif self.last_seq is not None and seq > self.last_seq + 1:
+                    self.recorder.gaps += 1
+                    self.last_seq = seq
+                elif self.last_seq is None or seq > self.last_seq:
+                    self.last_seq = seq
         self.recorder.on_message(payload, wire_bytes)
 
 
@@ -155,20 +199,41 @@ class Client:
     def __init__(self) -> None:
         self.recorder = Recorder()
         self.sockets: list[Socket] = []
+        self.reopen_limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        self.reopening: set[asyncio.Task] = set()
 
-    async def open_one(self, port: int, path: str, limit: asyncio.Semaphore) -> bool:
+    async def open_one(
+        self,
+        port: int,
+        path: str,
+        limit: asyncio.Semaphore,
+        last_seq: int | None = None,
+        attempts: int = CONNECT_ATTEMPTS,
+        delay: float = 0.2,
+    ) -> bool:
         loop = asyncio.get_running_loop()
         key = base64.b64encode(os.urandom(16)).decode()
+        target = path
+        if last_seq is not None:
+            target += ("&" if "?" in path else "?") + f"last_seq={last_seq}"
         request = (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
             f"Origin: http://127.0.0.1:{port}\r\n\r\n"
         ).encode()
-        for attempt in range(CONNECT_ATTEMPTS):
+
+        def lost(sock: Socket) -> None:
+            self.recorder.reconnects += 1
+            self.sockets.remove(sock)
+            task = loop.create_task(self.reopen(port, path, sock.last_seq))
+            self.reopening.add(task)
+            task.add_done_callback(self.reopening.discard)
+
+        for attempt in range(attempts):
             async with limit:
                 try:
                     _, sock = await loop.create_connection(
-                        lambda: Socket(self.recorder, request), "127.0.0.1", port
+                        lambda: Socket(self.recorder, request, last_seq, lost), "127.0.0.1", port
                     )
                     ok = await asyncio.wait_for(sock.snapshot, 30)
                 except (OSError, TimeoutError):
@@ -178,8 +243,14 @@ class Client:
                 self.recorder.open += 1
                 self.sockets.append(sock)
                 return True
-            await asyncio.sleep(0.2 * (attempt + 1))
+            await asyncio.sleep(delay * (attempt + 1) * (0.5 + random.random()))
         return False
+
+    async def reopen(self, port: int, path: str, last_seq: int | None) -> None:
+        """A dropped socket comes back with ?last_seq=, as live.js does: a first try after
+        a short jittered wait, then backing off (0.1 s steps, capped by the attempts)."""
+        await asyncio.sleep(0.05 * random.random())
+        await self.open_one(port, path, self.reopen_limit, last_seq, attempts=60, delay=0.1)
 
     async def connect(self, targets: list[list[Any]]) -> dict[str, Any]:
         started = time.monotonic()
@@ -191,10 +262,11 @@ class Client:
             "seconds": time.monotonic() - started,
         }
 
-    async def wait(self, seq: int, timeout: float) -> dict[str, Any]:
+    async def wait(self, seq: int, timeout: float, expect: int = 0) -> dict[str, Any]:
         recorder = self.recorder
         row = recorder.by_seq.get(seq)
-        if row is None or row[0] < recorder.open:
+        recorder.expect[seq] = expect
+        if row is None or row[0] < max(recorder.open, expect):
             waiter = recorder.waiters[seq] = asyncio.get_running_loop().create_future()
             try:
                 await asyncio.wait_for(waiter, timeout)
@@ -220,6 +292,8 @@ class Client:
             "messages": r.messages,
             "other_messages": r.other_messages,
             "bytes": r.bytes,
+            "gaps": r.gaps,
+            "reconnects": r.reconnects,
         }
 
 
@@ -242,7 +316,7 @@ async def main() -> None:
         if kind == "connect":
             answer(await client.connect(command["targets"]))
         elif kind == "wait":
-            answer(await client.wait(command["seq"], command["timeout"]))
+            answer(await client.wait(command["seq"], command["timeout"], command.get("expect", 0)))
         elif kind == "keep_times":
             client.recorder.keep_times = bool(command["on"])
             client.recorder.times.clear()
@@ -253,7 +327,11 @@ async def main() -> None:
             answer({str(seq): values for seq, values in times.items() if seq >= since})
         elif kind == "stats":
             answer(client.stats())
+        elif kind == "resume":
+            client.recorder.resume = bool(command["on"])
+            answer({"ok": True})
         elif kind == "close":
+            client.recorder.resume = False
             for sock in client.sockets:
                 if sock.transport is not None:
                     sock.transport.close()

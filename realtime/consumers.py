@@ -15,15 +15,15 @@ from time import monotonic
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from realtime import metrics, queue_feed
+from realtime import metrics
 from realtime.auth import UNAVAILABLE_ERRORS, query_params
 from realtime.daphne_io import SocketWriter, close_on_bad_frames, is_closing
 from realtime.hub import get_hub
-from realtime.queue_feed import Viewer, event_for_viewer, snapshot_for_viewer
+from realtime.queue_feed import Viewer
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +51,14 @@ MAX_PENDING_EVENTS = 5000
 SLOW_ABORT_SECONDS = 2.0
 # Handlers that run without Channels' aclose_old_connections(), a hop to the database
 # thread before every handler: about half of a stock consumer's 0.5-0.9 ms per message
-# (measured before the hub; docs/benchmarks.md). It never touches the database itself;
-# where a client's resume does, it goes through database_sync_to_async, which closes
-# stale connections in the thread that uses them. Connect and disconnect keep the
-# housekeeping.
-HANDLERS_WITHOUT_DB_HOUSEKEEPING = frozenset({"websocket_receive"})
+# (measured before the hub; docs/benchmarks.md), and one hop per socket more at connect
+# and disconnect, in the one thread a burst of connecting sockets waits on
+# (bench/notes.md). No handler touches the database itself: what reads it (a resume,
+# the hub's snapshot) goes through database_sync_to_async, which closes stale
+# connections in the thread that uses them, before and after.
+HANDLERS_WITHOUT_DB_HOUSEKEEPING = frozenset(
+    {"websocket_receive", "websocket_connect", "websocket_disconnect"}
+)
 
 
 class QueueConsumer(AsyncWebsocketConsumer):
@@ -69,6 +72,20 @@ class QueueConsumer(AsyncWebsocketConsumer):
     tokens = float(RATE_BURST)
     tokens_at = float("-inf")
     dropped = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """AsyncConsumer.__call__ for a consumer without a channel layer: no look-up of
+        one per socket (Channels raises and catches a KeyError for an alias it does not
+        know: ~15% of daphne's time at connect, bench/notes.md), and the client's messages
+        read in a loop rather than through a task per message."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         name = get_handler_name(message)
@@ -130,6 +147,14 @@ class QueueConsumer(AsyncWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' websocket_disconnect without its group discards (this consumer has no
+        groups) and its aclose_old_connections(), a hop to the database thread per
+        socket when a burst of clients goes away (a restart): nothing here touches the
+        database."""
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     async def disconnect(self, code: int) -> None:
         self.closing = True
         if self.registered:  # not a refused socket, nor one the hub could not take
@@ -140,25 +165,18 @@ class QueueConsumer(AsyncWebsocketConsumer):
     async def _start_stream(self, last_seq: int | None) -> None:
         """Send a snapshot or the events after `last_seq`, then what arrived meanwhile."""
         self.ready = False  # the hub's deliveries wait in self.pending until we are done
+        hub = get_hub()
         events = None
         if last_seq is not None:
-            hub = get_hub()
-            delivered = hub.last_seq
-            newest, events = await database_sync_to_async(queue_feed.events_to_replay)(
-                last_seq, MAX_REPLAY_EVENTS
-            )
-            hub.follow_log(newest, delivered_before_read=delivered, keep=self)
+            events = await hub.replay(self, last_seq, MAX_REPLAY_EVENTS)
         if events is None:
-            snapshot = snapshot_for_viewer(await get_hub().snapshot(self), self.viewer)
-            if last_seq is not None:
-                snapshot["reset"] = True
-            self.last_seq = snapshot["seq"]
-            await self.send(text_data=json.dumps(snapshot))
+            self.last_seq, text = await hub.snapshot_text(self, reset=last_seq is not None)
+            await self.send(text_data=text)
         else:
             self.last_seq = last_seq
             for message in events:
                 self.last_seq = message["seq"]
-                await self.send(text_data=json.dumps(event_for_viewer(message, self.viewer)))
+                await self.send(text_data=hub.event_text(message, self.viewer))
         while self.pending:
             seq, text = self.pending.pop(0)
             if seq > self.last_seq:

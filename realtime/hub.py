@@ -27,6 +27,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Iterable
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from realtime import metrics, queue_feed
+from realtime.batching import batcher
 from realtime.publisher import HUB_GROUPS
 from realtime.queue_feed import (
     Viewer,
@@ -41,6 +43,7 @@ from realtime.queue_feed import (
     event_for_viewer,
     owners_in,
     redacted_audience_key,
+    snapshot_for_viewer,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,34 @@ RECONNECT_DELAYS = (0.5, 1, 2, 5)
 SNAPSHOT_MAX_AGE_SECONDS = 1.0
 # Users whose own entries past the head are kept for sockets connecting together.
 OWN_CACHE_USERS = 10_000
+_NOTHING_PAST_HEAD: list[dict[str, Any]] = []
+# Events whose encoded copies are kept for resuming sockets.
+MAX_REPLAYED_EVENTS = 2000
+ANONYMOUS = Viewer(user_id=None)
+
+
+def _current_seq(wanted: dict[Any, Any]) -> dict[Any, int]:
+    """The log's newest seq, for everyone who asked (the database thread)."""
+    seq = queue_feed.current_seq()
+    return dict.fromkeys(wanted, seq)
+
+
+def _waiting_counts(wanted: dict[int, Any]) -> dict[int, Any]:
+    """queue_feed.waiting_counts for each seq asked (the database thread)."""
+    return {seq: queue_feed.waiting_counts(seq) for seq in wanted}
+
+
+def _own_entries_of(wanted: dict[tuple[int, int], Any]) -> dict[tuple[int, int], Any]:
+    """Own entries past the head for (owner, seq) pairs, one read per seq (the database
+    thread)."""
+    by_seq: dict[int, list[int]] = {}
+    for owner_id, seq in wanted:
+        by_seq.setdefault(seq, []).append(owner_id)
+    found: dict[tuple[int, int], Any] = {}
+    for seq, owner_ids in by_seq.items():
+        for owner_id, own in queue_feed.own_entries_past_head_of(owner_ids, seq).items():
+            found[owner_id, seq] = own
+    return found
 
 
 class Subscriber(Protocol):
@@ -118,6 +149,17 @@ class Hub:
         self._snapshot_build: asyncio.Task | None = None
         # Each signed-in user's entries past the head, by user: (seq, read at, entries).
         self._own: dict[int, tuple[int, float, list[dict[str, Any]]]] = {}
+        # Snapshot texts by (viewer, reset): (shared snapshot, own entries, text).
+        self._texts: dict[tuple[Viewer, bool], tuple[Any, Any, str]] = {}
+        # The owners of the shared snapshot's entries: (that snapshot, their ids as str).
+        self._owners: tuple[dict[str, Any], set[str]] | None = None
+        # The users with entries past the shared snapshot's head: (that snapshot, their ids).
+        self._behind: tuple[dict[str, Any], set[int]] | None = None
+        # Events sent to resuming sockets, by seq: (the message, its owners, texts by
+        # audience key).
+        self._replayed: dict[int, tuple[dict[str, Any], set[str], dict[tuple, str]]] = {}
+        # Replays by (last_seq, limit): the read, when it began.
+        self._replays: dict[tuple[int, int], tuple[asyncio.Task, float]] = {}
 
     async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> None:
         """Add a socket once the hub is subscribed; raises TimeoutError if it cannot be.
@@ -150,44 +192,105 @@ class Hub:
 
         So a socket registered before it asks misses nothing between the snapshot and
         what the hub delivers next. Shared by sockets connecting together; read again
-        once the log moves on or it is SNAPSHOT_MAX_AGE_SECONDS old.
+        once the hub delivers an event or it is SNAPSHOT_MAX_AGE_SECONDS old.
         """
+        shared, own = await self._snapshot_parts(requester)
+        if own is None:
+            return shared  # anonymous, or a viewer's own read (the queue moved meanwhile)
+        return {**shared, "queue": [*shared["queue"], *own]} if own else shared
+
+    async def snapshot_text(self, requester: Subscriber, *, reset: bool = False) -> tuple[int, str]:
+        """The requester's snapshot (snapshot(), cut to its viewer's window) as JSON text,
+        and its seq. Encoded once per viewer and shared snapshot: a user's tabs, and
+        every anonymous socket, connecting together share the text."""
+        shared, own = await self._snapshot_parts(requester)
+        own = own or None  # nothing past the head, as for anonymous viewers
+        viewer = requester.viewer
+        if not (viewer.is_staff or own) and str(viewer.user_id) not in self._owners_in(shared):
+            # Owns nothing in this window: the same bytes as every such viewer's.
+            viewer = ANONYMOUS
+        key = (viewer, reset)
+        cached = self._texts.get(key)
+        if cached is not None and cached[0] is shared and cached[1] is own:
+            return shared["seq"], cached[2]
+        full = {**shared, "queue": [*shared["queue"], *own]} if own else shared
+        snapshot = snapshot_for_viewer(full, viewer)
+        if reset:
+            snapshot["reset"] = True
+        text = json.dumps(snapshot)
+        if len(self._texts) > OWN_CACHE_USERS:
+            self._texts.clear()
+        self._texts[key] = (shared, own, text)
+        return shared["seq"], text
+
+    async def _snapshot_parts(
+        self, requester: Subscriber | None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]] | None]:
+        """The shared snapshot and the requester's own entries past its head (None for
+        anonymous viewers; then, when the queue moved on meanwhile, the first part is
+        that viewer's own read, with their entries)."""
         shared = await self._shared_snapshot(requester)
         owner_id = requester.viewer.user_id if requester is not None else None
         if owner_id is None:
-            return shared
+            return shared, None
+        if shared["waiting"] <= queue_feed.STAFF_HEAD_PLACES:
+            return shared, _NOTHING_PAST_HEAD  # the whole line is in the shared head
+        behind = await self._owners_behind(shared)
+        if behind is not None and owner_id not in behind:
+            return shared, _NOTHING_PAST_HEAD  # all of theirs that wait are in the head
         # A signed-in viewer's window also holds their own entries past the head: read
-        # for that user at the shared snapshot's seq, once for all their sockets.
+        # at the shared snapshot's seq, once for all their sockets, and for all users
+        # connecting together in one read (realtime.batching).
         loop = asyncio.get_running_loop()
         cached = self._own.get(owner_id)
         if cached is not None and cached[0] == shared["seq"] and loop.time() - cached[1] < 1.0:
-            own = cached[2]
-        else:
-            own = await database_sync_to_async(queue_feed.own_entries_past_head)(
-                owner_id=owner_id, seq=shared["seq"]
-            )
-            if own is None:  # the queue moved on meanwhile: this viewer's own read
-                at_least = self.last_seq or 0
-                snapshot = await database_sync_to_async(queue_feed.queue_snapshot)(
-                    owner_id=owner_id
-                )
-                self.follow_log(snapshot["seq"], delivered_before_read=at_least, keep=requester)
-                return snapshot
-            if len(self._own) > OWN_CACHE_USERS:
-                self._own.clear()
-            self._own[owner_id] = (shared["seq"], loop.time(), own)
-        return {**shared, "queue": [*shared["queue"], *own]} if own else shared
+            return shared, cached[2]
+        own = await batcher("own-entries", _own_entries_of).get((owner_id, shared["seq"]))
+        if own is None:  # the queue moved on meanwhile: this viewer's own read
+            at_least = self.last_seq or 0
+            snapshot = await database_sync_to_async(queue_feed.queue_snapshot)(owner_id=owner_id)
+            self.follow_log(snapshot["seq"], delivered_before_read=at_least, keep=requester)
+            return snapshot, None
+        if len(self._own) > OWN_CACHE_USERS:
+            self._own.clear()
+        self._own[owner_id] = (shared["seq"], loop.time(), own)
+        return shared, own
+
+    def _owners_in(self, shared: dict[str, Any]) -> set[str]:
+        """The owners of the entries in a shared snapshot (as in messages: str of the id)."""
+        if self._owners is None or self._owners[0] is not shared:
+            self._owners = (shared, {str(entry.get("owner_id")) for entry in shared["queue"]})
+        return self._owners[1]
+
+    async def _owners_behind(self, shared: dict[str, Any]) -> set[int] | None:
+        """The users with entries waiting past `shared`'s head: those waiting more than the
+        head holds of theirs. One read of the counts per shared snapshot, so the sockets
+        of everyone else need no read of their own; None if the queue moved on."""
+        if self._behind is not None and self._behind[0] is shared:
+            return self._behind[1]
+        counts = await batcher("waiting-counts", _waiting_counts).get(shared["seq"])
+        if counts is None:
+            return None
+        in_head = Counter(
+            int(entry["owner_id"]) for entry in shared["queue"] if entry["status"] == "queued"
+        )
+        behind = {owner for owner, waiting in counts.items() if waiting > in_head[owner]}
+        self._behind = (shared, behind)
+        return behind
 
     async def _shared_snapshot(self, requester: Subscriber | None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         at_least = self.last_seq or 0
         cached = self._snapshot
         # One indexed read instead of the snapshot's several: the log's seq tells whether
-        # the queue changed (or the log went back: a restored database).
+        # the queue changed (or the log went back: a restored database). Sockets asking
+        # together share that read too (realtime.batching): each gets one begun after it
+        # asked.
         if (
             cached is not None
             and loop.time() - self._snapshot_at < SNAPSHOT_MAX_AGE_SECONDS
-            and cached["seq"] == at_least == await database_sync_to_async(queue_feed.current_seq)()
+            and cached["seq"] == at_least
+            and cached["seq"] == await batcher("current-seq", _current_seq).get(None)
         ):
             return cached
         build = self._snapshot_build
@@ -205,6 +308,51 @@ class Hub:
         snapshot = await database_sync_to_async(queue_feed.queue_snapshot)()
         self._snapshot, self._snapshot_at = snapshot, asyncio.get_running_loop().time()
         return snapshot
+
+    async def replay(
+        self, requester: Subscriber, last_seq: int, limit: int
+    ) -> list[dict[str, Any]] | None:
+        """The logged events after `last_seq` (queue_feed.events_to_replay), at least up
+        to every event this hub has delivered; None when the client needs a snapshot.
+
+        Sockets resuming from the same seq together (every client after a restart) share
+        one read, as they share the snapshot."""
+        loop = asyncio.get_running_loop()
+        at_least = self.last_seq or 0
+        shared = self._replays.get((last_seq, limit))
+        if shared is not None and loop.time() - shared[1] < SNAPSHOT_MAX_AGE_SECONDS:
+            newest, events = await asyncio.shield(shared[0])
+            if newest >= at_least:
+                return events
+        read = loop.create_task(
+            database_sync_to_async(queue_feed.events_to_replay)(last_seq, limit)
+        )
+        if len(self._replays) > OWN_CACHE_USERS:
+            self._replays.clear()
+        self._replays[(last_seq, limit)] = (read, loop.time())
+        newest, events = await asyncio.shield(read)
+        self.follow_log(newest, delivered_before_read=at_least, keep=requester)
+        return events
+
+    def event_text(self, message: dict[str, Any], viewer: Viewer) -> str:
+        """A logged event as `viewer` may see it, as JSON text: for resumes, encoded once
+        per audience as in fan_out (every client resuming after a restart replays the
+        same few events)."""
+        seq = message["seq"]
+        meta = self._replayed.get(seq)
+        if meta is None or meta[0] is not message:
+            if len(self._replayed) > MAX_REPLAYED_EVENTS:
+                self._replayed.clear()
+            meta = self._replayed[seq] = (message, owners_in(message), {})
+        _, owners, texts = meta
+        if viewer.is_staff or (viewer.user_id is not None and str(viewer.user_id) in owners):
+            key = audience_key(message, viewer)
+        else:
+            key = redacted_audience_key(message)
+        text = texts.get(key)
+        if text is None:
+            text = texts[key] = json.dumps(event_for_viewer(message, viewer))
+        return text
 
     def follow_log(
         self, newest: int, *, delivered_before_read: int | None, keep: Subscriber | None = None
@@ -231,6 +379,9 @@ class Hub:
         )
         self.last_seq = seq
         self._snapshot = None
+        self._replays.clear()
+        self._replayed.clear()
+        self._own.clear()
         stale = self.subscribers - {keep}
         for subscriber in stale:
             self.unregister(subscriber)

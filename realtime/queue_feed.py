@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from queue_app.events import (
+    STAFF_HEAD_PLACES,
     Viewer,
     audience_key,
     event_for_viewer,
@@ -22,10 +23,13 @@ from queue_app.selectors import (
     current_seq,
     events_after,
     own_entries_past_head,
+    own_entries_past_head_of,
     queue_snapshot,
+    waiting_counts,
 )
 
 __all__ = [
+    "STAFF_HEAD_PLACES",
     "Viewer",
     "audience_key",
     "current_seq",
@@ -33,10 +37,12 @@ __all__ = [
     "events_between",
     "events_to_replay",
     "own_entries_past_head",
+    "own_entries_past_head_of",
     "owners_in",
     "queue_snapshot",
     "redacted_audience_key",
     "snapshot_for_viewer",
+    "waiting_counts",
 ]
 
 

@@ -21,6 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from realtime.batching import batcher
+
 TICKET_TTL_SECONDS = 60
 _KEY_PREFIX = "fathomloom:ws-ticket:"
 _sync_client: redis.Redis | None = None
@@ -78,10 +80,27 @@ def issue_ticket(*, user_id: int, credential: str | None) -> str:
 
 
 async def aredeem_ticket(ticket: str) -> dict[str, Any] | None:
-    """The ticket's owner and credential, once; None if unknown, expired or used."""
+    """The ticket's owner and credential, once; None if unknown, expired or used.
+
+    Tickets redeemed together go to Redis in one pipeline (realtime.batching): a burst
+    of sockets is one round trip on one pooled connection, where a command each opened a
+    connection each (the pool grows to the commands in flight)."""
     if not ticket or len(ticket) > 200:
         return None
-    value = await _async_client().getdel(_KEY_PREFIX + fingerprint(ticket))
+    # once=True: two sockets presenting one ticket in the same trip get it once between
+    # them, as two GETDELs one after the other would.
+    value = await batcher("tickets", _redeem_all, in_thread=False, once=True).get(
+        _KEY_PREFIX + fingerprint(ticket)
+    )
     if value is None:
         return None
     return json.loads(value)
+
+
+async def _redeem_all(keys: dict[str, Any]) -> dict[str, Any]:
+    """GETDEL of every key, pipelined (not a transaction: each GETDEL is atomic alone)."""
+    async with _async_client().pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.getdel(key)
+        values = await pipe.execute()
+    return dict(zip(keys, values, strict=True))

@@ -8,6 +8,7 @@ import json
 import threading
 
 import pytest
+from channels.exceptions import StopConsumer
 
 from queue_app.events import Viewer, event_for_viewer
 from realtime import consumers, queue_feed
@@ -158,6 +159,9 @@ def test_handlers_that_never_touch_the_database_skip_the_housekeeping(monkeypatc
         hops.append("hop")
 
     monkeypatch.setattr("channels.consumer.aclose_old_connections", counting_close_old_connections)
+    monkeypatch.setattr(
+        "channels.generic.websocket.aclose_old_connections", counting_close_old_connections
+    )
     consumer = consumers.QueueConsumer()
     sent: list[str] = []
 
@@ -171,7 +175,12 @@ def test_handlers_that_never_touch_the_database_skip_the_housekeeping(monkeypatc
     async def run() -> None:
         await consumer.dispatch({"type": "websocket.receive", "text": '{"type": "ping"}'})
         assert hops == [] and len(sent) == 1
-        # Any other handler (connect, disconnect) still gets Channels' housekeeping.
+        # Any other handler still gets Channels' housekeeping; connect and disconnect
+        # skip it too (their database reads go through database_sync_to_async).
+        consumer.registered = False
+        with pytest.raises(StopConsumer):
+            await consumer.dispatch({"type": "websocket.disconnect", "code": 1000})
+        assert hops == [] and consumer.closing
         consumer.some_db_handler = lambda message: asyncio.sleep(0)
         await consumer.dispatch({"type": "some.db.handler"})
         assert hops == ["hop"]
@@ -224,10 +233,19 @@ class FakeLog:
         monkeypatch.setattr(queue_feed, "queue_snapshot", self.read)
         # Signed-in sockets add their own entries past the head: none here.
         monkeypatch.setattr(queue_feed, "own_entries_past_head", lambda **kwargs: [])
+        monkeypatch.setattr(
+            queue_feed, "own_entries_past_head_of", lambda owners, seq: {o: [] for o in owners}
+        )
 
     def read(self, owner_id: int | None = None) -> dict:
         self.reads += 1
-        return {"type": "QueueSnapshot", "seq": self.seq, "queue": [], "read": self.reads}
+        return {
+            "type": "QueueSnapshot",
+            "seq": self.seq,
+            "queue": [],
+            "waiting": 0,
+            "read": self.reads,
+        }
 
 
 def test_sockets_connecting_together_share_one_snapshot_read(monkeypatch):

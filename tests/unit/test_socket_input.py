@@ -47,6 +47,19 @@ class StubHub:
     async def snapshot(self, requester: Any = None) -> dict[str, Any]:
         return await database_sync_to_async(queue_feed.queue_snapshot)()
 
+    async def snapshot_text(self, requester: Any, *, reset: bool = False) -> tuple[int, str]:
+        snapshot = queue_feed.snapshot_for_viewer(await self.snapshot(requester), requester.viewer)
+        if reset:
+            snapshot["reset"] = True
+        return snapshot["seq"], json.dumps(snapshot)
+
+    async def replay(self, requester: Any, last_seq: int, limit: int) -> list | None:
+        _, events = await database_sync_to_async(queue_feed.events_to_replay)(last_seq, limit)
+        return events
+
+    def event_text(self, message: dict[str, Any], viewer: Any) -> str:
+        return json.dumps(queue_feed.event_for_viewer(message, viewer))
+
     def follow_log(self, *args: Any, **kwargs: Any) -> None:
         pass
 
