@@ -156,3 +156,36 @@ def test_a_failure_is_told_with_its_reason_and_can_be_retried(
     expect(row).to_contain_text("Not queued")
     expect(row.get_by_role("button", name=re.compile("^Queue"))).to_be_focused()
     assert QueueEntry.objects.get(pk=entry.pk).status == EntryStatus.CANCELLED
+
+
+def test_a_long_line_shows_its_head_your_entries_and_how_many_more_wait(
+    server, new_page, make_user, make_meeting, no_dispatch, settings
+):
+    """60 of bob's waiting, then 2 of alice's: fair share puts her first one second in
+    line, and staff move her other one to the bottom (62nd). Alice's page holds the head
+    (20 places), her own entries and the count of the rest, not 62 rows, and follows the
+    line as it moves."""
+    alice, bob = make_user("alice"), make_user("bob")
+    line.entries_enqueue(owner=bob, meeting_ids=[make_meeting(bob).pk for _ in range(60)])
+    _, last = line.entries_enqueue(
+        owner=alice,
+        meeting_ids=[make_meeting(alice, "Alice's first").pk, make_meeting(alice).pk],
+    ).entries
+    line.entry_move(entry_id=last.pk, position="bottom")
+
+    page = new_page()
+    sign_in(page, server.base_url, "alice", next_path="/queue")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    rows = page.locator("#line > li")
+    expect(rows).to_have_count(21)  # the 20 places of the head, and alice's 62nd
+    expect(page.locator("#summary")).to_contain_text("62 waiting")
+    expect(page.locator("#summary")).to_contain_text("41 more waiting beyond those shown")
+    expect(page.locator("#summary")).to_contain_text("your 2 entries: places 2 and 62")
+    expect(rows.filter(has_text="Alice's first")).to_contain_text("Place 2")
+
+    # The head moves: a claim takes place 1; alice's entries move up without the rest.
+    transfers.transfer_claim_next(worker=WORKER)
+    expect(page.locator("#summary")).to_contain_text("your 2 entries: places 1 and 61")
+    expect(page.locator("#summary")).to_contain_text("40 more waiting beyond those shown")
+    expect(rows).to_have_count(21)
+    screenshot(page, "queue-long-line")
