@@ -30,6 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = Path(os.environ.get("VAR_DIR", ROOT / "var")) / "test-logs"
 
 
+# The test worker: two processes, none of the cluster chatter tests do not need.
+CELERY_WORKER = [
+    sys.executable,
+    "-m",
+    "celery",
+    "-A",
+    "fathomloom",
+    "worker",
+    "--loglevel=INFO",
+    "--concurrency=2",
+    "--without-gossip",
+    "--without-mingle",
+    "--without-heartbeat",
+]
+
+
 def database_url(settings_dict: dict) -> str:
     """DATABASE_URL naming the test database, for the processes the tests start."""
     if settings_dict["ENGINE"] == "django.db.backends.sqlite3":
@@ -172,23 +188,7 @@ def _celery_worker_process(process_env) -> Iterator[Process]:
     from fathomloom.celery import app
 
     app.control.purge()  # tasks left in the test broker by an earlier, interrupted run
-    worker = Process(
-        "celery-worker",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "fathomloom",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=2",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        process_env,
-    )
+    worker = Process("celery-worker", CELERY_WORKER, process_env)
     try:
         worker.wait_for_output(r"ready\.", timeout=60)
     except RuntimeError:

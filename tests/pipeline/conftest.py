@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
-from tests.processes import Process, wait_until_idle
+from tests.processes import CELERY_WORKER, Process, wait_until_idle
 
 # Where the RabbitMQ of this machine and CI answers (guest may only log in from loopback).
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -170,23 +169,7 @@ def broker_env(broker) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def _rabbitmq_worker_process(broker) -> Iterator[Process]:
     """A worker like the session's Redis one, consuming the private RabbitMQ vhost."""
-    worker = Process(
-        "celery-worker-rabbitmq",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "fathomloom",
-            "worker",
-            "--loglevel=INFO",
-            "--concurrency=2",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        broker.env,
-    )
+    worker = Process("celery-worker-rabbitmq", CELERY_WORKER, broker.env)
     try:
         worker.wait_for_output(r"ready\.", timeout=60)
     except RuntimeError:

@@ -36,15 +36,17 @@ def deliver(
     secret: str = SECRET,
     signature: str | None = None,
     token: str | None = None,
+    path: str = "/webhooks/fathom",
 ):
-    """POST a delivery to /webhooks/fathom, signed with `secret` unless `signature` is given."""
+    """POST a delivery to `path` (Fathom's webhook endpoint, or its download callback),
+    signed with `secret` unless `signature` is given."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     timestamp = int(time.time()) if timestamp is None else timestamp
     if signature is None:
         key = accounts.decode_webhook_secret(secret)
         signature = sign(secret=key, webhook_id=webhook_id, timestamp=timestamp, body=body)
     return Client().post(
-        f"/webhooks/fathom?account={account.webhook_token if token is None else token}",
+        f"{path}?account={account.webhook_token if token is None else token}",
         data=body,
         content_type="application/json",
         headers={

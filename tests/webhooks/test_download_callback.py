@@ -12,11 +12,10 @@ import redis
 from django.conf import settings
 from django.test import Client
 
-from queue_app import accounts, download_callbacks
+from queue_app import download_callbacks
 from queue_app.models import Meeting, WebhookDelivery
-from queue_app.webhooks import sign
 from tests.helpers import assert_error
-from tests.webhooks.conftest import SECRET
+from tests.webhooks.conftest import SECRET, deliver
 
 pytestmark = pytest.mark.django_db
 
@@ -38,20 +37,13 @@ def completed(download_id: str, recording_id: int = 1001) -> dict:
 
 
 def post(account, payload, *, webhook_id="msg_cb1", secret=SECRET, signature=None, body=None):
-    body = json.dumps(payload).encode() if body is None else body
-    timestamp = int(time.time())
-    if signature is None:
-        key = accounts.decode_webhook_secret(secret)
-        signature = sign(secret=key, webhook_id=webhook_id, timestamp=timestamp, body=body)
-    return Client().post(
-        f"{URL}?account={account.webhook_token}",
-        data=body,
-        content_type="application/json",
-        headers={
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature,
-        },
+    return deliver(
+        account,
+        payload if body is None else body,
+        webhook_id=webhook_id,
+        secret=secret,
+        signature=signature,
+        path=URL,
     )
 
 
