@@ -215,3 +215,24 @@ def login(base_url: str, username: str, password: str) -> httpx.Client:
 
 def ws_url(base_url: str, path: str = "/queue_updates") -> str:
     return base_url.replace("http://", "ws://") + path
+
+
+def start_beat(name: str, env: dict[str, str], schedule: Path) -> Process:
+    """A Celery beat process keeping its schedule in `schedule`, once it has started."""
+    beat = Process(
+        name,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "fathomloom",
+            "beat",
+            "--loglevel=INFO",
+            "--schedule",
+            str(schedule),
+        ],
+        env,
+    )
+    beat.wait_for_output(r"beat: Starting", timeout=30)
+    return beat

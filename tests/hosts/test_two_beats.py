@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import sys
 import time
 from datetime import datetime
 
 import pytest
 
-from tests.processes import Process
+from tests.processes import start_beat
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -27,26 +26,6 @@ WINDOW = 6.0
 FINISHED = re.compile(
     r"^(\S+ \S+) INFO .*Task fathomloom\.periodic\[[0-9a-f-]+\] succeeded in ([\d.e-]+)s: (\S+)"
 )
-
-
-def start_beat(name: str, env: dict[str, str], schedule) -> Process:
-    beat = Process(
-        name,
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "fathomloom",
-            "beat",
-            "--loglevel=INFO",
-            "--schedule",
-            str(schedule),
-        ],
-        env,
-    )
-    beat.wait_for_output(r"beat: Starting", timeout=30)
-    return beat
 
 
 def test_two_beats_run_the_reaper_once_a_tick(process_env, celery_worker, tmp_path):

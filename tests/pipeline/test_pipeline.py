@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -21,7 +20,7 @@ from queue_app.models import EntryStatus, QueueEntry, QueueEvent, TransferAttemp
 from queue_app.services import line
 from tests.helpers import PASSWORD
 from tests.integration.wsclient import open_socket
-from tests.processes import LOG_DIR, Process, login
+from tests.processes import LOG_DIR, Process, login, start_beat
 from tests.queue_helpers import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -36,22 +35,7 @@ def celery_beat(broker_env) -> Iterator[Process]:
     deadlock, and one started after the wait would run against the next test's rows.
     """
     schedule = LOG_DIR.parent / "test-beat-schedule"
-    beat = Process(
-        "celery-beat",
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "fathomloom",
-            "beat",
-            "--loglevel=INFO",
-            "--schedule",
-            str(schedule),
-        ],
-        broker_env,
-    )
-    beat.wait_for_output(r"beat: Starting", timeout=30)
+    beat = start_beat("celery-beat", broker_env, schedule)
     yield beat
     beat.stop()
 
