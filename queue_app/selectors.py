@@ -115,11 +115,13 @@ def active_entries() -> list[dict[str, Any]]:
     return result
 
 
-def window_entries(*, owner_id: int | None = None) -> list[dict[str, Any]]:
-    """The widest window in full (events.STAFF_HEAD_PLACES): the entries off the line
-    (running, waiting to retry), the head of the line, and `owner_id`'s entries further
-    back, each with its position (one index-backed count each). Off the line first, then
-    the line in order.
+def window_entries(
+    *, owner_id: int | None = None, places: int | None = None
+) -> list[dict[str, Any]]:
+    """A window in full (by default the widest, events.STAFF_HEAD_PLACES): the entries off
+    the line (running, waiting to retry), the first `places` of the line, and `owner_id`'s
+    entries further back, each with its position (one index-backed count each). Off the
+    line first, then the line in order.
 
     Which entries, and their positions, come from the (status, order_key) index alone;
     then their rows by primary key: a join in the first query would let the planner join
@@ -128,10 +130,11 @@ def window_entries(*, owner_id: int | None = None) -> list[dict[str, Any]]:
     off_line = list(
         QueueEntry.objects.filter(status__in=OFF_LINE_STATUSES).values_list("id", flat=True)
     )
-    head = list(queued_entries().values_list("id", "order_key")[: events.STAFF_HEAD_PLACES])
+    places = events.STAFF_HEAD_PLACES if places is None else places
+    head = list(queued_entries().values_list("id", "order_key")[:places])
     positions: dict[Any, int | None] = dict.fromkeys(off_line)
     positions.update({pk: index for index, (pk, _) in enumerate(head, start=1)})
-    if owner_id is not None and len(head) == events.STAFF_HEAD_PLACES:
+    if owner_id is not None and len(head) == places:
         positions.update(_positions_past(owner_id, head[-1][1]))
     rows = QueueEntry.objects.filter(pk__in=list(positions)).values(
         *ENTRY_COLUMNS, username_column()
@@ -236,14 +239,14 @@ def waiting_counts(seq: int) -> dict[int, int] | None:
     return counts
 
 
-def queue_snapshot(*, owner_id: int | None = None) -> dict[str, Any]:
-    """The queue's widest window in full (every entry unredacted), with `owner_id`'s
-    entries if given, and the seq of the last event it includes. For viewers:
-    snapshot_for_viewer()."""
+def queue_snapshot(*, owner_id: int | None = None, places: int | None = None) -> dict[str, Any]:
+    """The queue's window of `places` (by default the widest) in full, every entry
+    unredacted, with `owner_id`'s entries if given, and the seq of the last event it
+    includes. For viewers: snapshot_for_viewer()."""
     with transaction.atomic():
         # Locking the state row waits out any writer, so entries and seq agree.
         state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
-        entries = window_entries(owner_id=owner_id)
+        entries = window_entries(owner_id=owner_id, places=places)
     return snapshot_message(
         seq=state.last_seq,
         paused=state.paused,
@@ -256,9 +259,11 @@ def queue_snapshot(*, owner_id: int | None = None) -> dict[str, Any]:
 
 def queue_snapshot_for(user: Any) -> dict[str, Any]:
     """The queue as `user` may see it (their window: events.Viewer), with the seq of the
-    last event it includes."""
+    last event it includes. Reads only that window's rows: a non-staff viewer's head is a
+    tenth of staff's, and reading it is most of the cost."""
     viewer = Viewer.of(user)
-    return snapshot_for_viewer(queue_snapshot(owner_id=viewer.user_id), viewer)
+    snapshot = queue_snapshot(owner_id=viewer.user_id, places=viewer.head_places)
+    return snapshot_for_viewer(snapshot, viewer)
 
 
 def line_page(*, user: Any, start: int, limit: int) -> dict[str, Any]:

@@ -94,3 +94,22 @@ def test_a_shared_window_plus_ones_own_entries_is_ones_snapshot(bob, long_line):
     assert [e["id"] for e in [*shared["queue"], *own]] == [e["id"] for e in alone["queue"]]
     line.entry_cancel(entry_id=long_line[0])  # the queue moves on: that read is refused
     assert selectors.own_entries_past_head(owner_id=bob.pk, seq=shared["seq"]) is None
+
+
+def test_a_snapshot_read_for_the_viewers_window_is_the_widest_cut_to_it(
+    alice, bob, staff, make_meeting, long_line
+):
+    """GET /api/queue reads only the viewer's window (the head of 2 for non-staff); an own
+    entry inside staff's wider window but past one's own head (place 3 here) is still
+    there, as in the widest snapshot cut for that viewer."""
+    line.entry_move(entry_id=long_line[4], position=3)  # Bob's first at place 3
+    for user in (alice, bob, staff, None):
+        viewer = events.Viewer.of(user)
+        owner_id = viewer.user_id
+        widest = events.snapshot_for_viewer(selectors.queue_snapshot(owner_id=owner_id), viewer)
+        narrow = selectors.queue_snapshot_for(user)
+        assert {k: v for k, v in narrow.items() if k != "timestamp"} == {
+            k: v for k, v in widest.items() if k != "timestamp"
+        }
+    positions = [e["position"] for e in selectors.queue_snapshot_for(bob)["queue"] if e["mine"]]
+    assert positions == [3, 6, 7]
