@@ -63,6 +63,19 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 ratio <= 8,
             )
         )
+    for n in (1000, 5000):  # issue 14: at most twice the bare broadcast, median
+        ours_n = fanout_row(rows, "ours, 1 daphne", n)
+        bare_n = fanout_row(rows, "bare", n)
+        if ours_n and bare_n and "PubSub" not in ours_n["server"]:
+            ratio = ours_n["ms"]["median"] / bare_n["ms"]["median"]
+            out.append(
+                (
+                    f"fan-out to {n:,}: median <= 2x bare websockets (`websockets.broadcast`)",
+                    f"{_ms(ours_n['ms']['median'])} / {_ms(bare_n['ms']['median'])} ms"
+                    f" = {ratio:.1f}x",
+                    ratio <= 2,
+                )
+            )
     if ours and seed:
         speedup = seed["ms"]["median"] / ours["ms"]["median"]
         out.append(
