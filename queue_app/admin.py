@@ -301,12 +301,10 @@ class QueueChangeList(ChangeList):
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)
         self.result_list = list(self.result_list)
-        if any(entry.status == EntryStatus.QUEUED for entry in self.result_list):
-            # Positions are derived: one window query over the line (entry_positions), never a
-            # query per row, and global, so a filtered or searched list still shows true places.
-            positions = selectors.entry_positions()
-        else:
-            positions = {}
+        # Positions are derived from the page's order keys (selectors.positions_of: a count
+        # and an index walk, never a query per row nor the whole line), and global, so a
+        # filtered or searched list still shows true places.
+        positions = selectors.positions_of(self.result_list)
         for entry in self.result_list:
             entry.line_position = positions.get(entry.pk)
 

@@ -7,6 +7,7 @@ order. Running and retrying entries have no position.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 from uuid import UUID
@@ -284,6 +285,16 @@ def line_page(*, user: Any, start: int, limit: int) -> dict[str, Any]:
     return {"seq": state.last_seq, "waiting": state.waiting, "start": start, "results": results}
 
 
+def positions_of(entries: Iterable[QueueEntry]) -> dict[Any, int]:
+    """The positions of the queued ones among `entries`, by id: positions_of_keys() of
+    their order keys (a count and an index walk between them, not the whole line)."""
+    queued = [entry for entry in entries if entry.status == EntryStatus.QUEUED]
+    if not queued:
+        return {}
+    places = positions_of_keys([entry.order_key for entry in queued])
+    return {entry.pk: places[entry.order_key] for entry in queued}
+
+
 def positions_of_keys(keys: list[int]) -> dict[int, int]:
     """The positions that queued entries with these order keys have (or would have, for
     keys not in the line yet, counted as in it): one count of the line ahead of the
@@ -355,10 +366,13 @@ def entries_detail_for(
     *, user: Any, entries: list[QueueEntry], positions: dict[Any, int | None] | None = None
 ) -> list[dict[str, Any]]:
     """Entries as `user` sees them, with positions and ETAs, in a fixed number of queries
-    (a bulk of 2,000 would otherwise count the line 2,000 times)."""
+    whatever the line's length (a bulk of 2,000 would otherwise count the line 2,000
+    times): the queued ones' positions from their keys (positions_of_keys), the ETAs by
+    place (estimates.PlaceEstimates, as the windows carry them; GET /api/estimates plays
+    the line forward for the viewer's own)."""
     if positions is None:
-        positions = entry_positions()
-    line = estimates.line_estimates()
+        positions = positions_of(entries)
+    line = estimates.place_estimates()
     viewer = Viewer.of(user)
     return [
         entry_for_viewer(_payload_with_eta(entry_row(entry), positions.get(entry.pk), line), viewer)
@@ -461,7 +475,7 @@ def latest_entries_of(*, user: Any, meeting_ids: list[int]) -> dict[int, dict[st
         latest.setdefault(entry.meeting_id, entry)
     if not latest:
         return {}
-    positions = entry_positions()
+    positions = positions_of(latest.values())
     viewer = Viewer.of(user)
     return {
         meeting_id: entry_for_viewer(

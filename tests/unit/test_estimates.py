@@ -213,3 +213,47 @@ def test_the_model_falls_back_to_the_median_without_sizes():
     # Longer meetings never predicted faster: a negative slope falls back too.
     inverse = estimates.fit([(size, 100 - size / 100) for size in range(600, 6000, 600)])
     assert inverse.rate is None
+
+
+def test_requests_between_two_changes_share_one_play_forward(
+    clock, alice, bob, staff, make_meeting, monkeypatch
+):
+    """GET /api/estimates after an event comes from many pages at once: the first plays
+    the line forward, the next within REUSE_SECONDS take it aged by the clock, exactly
+    what a new play-forward gives; a change of the line plays it again."""
+    fleet = Fleet(clock, random.Random(3))
+    enqueue(make_meeting, alice, [600] * 3)
+    fleet.run_until_idle()
+    mine = enqueue(make_meeting, alice, [900] * 4)
+    theirs = enqueue(make_meeting, bob, [300] * 2)
+    fleet.fill()  # three run, the rest wait
+    reads = []
+    monkeypatch.setattr(
+        estimates,
+        "active_jobs",
+        lambda now, real=estimates.active_jobs: reads.append(now) or real(now),
+    )
+
+    first = estimates.estimates_for(user=alice)
+    clock.advance_to(clock.now + timedelta(seconds=1.5))
+    later = estimates.estimates_for(user=alice)
+
+    assert len(reads) == 1  # the second request read no line
+    assert later == estimates.estimates_for(user=alice, now=clock.now)
+    fresh = estimates.line_estimates()  # a play-forward of its own, at the same moment
+    assert {e["id"]: e["eta_seconds"] for e in later["entries"]} == {
+        str(pk): round(fresh.estimates[pk].done_in) for pk in (e.pk for e in mine)
+    }
+    assert {e["id"] for e in first["entries"]} == {str(e.pk) for e in mine}  # own only
+    assert {e["id"] for e in estimates.estimates_for(user=staff)["entries"]} == {
+        str(e.pk) for e in [*mine, *theirs]
+    }
+
+    assert len(reads) == 2  # the requests none more; `fresh` one
+
+    line.entry_move(entry_id=theirs[-1].pk, position=1)  # the line changed: read it again
+    estimates.estimates_for(user=alice)
+    assert len(reads) == 3
+    clock.advance_to(clock.now + timedelta(seconds=estimates.REUSE_SECONDS + 1))
+    estimates.estimates_for(user=alice)  # too old to age: read again
+    assert len(reads) == 4
