@@ -78,9 +78,10 @@ def scenario_restart(
     log: Any,
     redis_flush: Any,
 ) -> dict[str, Any]:
-    """`n` sockets on one daphne; daphne is stopped (a deploy), one queue event commits
-    while it is down, and a new daphne starts on the same port. Every client reconnects
-    with ?last_seq= (wsclient's resume mode, as live.js does). Over when every socket
+    """`n` sockets on one daphne; daphne is stopped (a deploy: SIGTERM, and it closes every
+    socket with 1012), one queue event commits while it is down, and a new daphne starts
+    on the same port. Every client reconnects with ?last_seq= (wsclient's resume mode,
+    with live.js' rule after 1012). Over when every socket
     holds the event missed during the restart; no gap when no socket saw a hole in its
     seqs, and a live event after it reaches every socket too."""
     from bench.common import LOG_DIR, ROOT

@@ -271,10 +271,12 @@ def connect_section(results: dict[str, Any]) -> list[str]:
     if restarts:
         out += [
             "",
-            "A restart: the largest N connected, daphne stopped (SIGTERM), one queue event",
-            "committed while none runs, a new daphne on the same port; every client",
-            "reconnects with `?last_seq=` (jittered, backing off in 0.1 s steps). Over when",
-            "every socket holds the missed event; then one more event, live.",
+            "A restart: the largest N connected, daphne stopped (SIGTERM: it closes every",
+            "socket with 1012), one queue event committed while none runs, a new daphne on",
+            "the same port; every client reconnects with `?last_seq=` as live.js does after",
+            "1012 (within 250 ms, then 250 ms doubling to 2 s while refused). Over when",
+            "every socket holds the missed event; then one more event, live. daphne start:",
+            "until `/healthz` answers, which queues behind the first resumes.",
             "",
             "| run | N | over s, from the stop | from the new daphne up | daphne stop s"
             " | daphne start s | resumed with the missed event | got the next | gaps |",

@@ -36,6 +36,14 @@ from typing import Any
 SEQ = re.compile(rb'"seq": ?(\d+)')
 CONNECT_CONCURRENCY = 48
 CONNECT_ATTEMPTS = 8
+# After close code 1012 (service restart), as live.js: back at a random moment within
+# RESTART_DELAY, then RESTART_DELAY doubling to RESTART_MAX_DELAY (+ up to 20%) until the
+# next server answers (docs/protocol.md).
+SERVICE_RESTART = 1012
+RESTART_DELAY = 0.25
+RESTART_MAX_DELAY = 2.0
+# ... for a socket that got a message after its snapshot or was open this long (live.js).
+SETTLED = 1.0
 
 
 class Recorder:
@@ -107,6 +115,8 @@ class Socket(asyncio.Protocol):
         self.snapshot: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.fragments: list[bytes] = []
         self.counted = False
+        self.close_code: int | None = None
+        self.opened_at: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -134,6 +144,7 @@ class Socket(asyncio.Protocol):
                 return
             del buffer[: end + 4]
             self.upgraded = True
+            self.opened_at = time.monotonic()
             if self.resumed and not self.snapshot.done():
                 self.snapshot.set_result(True)  # nothing to skip: every message counts
         while len(buffer) >= 2:
@@ -165,6 +176,7 @@ class Socket(asyncio.Protocol):
             return
         if opcode == 0x8:
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            self.close_code = code
             self.recorder.close_codes[code] += 1
             self.transport.close()
             return
@@ -210,7 +222,10 @@ class Client:
         last_seq: int | None = None,
         attempts: int = CONNECT_ATTEMPTS,
         delay: float = 0.2,
+        max_delay: float | None = None,
     ) -> bool:
+        """Open one socket, retrying: `delay` growing by itself each attempt (with jitter
+        of +-50%), or, with `max_delay`, doubling up to it (+ up to 20%, as live.js)."""
         loop = asyncio.get_running_loop()
         key = base64.b64encode(os.urandom(16)).decode()
         target = path
@@ -225,7 +240,9 @@ class Client:
         def lost(sock: Socket) -> None:
             self.recorder.reconnects += 1
             self.sockets.remove(sock)
-            task = loop.create_task(self.reopen(port, path, sock.last_seq))
+            settled = sock.opened_at is not None and time.monotonic() - sock.opened_at >= SETTLED
+            restart = sock.close_code == SERVICE_RESTART and settled
+            task = loop.create_task(self.reopen(port, path, sock.last_seq, restart=restart))
             self.reopening.add(task)
             task.add_done_callback(self.reopening.discard)
 
@@ -243,12 +260,31 @@ class Client:
                 self.recorder.open += 1
                 self.sockets.append(sock)
                 return True
-            await asyncio.sleep(delay * (attempt + 1) * (0.5 + random.random()))
+            if max_delay is None:
+                await asyncio.sleep(delay * (attempt + 1) * (0.5 + random.random()))
+            else:
+                wait = min(delay * 2**attempt, max_delay)
+                await asyncio.sleep(wait * (1 + 0.2 * random.random()))
         return False
 
-    async def reopen(self, port: int, path: str, last_seq: int | None) -> None:
-        """A dropped socket comes back with ?last_seq=, as live.js does: a first try after
-        a short jittered wait, then backing off (0.1 s steps, capped by the attempts)."""
+    async def reopen(
+        self, port: int, path: str, last_seq: int | None, *, restart: bool = False
+    ) -> None:
+        """A dropped socket comes back with ?last_seq=, as live.js does. Closed with 1012
+        (the server is restarting): live.js' rule for it (RESTART_DELAY). Otherwise a
+        first try after a short jittered wait, then backing off in 0.1 s steps."""
+        if restart:
+            await asyncio.sleep(RESTART_DELAY * random.random())
+            await self.open_one(
+                port,
+                path,
+                self.reopen_limit,
+                last_seq,
+                attempts=60,
+                delay=RESTART_DELAY,
+                max_delay=RESTART_MAX_DELAY,
+            )
+            return
         await asyncio.sleep(0.05 * random.random())
         await self.open_one(port, path, self.reopen_limit, last_seq, attempts=60, delay=0.1)
 

@@ -14,6 +14,20 @@ from pathlib import Path
 import httpx
 
 DAPHNE_APP = "fathomloom.asgi:application"
+# How daphne runs in production (Procfile, docs/deployment.md), so that tests and the
+# benchmarks run it the same way:
+# - `-v 0`: no access log. daphne writes three lines a WebSocket (connecting, connected,
+#   disconnected) to stdout, a system call each, on the event loop every socket waits on;
+#   the proxy in front keeps the access log (docs/deployment.md).
+# - a listen backlog of 1,024 instead of Twisted's 50: a burst of clients (a reconnect
+#   storm after a restart) overflowed 50, and each dropped SYN costs its client a 1 s
+#   retransmission (bench/notes.md, issue 14). The kernel caps it at net.core.somaxconn.
+DAPHNE_BACKLOG = 1024
+
+
+def daphne_options(host: str, port: int) -> list[str]:
+    """daphne's command-line options for listening on host:port, as production runs it."""
+    return ["-v", "0", "-e", f"tcp:port={port}:interface={host}:backlog={DAPHNE_BACKLOG}"]
 
 
 def free_port() -> int:
@@ -113,7 +127,7 @@ def start_daphne(
     port = port or free_port()
     process = LoggedProcess(
         name,
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), *options, app],
+        [sys.executable, "-m", "daphne", *daphne_options("127.0.0.1", port), *options, app],
         env,
         log_dir=log_dir,
         cwd=cwd,

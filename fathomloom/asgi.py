@@ -16,7 +16,9 @@ from realtime.auth import (  # noqa: E402
     QueryTokenAuthMiddleware,
     SessionAuthMiddleware,
     SessionCookieGuard,
+    TokenOrSession,
 )
+from realtime.daphne_io import quiet_autobahn_debug_lines, tune_gc_under_daphne  # noqa: E402
 from realtime.origin import OriginGuard  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
@@ -27,22 +29,31 @@ if settings.DEBUG:
 
     http_app = ASGIStaticFilesHandler(django_asgi_app)
 
+# Under daphne, autobahn without formatting debug lines that are not logged
+# (realtime/daphne_io.py; bench/notes.md, issue 14).
+quiet_autobahn_debug_lines()
+
+sockets = URLRouter(websocket_urlpatterns)
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        # Channels' AuthMiddlewareStack, taken apart to check the session cookie's shape
-        # before the session is looked up (realtime/auth.py); the Origin first of all
-        # (realtime/origin.py).
+        # The Origin first of all (realtime/origin.py). Then `?token=` sockets go straight
+        # to their authentication; the others through Channels' AuthMiddlewareStack, taken
+        # apart to check the session cookie's shape before the session is looked up
+        # (realtime/auth.py).
         "websocket": OriginGuard(
-            CookieMiddleware(
-                SessionCookieGuard(
-                    SessionMiddleware(
-                        SessionAuthMiddleware(
-                            QueryTokenAuthMiddleware(URLRouter(websocket_urlpatterns))
-                        )
+            TokenOrSession(
+                token_app=QueryTokenAuthMiddleware(sockets),
+                session_app=CookieMiddleware(
+                    SessionCookieGuard(
+                        SessionMiddleware(SessionAuthMiddleware(QueryTokenAuthMiddleware(sockets)))
                     )
-                )
+                ),
             )
         ),
     }
 )
+
+# Last, with everything loaded: under daphne, the garbage collector leaves the start-up's
+# objects alone and runs full collections rarely (realtime/daphne_io.py).
+tune_gc_under_daphne()

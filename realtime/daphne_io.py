@@ -6,6 +6,12 @@ SocketWriter per socket (SocketWriter.from_send), of the class that fits its ser
 RawSocketWriter (daphne over plain TCP, the usual case), TwistedWriter (daphne over TLS),
 or SocketWriter itself (another ASGI server: its own send).
 
+Also here, because they reach into daphne, Twisted or autobahn: closing every socket
+with 1012 when daphne is told to stop (on_daphne_shutdown, SocketWriter.close_for_restart),
+the garbage collector's thresholds (tune_gc_under_daphne) and autobahn's unlogged
+debug lines (quiet_autobahn_debug_lines). All are tested in
+tests/unit/test_daphne_io.py and measured in bench/notes.md (issue 14).
+
 Why not daphne's own send: through it (handle_reply, autobahn's sendMessage, Twisted's
 write buffer and two epoll changes) a message cost ~110 us of CPU at 1,000 sockets; a
 frame built once per audience (realtime.hub.websocket_frame) and written straight to the
@@ -16,9 +22,18 @@ message: a plain method, not a coroutine, with no attribute look-up it does not 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import gc
+import logging
+import os
+import pprint
 import socket
-from collections.abc import Awaitable
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def _server_send(send: Any) -> Any:
@@ -96,6 +111,11 @@ class SocketWriter:
     def abort_later(self, seconds: float) -> None:
         """Drop the connection, and whatever is still buffered for it, in `seconds`."""
 
+    def close_for_restart(self, frame: bytes, code: int) -> Awaitable[None] | None:
+        """The server is stopping: close with `code` (`frame`, the same as a close frame).
+        Here, through the server's own ASGI send."""
+        return self.send({"type": "websocket.close", "code": code})
+
 
 class TwistedWriter(SocketWriter):
     """daphne over a transport without a plain socket under it (TLS, a test double): the
@@ -126,6 +146,14 @@ class TwistedWriter(SocketWriter):
     def abort_later(self, seconds: float) -> None:
         if hasattr(self.transport, "abortConnection"):
             asyncio.get_running_loop().call_later(seconds, self.transport.abortConnection)
+
+    def close_for_restart(self, frame: bytes, code: int) -> Awaitable[None] | None:
+        """autobahn's closing handshake, after whatever is still buffered; daphne's own
+        shutdown then drops the connection."""
+        protocol = self.protocol
+        if protocol.state == protocol.STATE_OPEN and not self.transport.disconnecting:
+            protocol.sendClose(code=code)
+        return None
 
 
 class RawSocketWriter(TwistedWriter):
@@ -163,6 +191,40 @@ class RawSocketWriter(TwistedWriter):
             transport.write(frame[sent:] if sent else frame)
         return None
 
+    def close_for_restart(self, frame: bytes, code: int) -> Awaitable[None] | None:
+        """The close frame straight to the socket, then FIN, and the connection out of
+        Twisted's hands, so that daphne's shutdown skips it.
+
+        daphne's own way (cancel the application, then Twisted's connectionLost for each
+        connection: autobahn's and daphne's close handling, the access log line, the
+        consumer's disconnect) cost ~0.3 ms a socket, 2.3-2.5 s of the stop with 5,000
+        open, and the clients only learnt of it when the TCP connection went (1006). The
+        client replies with its own close frame, or just closes; the process exits soon
+        after and the kernel closes the descriptor. A socket with bytes still buffered in
+        Twisted takes the slow way, behind them (a frame must not cut into another)."""
+        protocol = self.protocol
+        transport = self.transport
+        if protocol.state != protocol.STATE_OPEN or transport.disconnecting:
+            return None
+        if self.backlog() == 0:
+            try:
+                sent = self.raw_socket.send(frame)
+            except OSError:
+                sent = -1  # gone, or (unlikely with nothing queued) a full send buffer
+            if sent == len(frame):
+                transport.reactor.removeReader(transport)
+                transport.reactor.removeWriter(transport)
+                with contextlib.suppress(OSError):
+                    self.raw_socket.shutdown(socket.SHUT_WR)
+                protocol.state = protocol.STATE_CLOSED
+                return None
+            if sent > 0:  # part of the frame went out: the rest must follow it
+                transport.write(frame[sent:])
+                transport.loseConnection()
+                protocol.state = protocol.STATE_CLOSED
+                return None
+        return super().close_for_restart(frame, code)
+
 
 def is_closing(writer: SocketWriter | None) -> bool:
     """Under daphne, whether autobahn has begun or finished closing the socket."""
@@ -185,3 +247,208 @@ def close_on_bad_frames(writer: SocketWriter, *, max_bytes: int) -> None:
     protocol.failByDrop = False
     protocol.maxMessagePayloadSize = max_bytes
     protocol.maxFramePayloadSize = max_bytes
+
+
+# --- daphne's stop ---------------------------------------------------------------------------
+
+
+def _daphne_reactor() -> Any:
+    """Twisted's reactor when this process is daphne's (its asyncio reactor running the
+    current event loop); None under another server or in tests without daphne."""
+    reactor = sys.modules.get("twisted.internet.reactor")
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return reactor if loop is running else None
+
+
+def stop_listening(reactor: Any) -> int:
+    """Close the listening TCP ports now: a client reconnecting while this process stops
+    is refused at once (and retries for the next daphne) rather than accepted by a server
+    that is about to drop it. Returns how many were closed."""
+    from twisted.internet import tcp
+
+    ports = [reader for reader in reactor.getReaders() if isinstance(reader, tcp.Port)]
+    for port in ports:
+        port.stopListening()
+    return len(ports)
+
+
+def exit_without_teardown() -> None:
+    """The last step of a daphne that closed its sockets for a restart: run the other
+    exit handlers (logging's flush among them), flush stdout and stderr, and end the
+    process without the interpreter's teardown.
+
+    Registered with atexit when the stop begins, so it runs after daphne's own shutdown
+    and after the database thread has finished its work (concurrent.futures joins its
+    threads before atexit runs), first among the exit handlers, which it runs itself.
+    What it skips is freeing every object one by one and a close() per socket: with
+    5,000 sockets ~1.5 s of the stop (strace, bench/notes.md). Open connections to
+    PostgreSQL and Redis are closed by the kernel with the process, as on a crash; no
+    transaction is open by then (the thread that runs them has finished)."""
+    atexit.unregister(exit_without_teardown)
+    try:
+        atexit._run_exitfuncs()  # the others, newest first, as the interpreter would
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            # A closed or broken pipe: nothing more to say anyway.
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(0)
+
+
+def on_daphne_shutdown(close_all: Callable[[], int]) -> bool:
+    """Under daphne, call `close_all` as soon as daphne is told to stop (SIGTERM, SIGINT),
+    after its listening ports are closed and before daphne cancels the applications and
+    Twisted drops every connection. `close_all` returns how many sockets it closed; the
+    process then ends without the interpreter's teardown (exit_without_teardown).
+    Returns False when this process is not daphne's."""
+    reactor = _daphne_reactor()
+    if reactor is None:
+        return False
+
+    def before_shutdown() -> None:
+        try:
+            ports = stop_listening(reactor)
+            closed = close_all()
+        except Exception:  # the stop must go on whatever happens here
+            logger.exception("closing the sockets for the restart failed")
+            return
+        logger.warning(
+            "stopping: closed %s listening port(s) and %s socket(s) with 1012", ports, closed
+        )
+        atexit.register(exit_without_teardown)
+
+    # A "before" trigger added after daphne's own (kill_all_applications) still runs in
+    # the same pass, before any application task has seen its cancellation.
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+    return True
+
+
+# --- the garbage collector ----------------------------------------------------------------
+
+# Full collections only after 100 collections of the middle generation (Python's default is
+# 10): ~700,000 objects allocated and kept, rather than every ~70,000.
+GC_THRESHOLDS = (700, 10, 100)
+
+
+def tune_gc_under_daphne() -> bool:
+    """Under daphne's command line (loading the application), keep the cyclic garbage
+    collector's full collections off the path of connecting sockets. Returns whether it
+    did.
+
+    Each socket keeps ~60 objects (Twisted's and autobahn's protocol, daphne's scope and
+    queue, the ASGI task, the consumer), and Python's default thresholds ran a full
+    collection every ~70,000 objects kept, each walking every object of the process, the
+    ~300,000 of Django and the other imports included: 7 of them, 1.7 s of the event
+    loop (~250 ms each), while 5,000 sockets connected. gc.freeze() moves what the
+    start-up made out of the collector's sight, and a full collection comes after
+    ~700,000 objects kept instead: none while 5,000 connect, 0.6 s of collections
+    in all instead of 2.2 s (bench/notes.md). Garbage in reference cycles is still
+    collected, by the young generations' collections or, later, the full ones."""
+    # daphne.server (imported by its Django app) installs the reactor in every Django
+    # process; daphne.cli only where daphne's command line runs.
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if "daphne.cli" not in sys.modules or getattr(reactor, "_asyncioEventloop", None) is None:
+        return False
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    return True
+
+
+# --- autobahn's handshake ---------------------------------------------------------------------
+
+
+class _FormattedWhenLogged:
+    """`render(value, *args)`, made only when a log line is actually formatted."""
+
+    __slots__ = ("args", "render", "value")
+
+    def __init__(self, render: Callable[..., str], value: Any, args: tuple[Any, ...] = ()):
+        self.render = render
+        self.value = value
+        self.args = args
+
+    def __str__(self) -> str:
+        return self.render(self.value, *self.args)
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+# autobahn's modules that highlight debug-line arguments (click.style) before the call,
+# and the helpers they use only for that (tests/unit/test_daphne_io.py checks it).
+AUTOBAHN_HIGHLIGHTING = {
+    "autobahn.websocket.protocol": ("hltype", "hlval"),
+    "autobahn.twisted.websocket": ("hltype", "hlval"),
+}
+
+
+def _when_logged(render: Callable[..., str]) -> Callable[..., Any]:
+    def deferred(value: Any, *args: Any) -> _FormattedWhenLogged:
+        return _FormattedWhenLogged(render, value, args)
+
+    deferred.fathomloom_patch = True  # type: ignore[attr-defined]
+    return deferred
+
+
+def quiet_autobahn_debug_lines() -> bool:
+    """Stop autobahn formatting arguments for debug lines that are not logged.
+
+    autobahn builds its debug lines' arguments before the call, whether or not the line
+    is logged (daphne below verbosity 2 logs none of them): on every connection it
+    pretty-prints its ~40 protocol settings (`pformat(configAttrLog)` in
+    WebSocketProtocol._connectionMade) and highlights names and values for the terminal
+    (`hltype`, `hlval`: click.style) on every connect, data read and send. That was
+    4-17% of daphne's time while sockets connect, and ~3% after (bench/notes.md). Here
+    autobahn's modules get stand-ins that render the same text when a line is logged:
+    - `hltype` and `hlval` of the modules in AUTOBAHN_HIGHLIGHTING, which use them only
+      as debug-line arguments;
+    - their `pformat` returns a stand-in for the call from _connectionMade only; every
+      other caller gets pprint.pformat's string.
+    Idempotent; changes nothing and returns False if autobahn is not what this was
+    written against."""
+    import importlib
+
+    try:
+        modules = {name: importlib.import_module(name) for name in AUTOBAHN_HIGHLIGHTING}
+        from autobahn import util
+        from autobahn.websocket import protocol
+    except ImportError:
+        return False
+    connection_made = getattr(protocol.WebSocketProtocol, "_connectionMade", None)
+    code = getattr(connection_made, "__code__", None)
+    current = getattr(protocol, "pformat", None)
+    patched = getattr(current, "fathomloom_patch", False)
+    expected = all(
+        getattr(module, helper, None) in (getattr(util, helper, None),)
+        or getattr(getattr(module, helper, None), "fathomloom_patch", False)
+        for name, module in modules.items()
+        for helper in AUTOBAHN_HIGHLIGHTING[name]
+    )
+    if not expected or code is None or "pformat" not in code.co_names:
+        logger.warning("autobahn was not patched: not the version it was written for")
+        return False
+    if not patched and current is not pprint.pformat:
+        logger.warning("autobahn was not patched: its pformat is not pprint's")
+        return False
+    for name, module in modules.items():
+        for helper in AUTOBAHN_HIGHLIGHTING[name]:
+            original = getattr(util, helper)
+            if getattr(module, helper) is original:
+                setattr(module, helper, _when_logged(original))
+    if patched:
+        return True
+
+    def pformat(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if not args and not kwargs and sys._getframe(1).f_code is code:
+            return _FormattedWhenLogged(pprint.pformat, value)
+        return pprint.pformat(value, *args, **kwargs)
+
+    pformat.fathomloom_patch = True  # type: ignore[attr-defined]
+    protocol.pformat = pformat
+    return True

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime import metrics, queue_feed
+from realtime import daphne_io, metrics, queue_feed
 from realtime.batching import batcher
 from realtime.publisher import HUB_GROUPS
 from realtime.queue_feed import (
@@ -113,6 +113,10 @@ class Subscriber(Protocol):
         """The event log went back: close, so the client resumes and gets a fresh snapshot."""
         ...
 
+    def close_for_restart(self) -> Awaitable[None] | None:
+        """The server is stopping: close with 1012 at once, so the client resumes."""
+        ...
+
 
 def websocket_frame(text: str) -> bytes:
     """`text` as one unmasked, final WebSocket text frame (RFC 6455 5.2), as servers send."""
@@ -160,6 +164,8 @@ class Hub:
         self._replayed: dict[int, tuple[dict[str, Any], set[str], dict[tuple, str]]] = {}
         # Replays by (last_seq, limit): the read, when it began.
         self._replays: dict[tuple[int, int], tuple[asyncio.Task, float]] = {}
+        # Whether daphne's stop closes this hub's sockets first (close_for_restart).
+        self._closes_on_shutdown = False
 
     async def register(self, subscriber: Subscriber, timeout: float = 10.0) -> None:
         """Add a socket once the hub is subscribed; raises TimeoutError if it cannot be.
@@ -169,7 +175,11 @@ class Hub:
         """
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="queue-hub")
-        await asyncio.wait_for(self._ready.wait(), timeout)
+            if not self._closes_on_shutdown:
+                self._closes_on_shutdown = daphne_io.on_daphne_shutdown(self.close_for_restart)
+        if not self._ready.is_set():
+            # wait_for makes a task and a timer: only while the hub is not subscribed yet.
+            await asyncio.wait_for(self._ready.wait(), timeout)
         self.add(subscriber)
 
     def add(self, subscriber: Subscriber) -> None:
@@ -388,6 +398,30 @@ class Hub:
         if stale:
             asyncio.get_running_loop().create_task(_each(stale, lambda s: s.reset()))
 
+    def close_for_restart(self) -> int:
+        """The server is stopping (daphne got SIGTERM): close every socket with 1012
+        (service restart) now, before daphne's own, slower shutdown, so that clients resume
+        with ?last_seq= from the next server at once (docs/protocol.md). Synchronous: it
+        runs in Twisted's shutdown trigger. Returns how many sockets were closed."""
+        closing = list(self.subscribers)
+        self.subscribers.clear()
+        self.by_viewer.clear()
+        self.viewers_of_user.clear()
+        self.staff_viewers.clear()
+        metrics.connections(0)
+        waiting = []
+        for subscriber in closing:
+            try:
+                result = subscriber.close_for_restart()
+            except Exception:  # one broken socket must not keep the others open
+                logger.exception("closing a socket for the restart failed")
+                continue
+            if result is not None:
+                waiting.append(result)
+        if waiting:  # only under another server than daphne (its ASGI close)
+            asyncio.get_running_loop().create_task(_await_all(waiting))
+        return len(closing)
+
     def unregister(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
         metrics.connections(len(self.subscribers))
@@ -531,6 +565,10 @@ async def _each(subscribers: Iterable[Subscriber], call: Any) -> None:
                 await waiting
         except Exception:  # one broken socket must not stop the others
             logger.exception("delivering to a socket failed")
+
+
+async def _await_all(waiting: list[Awaitable[None]]) -> None:
+    await asyncio.gather(*waiting, return_exceptions=True)
 
 
 _hubs: dict[int, Hub] = {}

@@ -348,3 +348,40 @@ def test_a_client_that_stops_reading_is_dropped_without_delaying_others(
             assert rest == list(range(last_seen + 1, snapshot_seq + 401))
     finally:
         process.stop()
+
+
+def test_a_stopping_daphne_closes_its_sockets_with_1012_and_they_resume_on_the_next(
+    process_env, people, make_meeting
+):
+    """SIGTERM: every socket gets a close frame with 1012 (service restart) at once, not
+    a dropped connection when daphne's own shutdown gets to it, and the process ends
+    promptly with status 0. The client then resumes on the next daphne without a gap."""
+    alice, _bob, _admin = people
+    meeting = make_meeting(alice, "Restart")
+    token = Token.objects.create(user=alice).key
+    process, base_url = start_daphne(process_env, name="daphne-stopping")
+    try:
+        sockets = [open_socket(base_url, query=f"?token={token}") for _ in range(3)]
+        seq = max(s.recv()["seq"] for s in sockets)
+        session = login(base_url, "alice", PASSWORD)
+        with open_socket(base_url, session=session) as by_cookie:
+            assert by_cookie.recv()["type"] == "QueueSnapshot"
+            started = time.monotonic()
+            process.popen.terminate()
+            codes = [s.close_code(timeout=5) for s in [*sockets, by_cookie]]
+            closed_after = time.monotonic() - started
+            assert process.popen.wait(timeout=10) == 0
+        assert codes == [1012] * 4
+        assert closed_after < 3, "the close frames go out before daphne's own shutdown"
+        assert any("with 1012" in line for line in process.output)
+    finally:
+        process.stop()
+    entry = line.entry_enqueue(meeting=meeting)  # while no daphne runs
+    process, base_url = start_daphne(process_env, name="daphne-started")
+    try:
+        with open_socket(base_url, query=f"?token={token}&last_seq={seq}") as resumed:
+            missed = resumed.recv()
+            assert missed["type"] == "QueueUpdate" and missed["seq"] == seq + 1
+            assert str(entry.id) in json.dumps(missed)
+    finally:
+        process.stop()

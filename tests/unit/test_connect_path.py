@@ -264,3 +264,44 @@ def test_a_replayed_event_is_each_viewers_copy_encoded_once_per_audience():
         assert json.loads(text) == json.loads(json.dumps(event_for_viewer(event, viewer)))
     assert texts[Viewer(user_id=6)] is texts[Viewer(user_id=7)] is texts[Viewer(None)]
     assert texts[Viewer(user_id=5)] != texts[Viewer(user_id=6)]
+
+
+def test_token_sockets_skip_the_session_layers_and_others_go_through_them():
+    seen: list[str] = []
+
+    async def token_app(scope, receive, send) -> None:
+        seen.append("token")
+
+    async def session_app(scope, receive, send) -> None:
+        seen.append("session")
+
+    router = auth.TokenOrSession(token_app=token_app, session_app=session_app)
+
+    def route(query: bytes) -> str:
+        seen.clear()
+        asyncio.run(router({"type": "websocket", "query_string": query}, None, None))
+        return seen[0]
+
+    assert route(b"token=abc") == route(b"last_seq=3&token=abc") == "token"
+    # No token, an empty one (parse_qs drops it) or "token" elsewhere: the session stack,
+    # which reads the session's user as before.
+    for query in (b"", b"token=", b"tokens=1", b"x=token", b"last_seq=1"):
+        assert route(query) == "session", query
+
+
+def test_a_subscribed_hub_takes_a_socket_without_waiting(monkeypatch):
+    hub = Hub()
+
+    async def register() -> None:
+        hub._task = asyncio.get_running_loop().create_future()  # "running"
+        hub._ready.set()
+
+        def no_wait(*args, **kwargs):
+            raise AssertionError("no wait_for once the hub is subscribed")
+
+        monkeypatch.setattr(hub_module.asyncio, "wait_for", no_wait)
+        socket = Socket(Viewer(user_id=1))
+        await hub.register(socket)
+        assert socket in hub.subscribers
+
+    asyncio.run(register())

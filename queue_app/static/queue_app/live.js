@@ -10,6 +10,16 @@
   const FINISHED = new Set(["completed", "failed", "cancelled"]);
   const FIRST_DELAY_MS = 1000;
   const MAX_DELAY_MS = 30000;
+  // Close code 1012 (service restart): the server said it is restarting, so come back at
+  // once, each page at a random moment within RESTART_DELAY_MS, then retry quickly (doubling
+  // to RESTART_MAX_DELAY_MS) while the next server starts. docs/protocol.md.
+  const SERVICE_RESTART = 1012;
+  const RESTART_DELAY_MS = 250;
+  const RESTART_MAX_DELAY_MS = 2000;
+  // ... if the closed socket had been in use: it got a message or was open this long (a
+  // resumed socket with nothing missed gets no message). One accepted and closed at once
+  // backs off as usual, so that no server can make a page loop fast.
+  const SETTLED_MS = 1000;
   // Idle connections through proxies are often cut after 30-60 s of silence.
   const PING_EVERY_MS = 25000;
   const STEADY_MS = 5000;
@@ -97,6 +107,7 @@
       this.onState = onState || (() => {});
       this.onConnection = onConnection || (() => {});
       this.delay = FIRST_DELAY_MS;
+      this.maxDelay = MAX_DELAY_MS;
       this.socket = null;
       this.retryTimer = null;
       this.pingTimer = null;
@@ -124,19 +135,22 @@
       const socket = new WebSocket(url);
       this.socket = socket;
       socket.onopen = () => {
+        socket.openedAt = Date.now();
         // A socket that stays up a while resets the backoff, even if nothing happened to be
         // sent on it; one that is accepted and closed at once (1013) does not.
         clearTimeout(this.steadyTimer);
         this.steadyTimer = setTimeout(() => {
-          if (this.socket === socket) this.delay = FIRST_DELAY_MS;
+          if (this.socket === socket) this.resetBackoff();
         }, STEADY_MS);
         this.everOpen = true;
         this.resumeAsked = null;
         this.onConnection("live", {});
         this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_EVERY_MS);
       };
+      socket.answered = false;
       socket.onmessage = (event) => {
-        this.delay = FIRST_DELAY_MS;
+        socket.answered = true;
+        this.resetBackoff(); // the server answers: the next drop starts low again
         this.receive(JSON.parse(event.data));
       };
       socket.onclose = (event) => this.closed(socket, event);
@@ -192,13 +206,28 @@
         this.onConnection("refused", {});
         return;
       }
-      // 1 s doubling to 30 s, plus up to 20% so that a restarted server is not hit by every
-      // page in the same instant.
-      const wait = this.delay + Math.floor(Math.random() * this.delay * 0.2);
-      this.delay = Math.min(this.delay * 2, MAX_DELAY_MS);
+      let wait;
+      const settled = socket.answered || (socket.openedAt && Date.now() - socket.openedAt >= SETTLED_MS);
+      if (event.code === SERVICE_RESTART && settled) {
+        // The server is restarting: back at a random moment within RESTART_DELAY_MS, then
+        // RESTART_DELAY_MS doubling to RESTART_MAX_DELAY_MS until the next one answers.
+        wait = Math.floor(Math.random() * RESTART_DELAY_MS);
+        this.delay = RESTART_DELAY_MS;
+        this.maxDelay = RESTART_MAX_DELAY_MS;
+      } else {
+        // 1 s doubling to 30 s, plus up to 20% so that a restarted server is not hit by
+        // every page in the same instant.
+        wait = this.delay + Math.floor(Math.random() * this.delay * 0.2);
+        this.delay = Math.min(this.delay * 2, this.maxDelay);
+      }
       this.everOpen = true;
       this.onConnection("reconnecting", { retryAt: Date.now() + wait });
       this.retryTimer = setTimeout(() => this.connect(), wait);
+    }
+
+    resetBackoff() {
+      this.delay = FIRST_DELAY_MS;
+      this.maxDelay = MAX_DELAY_MS;
     }
 
     reconnectNow() {
