@@ -23,6 +23,7 @@ from queue_app.services.changes import (
     locked_entry,
     record,
     request_dispatch,
+    with_people,
 )
 
 # Errors are stored and shown to their owner; cap them so a huge response body cannot.
@@ -52,9 +53,9 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
         if not state.waiting and not state.retrying:
             return None
         now = timezone.now()
-        candidates = QueueEntry.objects.select_for_update(
-            skip_locked=True, of=("self",)
-        ).select_related("meeting", "owner")
+        candidates = with_people(
+            QueueEntry.objects.select_for_update(skip_locked=True, of=("self",))
+        )
         entry = None
         if state.retrying:
             entry = (
@@ -217,8 +218,7 @@ def transfers_requeue_expired() -> list[Decision]:
         state = lock_queue()
         now = timezone.now()
         expired = list(
-            QueueEntry.objects.select_for_update(of=("self",))
-            .select_related("meeting", "owner")
+            with_people(QueueEntry.objects.select_for_update(of=("self",)))
             .filter(status=EntryStatus.RUNNING, lease_expires_at__lt=now)
             .order_by("-started_at")
         )
