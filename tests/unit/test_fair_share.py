@@ -188,16 +188,17 @@ def test_writes_cost_the_same_whatever_the_length_of_the_line(
     # key (fair share's current round; not in fifo order), the counters written, the
     # insert, its position, the state, the event. A claim: the lock, the head (SKIP
     # LOCKED), the update, the owner's counter, the attempt, the state, the entries that
-    # moved up into the windows, the event. A completion: the lock, the entry, its update,
-    # the attempt, the state, the owner's history, the event (which carries it). A cancel:
-    # the lock, the entry, its position, its update, the owner's counter, the attempt, the
-    # state, the owner's history, the entries that moved up (not in fifo order: the
-    # cancelled entry was at the back), the event.
+    # moved up into the windows (their places' ids, then their rows), the event. A
+    # completion: the lock, the entry, its update, the attempt, the state, the owner's
+    # history, the event (which carries it). A cancel: the lock, the entry, its position,
+    # its update, the owner's counter, the attempt, the state, the owner's history, the
+    # entries that moved up (two; none in fifo order: the cancelled entry was at the
+    # back), the event.
     counts = {
         change: sum(1 for sql in statements if "SAVEPOINT" not in sql)
         for change, statements in long.items()
     }
     fair = ordering_rule == "fair"
-    expected = {"enqueue": 9 + fair, "claim": 8, "complete": 7, "cancel": 9 + fair}
+    expected = {"enqueue": 9 + fair, "claim": 9, "complete": 7, "cancel": 9 + 2 * fair}
     assert counts == expected, long
     assert_invariants()
