@@ -118,6 +118,65 @@ def with_people(entries: QuerySet[QueueEntry]) -> QuerySet[QueueEntry]:
     return entries.select_related("meeting", "owner").defer(*_UNREAD_MEETING_FIELDS)
 
 
+def claim_candidate(
+    status: str, order: tuple[str, ...], due_by: datetime | None = None
+) -> QueueEntry | None:
+    """The first entry in `status` by `order` (and with next_attempt_at <= `due_by`, when
+    given) that no other transaction holds, locked (SKIP LOCKED), with its meeting and
+    owner as with_people loads them. Plain SQL on PostgreSQL: a claim runs it under the
+    queue lock, and the ORM took ~2 ms of a loaded core to build it, four times its
+    round trip."""
+    if connection.vendor != "postgresql":
+        rows = with_people(QueueEntry.objects.select_for_update(skip_locked=True, of=("self",)))
+        rows = rows.filter(status=status)
+        if due_by is not None:
+            rows = rows.filter(next_attempt_at__lte=due_by)
+        return rows.order_by(*order).first()
+    sql, loads = _candidate_sql(order, due_by is not None)
+    params = [status] if due_by is None else [status, due_by]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    objects, start = [], 0
+    for model, names in loads:
+        objects.append(model.from_db(connection.alias, names, row[start : start + len(names)]))
+        start += len(names)
+    entry, meeting, owner = objects
+    QueueEntry.meeting.field.set_cached_value(entry, meeting)
+    QueueEntry.owner.field.set_cached_value(entry, owner)
+    return entry
+
+
+@functools.cache
+def _candidate_sql(order: tuple[str, ...], due: bool) -> tuple[str, list[tuple[Any, list]]]:
+    qn, entry = connection.ops.quote_name, QueueEntry._meta
+    unread = {name.split("__")[1] for name in _UNREAD_MEETING_FIELDS}
+    loads, columns, joins = [], [], []
+    for relation, alias in (("", "e"), ("meeting", "m"), ("owner", "u")):
+        model = QueueEntry if not relation else entry.get_field(relation).related_model
+        fields = [
+            f for f in model._meta.concrete_fields if f.name not in unread or relation != "meeting"
+        ]
+        loads.append((model, [f.attname for f in fields]))
+        columns += [f"{alias}.{qn(f.column)}" for f in fields]
+        if relation:
+            joins.append(
+                f" JOIN {qn(model._meta.db_table)} {alias} ON {alias}.{qn(model._meta.pk.column)}"
+                f" = e.{qn(entry.get_field(relation).column)}"
+            )
+    where = f"e.{qn(entry.get_field('status').column)} = %s"
+    if due:
+        where += f" AND e.{qn(entry.get_field('next_attempt_at').column)} <= %s"
+    order_by = ", ".join(f"e.{qn(entry.get_field(name).column)}" for name in order)
+    sql = (
+        f"SELECT {', '.join(columns)} FROM {qn(entry.db_table)} e{''.join(joins)}"
+        f" WHERE {where} ORDER BY {order_by} LIMIT 1 FOR UPDATE OF e SKIP LOCKED"
+    )
+    return sql, loads
+
+
 def locked_entry(entry_id: UUID | str) -> QueueEntry:
     try:
         return with_people(QueueEntry.objects.select_for_update(of=("self",))).get(pk=entry_id)
