@@ -52,9 +52,9 @@ def lock_queue() -> QueueState:
     the same statement.
 
     The lock is held until COMMIT, and a synchronous COMMIT waits for the WAL's flush
-    (~4.5 ms on the benchmark's disk, more than the change's statements): asynchronous,
-    the lock goes as soon as the commit record is written. What a crash can lose then:
-    docs/architecture.md, "Asynchronous commit".
+    (0.2-4.5 ms on the benchmark machine's disk, as much as a change's statements):
+    asynchronous, the lock goes once the commit record is in the WAL buffers. What a
+    crash can lose then: docs/architecture.md, "Asynchronous commit".
 
     A data migration creates the row; a test database flush removes it, so the first
     change after one creates it again.
@@ -133,7 +133,7 @@ def claim_candidate(
             rows = rows.filter(next_attempt_at__lte=due_by)
         return rows.order_by(*order).first()
     sql, loads = _candidate_sql(order, due_by is not None)
-    params = [status] if due_by is None else [status, due_by]
+    params = [str(status)] if due_by is None else [str(status), due_by]  # the value, not the enum
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
