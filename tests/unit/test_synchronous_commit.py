@@ -74,3 +74,25 @@ def test_sqlite_or_not_a_change_works_whatever_the_level(alice, make_meeting, se
     for level in ("off", "on"):
         settings.QUEUE_SYNCHRONOUS_COMMIT = level
         line.entry_enqueue(meeting=make_meeting(alice))
+
+
+def test_a_published_event_and_its_logged_copy_carry_the_same_timestamp(
+    alice, make_meeting, settings, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    """The hub tells a reused seq (a crash lost the tail of the log) from an event it
+    fetched from the log and then receives published by the timestamp: the published
+    message and the stored event must agree to the microsecond, or every catch-up
+    would look like the log going back (realtime/hub.py, DELIVERED_TIMESTAMPS)."""
+    from queue_app import broadcast
+    from queue_app.events import event_message
+    from queue_app.models import QueueEvent
+
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    published: list[dict] = []
+    monkeypatch.setattr(broadcast.publisher, "publish_queue_event", published.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        line.entry_enqueue(meeting=make_meeting(alice))
+    (message,) = published
+    logged = event_message(QueueEvent.objects.get(seq=message["seq"]))
+    assert logged["timestamp"] == message["timestamp"]
+    assert logged == message
