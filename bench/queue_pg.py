@@ -2,6 +2,9 @@
 the snapshot of every position, one move; at 100,000 waiting, a viewer's window snapshot
 and its copy of a 2,000-entry bulk event, each against protocol version 1's.
 
+Changes commit as QUEUE_SYNCHRONOUS_COMMIT says (asynchronously by default); single
+enqueues are measured that way and with synchronous commit, in the same run.
+
 Claimers are separate processes (python -m bench.queue_pg claimer COUNT), each with its
 own connection; each says "ready" once warm and starts on "go", all together, so they
 contend.
@@ -173,6 +176,7 @@ def window_scenario(log: Any) -> dict[str, Any]:
 
 
 def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str, Any]:
+    from django.conf import settings
     from django.db import close_old_connections
 
     from bench.setup_data import add_entries, reset_queue
@@ -183,22 +187,33 @@ def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str
     result: dict[str, Any] = {}
     reset_queue()
 
-    # Enqueues a second: one process, one line.entry_enqueue() after another.
-    add_entries(owners, 400, status="cancelled")
-    meetings = list(Meeting.objects.all()[:400])
-    started = time.perf_counter()
-    enqueue_ms = []
-    for meeting in meetings:
-        t = time.perf_counter()
-        line.entry_enqueue(meeting=meeting)
-        enqueue_ms.append((time.perf_counter() - t) * 1000)
-    elapsed = time.perf_counter() - started
-    result["enqueue"] = {
-        "count": len(meetings),
-        "per_second": len(meetings) / elapsed,
-        "ms": summary(enqueue_ms),
-    }
-    log(f"  enqueue: {result['enqueue']['per_second']:.0f} a second")
+    # Enqueues a second: one process, one line.entry_enqueue() after another; as
+    # configured (asynchronous commit by default), then with synchronous commit (the
+    # durable baseline, QUEUE_SYNCHRONOUS_COMMIT=on), each from an empty line.
+    configured = settings.QUEUE_SYNCHRONOUS_COMMIT
+    for key, level in (("enqueue", configured), ("enqueue_synchronous", "on")):
+        reset_queue()
+        add_entries(owners, 400, status="cancelled")
+        meetings = list(Meeting.objects.all()[:400])
+        settings.QUEUE_SYNCHRONOUS_COMMIT = level
+        started = time.perf_counter()
+        enqueue_ms = []
+        for meeting in meetings:
+            t = time.perf_counter()
+            line.entry_enqueue(meeting=meeting)
+            enqueue_ms.append((time.perf_counter() - t) * 1000)
+        elapsed = time.perf_counter() - started
+        settings.QUEUE_SYNCHRONOUS_COMMIT = configured
+        result[key] = {
+            "count": len(meetings),
+            "per_second": len(meetings) / elapsed,
+            "ms": summary(enqueue_ms),
+            "synchronous_commit": level,
+        }
+        log(
+            f"  enqueue (synchronous_commit {level}): {result[key]['per_second']:.0f} a second,"
+            f" median {result[key]['ms']['median']:.1f} ms"
+        )
 
     # Snapshot of every position at 1,000, then 10,000 (claims and a move there), 100,000.
     reset_queue()

@@ -11,6 +11,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Meeting(models.Model):
@@ -247,7 +248,9 @@ class QueueEvent(models.Model):
     # entry's status and position before the change, the places removed and inserted, the
     # entries that moved up into the head of the line, and the line's length after.
     window = models.JSONField(default=dict)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Given by changes.record (the same instant as the change's Activity rows, written
+    # before the event so that the event carries their ids in one INSERT); now otherwise.
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
 
     class Meta:
         ordering = ["seq"]

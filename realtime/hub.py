@@ -53,6 +53,12 @@ GROUP_REFRESH_SECONDS = 3600
 # How often the hub compares its position with the log, to notice a lost tail event:
 # one indexed query per process every few seconds.
 LOG_CHECK_SECONDS = 3.0
+# The timestamps of the last events delivered, by seq. An event published under a seq
+# already delivered but with another timestamp is a new event under a reused seq: the
+# log's tail was lost (PostgreSQL crashed after asynchronous commits, docs/architecture.md,
+# "Asynchronous commit") and the log has moved past its old position before the log check
+# saw it shorter.
+DELIVERED_TIMESTAMPS = 1024
 RECONNECT_DELAYS = (0.5, 1, 2, 5)
 # Sockets that connect while the queue does not change share one snapshot read, at most
 # this old (for progress and ETAs, which change without an event). A burst of connects
@@ -144,6 +150,7 @@ class Hub:
         self.viewers_of_user: dict[str, set[Viewer]] = {}
         self.staff_viewers: set[Viewer] = set()
         self.last_seq: int | None = None
+        self._delivered: dict[int, str] = {}  # DELIVERED_TIMESTAMPS
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
         # Held while delivering, so the receiver and the log watcher never interleave.
@@ -374,8 +381,9 @@ class Hub:
             self.log_went_back(newest, keep=keep)
 
     def log_went_back(self, seq: int, keep: Subscriber | None = None) -> None:
-        """The log restarted below our position (the database was restored or flushed):
-        follow it, or the hub would drop every new event as already delivered.
+        """The log restarted below our position (the database was restored or flushed,
+        or lost its last asynchronous commits in a crash): follow it, or the hub would
+        drop every new event as already delivered.
 
         Its sockets hold state from the old log, and would drop the new log's events as
         seen too: close them all (but `keep`, the socket reading the new log right now)
@@ -388,6 +396,7 @@ class Hub:
             len(self.subscribers) - (keep in self.subscribers),
         )
         self.last_seq = seq
+        self._delivered.clear()
         self._snapshot = None
         self._replays.clear()
         self._replayed.clear()
@@ -507,7 +516,10 @@ class Hub:
     async def _on_event(self, message: dict[str, Any]) -> None:
         seq = message["seq"]
         if self.last_seq is not None and seq <= self.last_seq:
-            return  # already delivered (fetched from the log when a gap was seen)
+            delivered = self._delivered.get(seq)
+            if delivered is None or delivered == message.get("timestamp"):
+                return  # already delivered (fetched from the log when a gap was seen)
+            self.log_went_back(seq - 1)  # another event under that seq: see _delivered
         if self.last_seq is not None and seq > self.last_seq + 1:
             await self._catch_up(seq)
         await self.fan_out(message)
@@ -523,6 +535,10 @@ class Hub:
     async def fan_out(self, message: dict[str, Any]) -> None:
         started = time.perf_counter()
         seq = self.last_seq = message["seq"]
+        delivered = self._delivered
+        delivered[seq] = message.get("timestamp", "")
+        if len(delivered) > DELIVERED_TIMESTAMPS:
+            del delivered[next(iter(delivered))]  # the oldest
         # Who may see more than the redacted copy: staff, and the owners of the entries in
         # the event (audience_key tells them apart). Everyone else shares one copy.
         owners = owners_in(message)

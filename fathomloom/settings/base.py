@@ -272,6 +272,19 @@ QUEUE_ORDERING = env_str("QUEUE_ORDERING", "fair")
 if QUEUE_ORDERING not in ("fair", "fifo"):
     raise ImproperlyConfigured(f"QUEUE_ORDERING must be fair or fifo, not {QUEUE_ORDERING!r}.")
 
+# PostgreSQL's synchronous_commit for the queue's changes (each SET LOCAL in its
+# transaction, services.changes.lock_queue). "off", the default: a change's COMMIT does not
+# wait for the WAL's flush, so the queue lock is held for the statements only; a crash of
+# PostgreSQL (not a restart, which flushes) can lose the last ~3 x wal_writer_delay of
+# changes, never half of one (docs/deployment.md, "Asynchronous commit"). "on" leaves the
+# server's setting; "local", "remote_write", "remote_apply" are PostgreSQL's own levels.
+QUEUE_SYNCHRONOUS_COMMIT = env_str("QUEUE_SYNCHRONOUS_COMMIT", "off").strip().lower()
+if QUEUE_SYNCHRONOUS_COMMIT not in ("off", "on", "local", "remote_write", "remote_apply"):
+    raise ImproperlyConfigured(
+        "QUEUE_SYNCHRONOUS_COMMIT must be off, on, local, remote_write or remote_apply,"
+        f" not {QUEUE_SYNCHRONOUS_COMMIT!r}."
+    )
+
 # --- Uploading ------------------------------------------------------------------------------
 # The backend that receives each video (docs/uploaders.md); the default keeps it in the
 # recordings storage (RECORDINGS_STORAGE below) and serves it at /share/<token>.

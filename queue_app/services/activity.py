@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from celery import current_app
@@ -25,7 +26,6 @@ from queue_app.models import (
     ActivityKind,
     EntryStatus,
     QueueEntry,
-    QueueEvent,
     UpdateType,
 )
 
@@ -87,9 +87,22 @@ def _by(update_type: str, kind: str, entry: QueueEntry, actor: Any | None) -> st
 
 
 def record_outcomes(
-    *, event: QueueEvent, entries: Iterable[QueueEntry], note: str = "", actor: Any | None = None
+    *,
+    update_type: str,
+    seq: int,
+    at: datetime,
+    global_position: int | None,
+    entries: Iterable[QueueEntry],
+    payload: list[dict[str, Any]],
+    note: str = "",
+    actor: Any | None = None,
 ) -> list[Activity]:
-    """Store what `event` did to each of `entries` that is an outcome for its owner.
+    """Store what the change `seq` (about to be logged) did to each of `entries` that is
+    an outcome for its owner, and put each outcome into its entry in the event's
+    `payload` (`outcome`), so the owner's page learns live who acted and why (redaction
+    keeps it from everyone else). Called before the event's INSERT, which then carries
+    the outcomes: one statement for the event, one for its outcomes (none when there are
+    none).
 
     A move is recorded only when someone other than the owner made it (users cannot move
     entries; staff can, and the owner should learn why). Staff cancellations are emailed
@@ -97,10 +110,10 @@ def record_outcomes(
     """
     rows = []
     for entry in entries:
-        kind = _kind(event.update_type, entry)
+        kind = _kind(update_type, entry)
         if kind is None:
             continue
-        by = _by(event.update_type, kind, entry, actor)
+        by = _by(update_type, kind, entry, actor)
         if kind == ActivityKind.MOVED and by == ActivityBy.OWNER:
             continue
         rows.append(
@@ -115,31 +128,17 @@ def record_outcomes(
                 note=note if by == ActivityBy.STAFF else "",
                 reason=entry.last_error if kind in _WITH_REASON else "",
                 result_url=entry.result_url if kind == ActivityKind.COMPLETED else "",
-                position=event.global_position if kind == ActivityKind.MOVED else None,
+                position=global_position if kind == ActivityKind.MOVED else None,
                 next_attempt_at=entry.next_attempt_at if kind == ActivityKind.RETRYING else None,
-                seq=event.seq,
-                created_at=event.created_at,
+                seq=seq,
+                created_at=at,
             )
         )
     if not rows:
         return []
     created = Activity.objects.bulk_create(rows)
-    _tell_in_event(event, created)
-    emailed = [
-        row.pk
-        for row in created
-        if row.kind == ActivityKind.CANCELLED and row.by == ActivityBy.STAFF and row.pk
-    ]
-    if emailed:
-        transaction.on_commit(lambda: _send_notice(emailed))
-    return created
-
-
-def _tell_in_event(event: QueueEvent, rows: list[Activity]) -> None:
-    """Put each outcome into its entry in the event (`outcome`), so the owner's page
-    learns live who acted and why; redaction keeps it from everyone else."""
-    by_entry = {str(row.entry_id): row for row in rows}
-    for item in event.payload:
+    by_entry = {str(row.entry_id): row for row in created}
+    for item in payload:
         row = by_entry.get(item["id"])
         if row is not None:
             item["outcome"] = {
@@ -148,7 +147,14 @@ def _tell_in_event(event: QueueEvent, rows: list[Activity]) -> None:
                 "by": row.by,
                 "note": row.note,
             }
-    event.save(update_fields=["payload"])
+    emailed = [
+        row.pk
+        for row in created
+        if row.kind == ActivityKind.CANCELLED and row.by == ActivityBy.STAFF and row.pk
+    ]
+    if emailed:
+        transaction.on_commit(lambda: _send_notice(emailed))
+    return created
 
 
 def _send_notice(activity_ids: list[int]) -> None:

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from uuid import UUID
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -41,6 +42,7 @@ from queue_app.services.changes import (
     record,
     request_dispatch,
     was,
+    with_people,
 )
 
 Position = int | Literal["top", "bottom"]
@@ -51,22 +53,47 @@ def _refuse_if_in_line(meeting_id: int) -> None:
         raise AlreadyQueued()
 
 
+def _owner_unless_in_line(meeting: Meeting) -> Any:
+    """The meeting's owner, its id and username (the event names them; other fields load
+    when read), in the statement that checks that the meeting is not in the line
+    (AlreadyQueued if it is). Plain SQL: this runs under the queue lock, where the ORM's
+    building of it took several times its round trip."""
+    user_model = get_user_model()
+    username = user_model._meta.get_field(user_model.USERNAME_FIELD)
+    qn, entries = connection.ops.quote_name, QueueEntry._meta
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {qn(username.column)}, EXISTS(SELECT 1 FROM {qn(entries.db_table)}"
+            f" WHERE {qn(entries.get_field('meeting').column)} = %s"
+            f" AND {qn(entries.get_field('status').column)} IN (%s, %s, %s))"
+            f" FROM {qn(user_model._meta.db_table)} WHERE {qn(user_model._meta.pk.column)} = %s",
+            [meeting.pk, *(status.value for status in ACTIVE_STATUSES), meeting.owner_id],
+        )
+        # A meeting's owner cannot be gone: deleting them deletes their meetings.
+        name, in_line = cursor.fetchone()
+    if in_line:
+        raise AlreadyQueued()
+    pk = user_model._meta.pk.attname
+    return user_model.from_db(connection.alias, [pk, username.attname], [meeting.owner_id, name])
+
+
 def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
     """Put a meeting in the line (at its owner's next round: services.ordering). Raises
     AlreadyQueued if it is in it."""
     try:
         with transaction.atomic():
             state = lock_queue()
-            _refuse_if_in_line(meeting.pk)
+            owner = _owner_unless_in_line(meeting)
             entry = QueueEntry(
                 meeting=meeting,
-                owner_id=meeting.owner_id,
+                owner=owner,
                 status=transitions.ENQUEUE.target,
                 max_attempts=max_attempts or settings.QUEUE_MAX_ATTEMPTS,
             )
             ordering.assign_keys(state, [entry])
+            # Complete once inserted (id, timestamps, meeting and owner attached): no
+            # reading it back.
             entry.save(force_insert=True)
-            entry = QueueEntry.objects.select_related("meeting", "owner").get(pk=entry.pk)
             position = selectors.entry_position(entry)
             record(
                 state,
@@ -298,7 +325,7 @@ def _locked_entries(ids: list[str], *, owner: Any | None) -> dict[str, QueueEntr
             valid.append(UUID(pk))
         except ValueError:
             continue
-    entries = QueueEntry.objects.select_for_update(of=("self",)).select_related("meeting", "owner")
+    entries = with_people(QueueEntry.objects.select_for_update(of=("self",)))
     if owner is not None:
         entries = entries.filter(owner_id=owner.pk)
     return {str(entry.pk): entry for entry in entries.filter(pk__in=valid)}
@@ -427,8 +454,7 @@ def queue_clear(*, note: str = "", actor: Any | None = None) -> int:
     with transaction.atomic():
         state = lock_queue()
         waiting = list(
-            QueueEntry.objects.select_for_update(of=("self",))
-            .select_related("meeting", "owner")
+            with_people(QueueEntry.objects.select_for_update(of=("self",)))
             .filter(status__in=clear.sources)
             .order_by("order_key")
         )

@@ -18,11 +18,13 @@ from queue_app.models import AttemptOutcome, EntryStatus, QueueEntry, TransferAt
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
 from queue_app.services import ordering
 from queue_app.services.changes import (
+    claim_candidate,
     close_attempts,
     lock_queue,
     locked_entry,
     record,
     request_dispatch,
+    with_people,
 )
 
 # Errors are stored and shown to their owner; cap them so a huge response body cannot.
@@ -52,19 +54,14 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
         if not state.waiting and not state.retrying:
             return None
         now = timezone.now()
-        candidates = QueueEntry.objects.select_for_update(
-            skip_locked=True, of=("self",)
-        ).select_related("meeting", "owner")
         entry = None
         if state.retrying:
-            entry = (
-                candidates.filter(status=EntryStatus.RETRYING, next_attempt_at__lte=now)
-                .order_by("next_attempt_at", "order_key")
-                .first()
+            entry = claim_candidate(
+                EntryStatus.RETRYING, ("next_attempt_at", "order_key"), due_by=now
             )
         if entry is None and state.waiting:
             # The head by the (status, order_key) index: one row read, whatever the depth.
-            entry = candidates.filter(status=EntryStatus.QUEUED).order_by("order_key").first()
+            entry = claim_candidate(EntryStatus.QUEUED, ("order_key",))
         if entry is None:
             return None
         # The head of the line is position 1 by definition (claims hold the queue lock, so
@@ -217,8 +214,7 @@ def transfers_requeue_expired() -> list[Decision]:
         state = lock_queue()
         now = timezone.now()
         expired = list(
-            QueueEntry.objects.select_for_update(of=("self",))
-            .select_related("meeting", "owner")
+            with_people(QueueEntry.objects.select_for_update(of=("self",)))
             .filter(status=EntryStatus.RUNNING, lease_expires_at__lt=now)
             .order_by("-started_at")
         )

@@ -110,7 +110,9 @@ class PrivatePostgres:
     Raises FileNotFoundError if the binaries (or, as root, the `postgres` user) are missing.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, **server_settings: str) -> None:
+        """`server_settings`: more `-c name=value` for the server (a test's own)."""
+        self.server_settings = server_settings
         binaries = postgres_bin()
         if binaries is None:
             raise FileNotFoundError("no PostgreSQL binaries (initdb, pg_ctl) found")
@@ -143,12 +145,15 @@ class PrivatePostgres:
 
     def start(self) -> None:
         # fsync and full-page writes guard against the machine crashing, not PostgreSQL: off
-        # for speed. synchronous_commit stays on: an immediate stop (a crash) would lose the
-        # last commits, and the service would see its event log go back.
+        # for speed. A crash (an immediate stop) loses what the WAL writer had not written
+        # yet: the queue's last changes, which commit asynchronously (QUEUE_SYNCHRONOUS_COMMIT;
+        # tests/faults/test_asynchronous_commit.py), never a synchronous commit.
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c full_page_writes=off"
         )
+        for name, value in self.server_settings.items():
+            options += f" -c {name}={value}"
         log = str(self.folder / "postgres.log")
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
         _wait_for_port(self.port, up=True, timeout=20, what="PostgreSQL")

@@ -360,3 +360,26 @@ def test_a_resume_read_while_the_hub_moves_on_closes_nothing(monkeypatch):
 
     asyncio.run(run())
     assert consumer.ready and sent == []
+
+
+def test_another_event_under_a_delivered_seq_closes_the_sockets_holding_the_old_one():
+    """PostgreSQL crashed after asynchronous commits: events 6 and 7 were delivered, then
+    lost, and the log gave seq 6 and 7 again to new changes before the hub's log check
+    saw it shorter. The new event 7 is told apart by its timestamp: the sockets that
+    hold the lost ones are closed (they resume and get a snapshot)."""
+    sockets = [FakeSocket(Viewer(user_id=5)), FakeSocket(Viewer(user_id=6))]
+    hub = hub_with(sockets)
+    hub.last_seq = 5
+
+    async def run() -> None:
+        for seq in (6, 7):
+            await hub._on_event({**message("5", None), "seq": seq})
+        await hub._on_event({**message("5", None), "seq": 7})  # the same event, again
+        assert not any(sock.closed for sock in sockets)
+        await hub._on_event({**message("5", None), "seq": 7, "timestamp": "2025-01-01T00:00:01Z"})
+        await asyncio.sleep(0)  # the closes run as a task
+
+    asyncio.run(run())
+    assert all(sock.closed for sock in sockets)
+    assert [seq for seq, _, _ in sockets[0].received] == [6, 7]
+    assert hub.last_seq == 7 and hub.subscribers == set()
