@@ -95,6 +95,20 @@ def entry_position(entry: QueueEntry) -> int | None:
         return cursor.fetchone()[0] + 1
 
 
+def queued_behind(order_key: int) -> int:
+    """How many queued entries stand behind the one with `order_key`: one count on the
+    (status, order_key) index, as entry_position() counts those ahead."""
+    qn, meta = connection.ops.quote_name, QueueEntry._meta
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM {qn(meta.db_table)}"
+            f" WHERE {qn(meta.get_field('status').column)} = %s"
+            f" AND {qn(meta.get_field('order_key').column)} > %s",
+            [EntryStatus.QUEUED.value, order_key],
+        )
+        return cursor.fetchone()[0]
+
+
 def average_transfer_seconds() -> float:
     """Moving average of the most recent completed transfers' durations."""
     recent = (

@@ -94,7 +94,7 @@ def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> Queue
             # Complete once inserted (id, timestamps, meeting and owner attached): no
             # reading it back.
             entry.save(force_insert=True)
-            position = selectors.entry_position(entry)
+            position = ordering.position_on_joining(state, entry)
             record(
                 state,
                 transitions.ENQUEUE.update_type,
@@ -191,7 +191,7 @@ def entry_retry(*, entry_id: UUID | str, actor: Any | None = None) -> QueueEntry
             before = {entry.pk: (entry.status, None)}
             ordering.assign_keys(state, [entry])
             transitions.RETRY.apply(entry, timezone.now(), order_key=entry.order_key)
-            position = selectors.entry_position(entry)
+            position = ordering.position_on_joining(state, entry)
             record(
                 state,
                 transitions.RETRY.update_type,

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, F, Max
 
+from queue_app import selectors
 from queue_app.models import EntryStatus, QueueEntry, QueueOwner, QueueState
 
 # Room between neighbouring order keys. Each move into a gap takes its midpoint, halving
@@ -98,6 +99,18 @@ def line_cleared(state: QueueState) -> None:
 def length(state: QueueState) -> int:
     """Active entries: what events and snapshots call the queue's length."""
     return state.waiting + state.running + state.retrying
+
+
+def position_on_joining(state: QueueState, entry: QueueEntry) -> int:
+    """The position of an entry that has just joined the line (its key given and counted
+    in `state.waiting`), counted from the nearer end of the line as its round tells: an
+    entry joins at the back of its round, so a new owner's first entry (the current
+    round) counts the few ahead of it, and one in the last round (a library's next; in
+    fifo order every one, all in one round) the few behind it, however long the line."""
+    round_ = round_of(entry.order_key)
+    if not is_fair() or state.top_round - round_ < round_ - state.head_round:
+        return state.waiting - selectors.queued_behind(entry.order_key)
+    return selectors.entry_position(entry)
 
 
 # --- keys for entries joining the line --------------------------------------------------------

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from queue_app import events, selectors
-from queue_app.models import QueueEntry
+from queue_app.models import QueueEntry, QueueEvent
 from queue_app.services import line, transfers
 from tests.unit.queue_checks import assert_invariants, line_ids
 
@@ -201,4 +201,31 @@ def test_writes_cost_the_same_whatever_the_length_of_the_line(
     fair = ordering_rule == "fair"
     expected = {"enqueue": 9 + fair, "claim": 9, "complete": 7, "cancel": 9 + 2 * fair}
     assert counts == expected, long
+    assert_invariants()
+
+
+@pytest.mark.parametrize("ordering", ["fair", "fifo"])
+def test_a_joining_entrys_position_is_the_count_from_the_front(
+    alice, bob, carol, dave, make_meeting, settings, monkeypatch, ordering
+) -> None:
+    """An enqueue counts from the nearer end of the line (its round tells which): at the
+    front for a new owner's first, from the back for a library's next and in fifo order.
+    Either way the event's position is the true one, whatever pins staff made."""
+    settings.QUEUE_ORDERING = ordering
+    bulk(alice, make_meeting, 6)
+    bulk(bob, make_meeting, 3)
+    pinned = one(carol, make_meeting)
+    line.entry_move(entry_id=pinned, position="bottom")  # a key past the last round
+    counted = []
+    real_behind = selectors.queued_behind
+    monkeypatch.setattr(
+        selectors, "queued_behind", lambda key: counted.append(key) or real_behind(key)
+    )
+    for owner in (dave, alice, bob, dave, alice):
+        entry = line.entry_enqueue(meeting=make_meeting(owner))
+        event = events.event_message(QueueEvent.objects.order_by("-seq").first())
+        assert event["global_position"] == position(str(entry.pk))
+        assert [e["position"] for e in event["queue"]] == [position(str(entry.pk))]
+    # From the back: every one in fifo order; Alice's (her 7th and 8th) in fair share.
+    assert len(counted) == (5 if ordering == "fifo" else 2)
     assert_invariants()
