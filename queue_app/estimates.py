@@ -230,10 +230,17 @@ class PlaceEstimates:
         return round((math.ceil(position / max(self.slots, 1)) + 1) * typical)
 
 
-def place_estimates(*, now: datetime | None = None) -> PlaceEstimates:
-    """PlaceEstimates as the fleet is now: a few small reads, whatever the line's length."""
-    paused = bool(QueueState.objects.filter(pk=1).values_list("paused", flat=True).first())
-    return PlaceEstimates(paused, current_model(), slot_count(), now or timezone.now())
+def place_estimates(
+    *, now: datetime | None = None, state: QueueState | None = None
+) -> PlaceEstimates:
+    """PlaceEstimates as the fleet is now: a few small reads, whatever the line's length.
+    `state`: the queue state the caller has just read (paused, running), spared a read."""
+    if state is None:
+        paused = bool(QueueState.objects.filter(pk=1).values_list("paused", flat=True).first())
+        slots = slot_count()
+    else:
+        paused, slots = state.paused, max(settings.QUEUE_CONCURRENCY, state.running)
+    return PlaceEstimates(paused, current_model(), slots, now or timezone.now())
 
 
 def line_estimates(*, now: datetime | None = None) -> LineEstimates:

@@ -95,6 +95,26 @@ def entry_position(entry: QueueEntry) -> int | None:
         return cursor.fetchone()[0] + 1
 
 
+def counts_ahead(keys: list[int]) -> dict[int, int]:
+    """How many queued entries stand ahead of each of these order keys: a count each on
+    the (status, order_key) index, in one statement (plain SQL: one round trip, and none
+    of the ORM's building of a query per count)."""
+    if not keys:
+        return {}
+    qn, meta = connection.ops.quote_name, QueueEntry._meta
+    count = (
+        f"(SELECT COUNT(*) FROM {qn(meta.db_table)}"
+        f" WHERE {qn(meta.get_field('status').column)} = %s"
+        f" AND {qn(meta.get_field('order_key').column)} < %s)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT " + ", ".join([count] * len(keys)),
+            [value for key in keys for value in (EntryStatus.QUEUED.value, key)],
+        )
+        return dict(zip(keys, cursor.fetchone(), strict=True))
+
+
 def queued_behind(order_key: int) -> int:
     """How many queued entries stand behind the one with `order_key`: one count on the
     (status, order_key) index, as entry_position() counts those ahead."""
@@ -140,7 +160,7 @@ def active_entries() -> list[dict[str, Any]]:
 
 
 def window_entries(
-    *, owner_id: int | None = None, places: int | None = None
+    *, owner_id: int | None = None, places: int | None = None, state: QueueState | None = None
 ) -> list[dict[str, Any]]:
     """A window in full (by default the widest, events.STAFF_HEAD_PLACES): the entries off
     the line (running, waiting to retry), the first `places` of the line, and `owner_id`'s
@@ -150,7 +170,7 @@ def window_entries(
     Which entries, and their positions, come from the (status, order_key) index alone;
     then their rows by primary key: a join in the first query would let the planner join
     the whole line before it takes the head (~0.7 s at 100,000 instead of a few ms)."""
-    line = estimates.place_estimates()
+    line = estimates.place_estimates(state=state)
     off_line = list(
         QueueEntry.objects.filter(status__in=OFF_LINE_STATUSES).values_list("id", flat=True)
     )
@@ -174,9 +194,10 @@ def _positions_past(owner_id: int, key: int) -> dict[Any, int]:
         queued_entries().filter(owner_id=owner_id, order_key__gt=key).values_list("id", "order_key")
     )
     if len(further) <= OWN_COUNTS:
-        # A count each, on the index alone: ~0.1 ms for one a few thousand places back.
-        queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
-        return {pk: queued.filter(order_key__lt=key).count() + 1 for pk, key in further}
+        # A count each, on the index alone (~0.1 ms for one a few thousand places back),
+        # all in one statement.
+        ahead = counts_ahead([key for _, key in further])
+        return {pk: ahead[key] + 1 for pk, key in further}
     places = positions_of_keys([key for _, key in further])
     return {pk: places[key] for pk, key in further}
 
@@ -270,7 +291,7 @@ def queue_snapshot(*, owner_id: int | None = None, places: int | None = None) ->
     with transaction.atomic():
         # Locking the state row waits out any writer, so entries and seq agree.
         state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
-        entries = window_entries(owner_id=owner_id, places=places)
+        entries = window_entries(owner_id=owner_id, places=places, state=state)
     return snapshot_message(
         seq=state.last_seq,
         paused=state.paused,
