@@ -3,7 +3,8 @@
 2. changes entry rows (by a transition of queue_app.transitions),
 3. appends exactly one QueueEvent, numbered from QueueState.last_seq,
 4. publishes the event with transaction.on_commit (queue_app.broadcast), so nobody hears
-   of a state the database does not hold.
+   of a state the database does not hold (but for a crash of PostgreSQL right after an
+   asynchronous commit: docs/architecture.md, "Asynchronous commit").
 """
 
 from __future__ import annotations
