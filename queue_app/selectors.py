@@ -82,50 +82,38 @@ def entry_position(entry: QueueEntry) -> int | None:
     """1 + the queued entries ahead: one count on the (status, order_key) index."""
     if entry.status != EntryStatus.QUEUED:
         return None
-    # Plain SQL: changes ask under the queue lock, where the ORM's building of this count
-    # took several times its round trip.
+    return counts_ahead([entry.order_key])[entry.order_key] + 1
+
+
+def _queued_count_sql(comparison: str) -> str:
+    """A count of the queued entries whose order key is `comparison` ("<" or ">") a
+    parameter, on the (status, order_key) index. Plain SQL: changes ask under the queue
+    lock, where the ORM's building of a count took several times its round trip."""
     qn, meta = connection.ops.quote_name, QueueEntry._meta
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT COUNT(*) FROM {qn(meta.db_table)}"
-            f" WHERE {qn(meta.get_field('status').column)} = %s"
-            f" AND {qn(meta.get_field('order_key').column)} < %s",
-            [EntryStatus.QUEUED.value, entry.order_key],
-        )
-        return cursor.fetchone()[0] + 1
+    return (
+        f"(SELECT COUNT(*) FROM {qn(meta.db_table)}"
+        f" WHERE {qn(meta.get_field('status').column)} = %s"
+        f" AND {qn(meta.get_field('order_key').column)} {comparison} %s)"
+    )
 
 
 def counts_ahead(keys: list[int]) -> dict[int, int]:
-    """How many queued entries stand ahead of each of these order keys: a count each on
-    the (status, order_key) index, in one statement (plain SQL: one round trip, and none
-    of the ORM's building of a query per count)."""
+    """How many queued entries stand ahead of each of these order keys: a count each,
+    in one statement (one round trip)."""
     if not keys:
         return {}
-    qn, meta = connection.ops.quote_name, QueueEntry._meta
-    count = (
-        f"(SELECT COUNT(*) FROM {qn(meta.db_table)}"
-        f" WHERE {qn(meta.get_field('status').column)} = %s"
-        f" AND {qn(meta.get_field('order_key').column)} < %s)"
-    )
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT " + ", ".join([count] * len(keys)),
+            "SELECT " + ", ".join([_queued_count_sql("<")] * len(keys)),
             [value for key in keys for value in (EntryStatus.QUEUED.value, key)],
         )
         return dict(zip(keys, cursor.fetchone(), strict=True))
 
 
 def queued_behind(order_key: int) -> int:
-    """How many queued entries stand behind the one with `order_key`: one count on the
-    (status, order_key) index, as entry_position() counts those ahead."""
-    qn, meta = connection.ops.quote_name, QueueEntry._meta
+    """How many queued entries stand behind the one with `order_key` (one count)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT COUNT(*) FROM {qn(meta.db_table)}"
-            f" WHERE {qn(meta.get_field('status').column)} = %s"
-            f" AND {qn(meta.get_field('order_key').column)} > %s",
-            [EntryStatus.QUEUED.value, order_key],
-        )
+        cursor.execute("SELECT " + _queued_count_sql(">"), [EntryStatus.QUEUED.value, order_key])
         return cursor.fetchone()[0]
 
 

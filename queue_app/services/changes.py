@@ -42,8 +42,9 @@ logger = logging.getLogger(__name__)
 # The dispatcher task, by name: services ask for it without importing the tasks module
 # (tasks import services).
 DISPATCH_TASK = "queue_app.tasks.dispatch"
-# The QueueState fields a change may move, saved with each event.
+# Meeting fields no change reads (kilobytes each): left out of what changes load.
 _UNREAD_MEETING_FIELDS = ("meeting__raw", "meeting__summary", "meeting__transcript")
+# The QueueState fields a change may move, saved with each event.
 STATE_COUNTERS = ("waiting", "running", "retrying", "next_arrival", "top_round", "head_round")
 
 
