@@ -12,12 +12,12 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
-from queue_app import estimates, events
+from queue_app import estimates, events, sql
 from queue_app.events import (
     ENTRY_COLUMNS,
     OFF_LINE_STATUSES,
@@ -87,13 +87,12 @@ def entry_position(entry: QueueEntry) -> int | None:
 
 def _queued_count_sql(comparison: str) -> str:
     """A count of the queued entries whose order key is `comparison` ("<" or ">") a
-    parameter, on the (status, order_key) index. Plain SQL: changes ask under the queue
-    lock, where the ORM's building of a count took several times its round trip."""
-    qn, meta = connection.ops.quote_name, QueueEntry._meta
+    parameter, on the (status, order_key) index, in plain SQL (queue_app.sql): changes
+    ask under the queue lock."""
     return (
-        f"(SELECT COUNT(*) FROM {qn(meta.db_table)}"
-        f" WHERE {qn(meta.get_field('status').column)} = %s"
-        f" AND {qn(meta.get_field('order_key').column)} {comparison} %s)"
+        f"(SELECT COUNT(*) FROM {sql.table(QueueEntry)}"
+        f" WHERE {sql.column(QueueEntry, 'status')} = %s"
+        f" AND {sql.column(QueueEntry, 'order_key')} {comparison} %s)"
     )
 
 
@@ -102,19 +101,17 @@ def counts_ahead(keys: list[int]) -> dict[int, int]:
     in one statement (one round trip)."""
     if not keys:
         return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT " + ", ".join([_queued_count_sql("<")] * len(keys)),
-            [value for key in keys for value in (EntryStatus.QUEUED.value, key)],
-        )
-        return dict(zip(keys, cursor.fetchone(), strict=True))
+    [counts] = sql.rows(
+        "SELECT " + ", ".join([_queued_count_sql("<")] * len(keys)),
+        [value for key in keys for value in (EntryStatus.QUEUED.value, key)],
+    )
+    return dict(zip(keys, counts, strict=True))
 
 
 def queued_behind(order_key: int) -> int:
     """How many queued entries stand behind the one with `order_key` (one count)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + _queued_count_sql(">"), [EntryStatus.QUEUED.value, order_key])
-        return cursor.fetchone()[0]
+    [(count,)] = sql.rows("SELECT " + _queued_count_sql(">"), [EntryStatus.QUEUED.value, order_key])
+    return count
 
 
 def average_transfer_seconds() -> float:

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from queue_app import broadcast, events, selectors
+from queue_app import broadcast, events, selectors, sql
 from queue_app.errors import EntryNotFound
 from queue_app.events import (
     ENTRY_COLUMNS,
@@ -310,15 +310,13 @@ def _line_ids(low: int, high: int) -> list[Any]:
     """The ids at places low..high of the line (the (status, order_key) index)."""
     if connection.vendor != "postgresql":
         return list(selectors.queued_entries().values_list("id", flat=True)[low - 1 : high])
-    qn, meta = connection.ops.quote_name, QueueEntry._meta
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {qn(meta.pk.column)} FROM {qn(meta.db_table)}"
-            f" WHERE {qn(meta.get_field('status').column)} = %s"
-            f" ORDER BY {qn(meta.get_field('order_key').column)} LIMIT %s OFFSET %s",
-            [EntryStatus.QUEUED.value, high - low + 1, low - 1],
-        )
-        return [row[0] for row in cursor.fetchall()]
+    found = sql.rows(
+        f"SELECT {sql.column(QueueEntry, 'id')} FROM {sql.table(QueueEntry)}"
+        f" WHERE {sql.column(QueueEntry, 'status')} = %s"
+        f" ORDER BY {sql.column(QueueEntry, 'order_key')} LIMIT %s OFFSET %s",
+        [EntryStatus.QUEUED.value, high - low + 1, low - 1],
+    )
+    return [row[0] for row in found]
 
 
 def _entry_rows(ids: list[Any]) -> list[dict[str, Any]]:

@@ -26,10 +26,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, F, Max
 
-from queue_app import selectors
+from queue_app import selectors, sql
 from queue_app.models import EntryStatus, QueueEntry, QueueOwner, QueueState
 
 # Room between neighbouring order keys. Each move into a gap takes its midpoint, halving
@@ -80,7 +79,7 @@ def moved(state: QueueState, entries: Iterable[QueueEntry], before: Iterable[str
             owners[entry.owner_id] = owners.get(entry.owner_id, 0) + change
     for owner_id, change in owners.items():
         if change < 0:
-            _sql(
+            sql.rows(
                 f"UPDATE {_OWNERS} SET {_WAITING} = {_WAITING} + %s WHERE {_OWNER} = %s",
                 [change, owner_id],
             )
@@ -125,7 +124,7 @@ def assign_keys(state: QueueState, entries: list[QueueEntry]) -> None:
     owner_ids = list({entry.owner_id for entry in entries})
     owners = {
         owner_id: QueueOwner(owner_id=owner_id, waiting=waiting, last_round=last_round)
-        for owner_id, waiting, last_round in _sql(
+        for owner_id, waiting, last_round in sql.rows(
             f"SELECT {_OWNER}, {_WAITING}, {_LAST_ROUND} FROM {_OWNERS}"
             f" WHERE {_OWNER} IN ({', '.join(['%s'] * len(owner_ids))})",
             owner_ids,
@@ -155,7 +154,7 @@ def assign_keys(state: QueueState, entries: list[QueueEntry]) -> None:
         owner.waiting += 1
     state.waiting += len(entries)
     rows = [(owner.owner_id, owner.waiting, owner.last_round) for owner in owners.values()]
-    _sql(
+    sql.rows(
         f"INSERT INTO {_OWNERS} ({_OWNER}, {_WAITING}, {_LAST_ROUND})"
         f" VALUES {', '.join(['(%s, %s, %s)'] * len(rows))}"
         f" ON CONFLICT ({_OWNER}) DO UPDATE"
@@ -175,36 +174,22 @@ def back_key(state: QueueState) -> int:
 
 
 def _head_key() -> int | None:
-    rows = _sql(
+    rows = sql.rows(
         f"SELECT {_ORDER_KEY} FROM {_ENTRIES} WHERE {_STATUS} = %s ORDER BY {_ORDER_KEY} LIMIT 1",
         [EntryStatus.QUEUED.value],
     )
     return rows[0][0] if rows else None
 
 
-# Plain SQL for the statements every enqueue and claim runs under the queue lock: the
-# ORM's building of each took several times its round trip. Standard SQL (INSERT ... ON
-# CONFLICT included), the same on PostgreSQL and SQLite.
-_qn = connection.ops.quote_name
-
-
-def _column(model: Any, name: str) -> str:
-    return _qn(model._meta.get_field(name).column)
-
-
-_OWNERS = _qn(QueueOwner._meta.db_table)
-_OWNER = _column(QueueOwner, "owner")
-_WAITING = _column(QueueOwner, "waiting")
-_LAST_ROUND = _column(QueueOwner, "last_round")
-_ENTRIES = _qn(QueueEntry._meta.db_table)
-_STATUS = _column(QueueEntry, "status")
-_ORDER_KEY = _column(QueueEntry, "order_key")
-
-
-def _sql(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall() if cursor.description else []
+# The names of what every enqueue and claim reads and writes under the queue lock, for
+# plain SQL (queue_app.sql).
+_OWNERS = sql.table(QueueOwner)
+_OWNER = sql.column(QueueOwner, "owner")
+_WAITING = sql.column(QueueOwner, "waiting")
+_LAST_ROUND = sql.column(QueueOwner, "last_round")
+_ENTRIES = sql.table(QueueEntry)
+_STATUS = sql.column(QueueEntry, "status")
+_ORDER_KEY = sql.column(QueueEntry, "order_key")
 
 
 def front_key() -> int:
