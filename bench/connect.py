@@ -55,6 +55,7 @@ def scenario_connect(
     log: Any,
     redis_flush: Any,
     restart: int = 0,
+    cold_restart: bool = False,
 ) -> dict[str, Any]:
     rows = []
     for n in sizes:
@@ -68,6 +69,10 @@ def scenario_connect(
     result = {"rows": rows, "line": {"waiting": LINE_WAITING, "running": LINE_RUNNING}}
     if restart:
         result["restart"] = scenario_restart(env, tokens, restart, log, redis_flush)
+        if cold_restart:  # the baseline: nobody listens while the new daphne starts
+            result["restart_cold"] = scenario_restart(
+                env, tokens, restart, log, redis_flush, handover=False
+            )
     return result
 
 
@@ -77,13 +82,19 @@ def scenario_restart(
     n: int,
     log: Any,
     redis_flush: Any,
+    *,
+    handover: bool = True,
 ) -> dict[str, Any]:
-    """`n` sockets on one daphne; daphne is stopped (a deploy: SIGTERM, and it closes every
-    socket with 1012), one queue event commits while it is down, and a new daphne starts
-    on the same port. Every client reconnects with ?last_seq= (wsclient's resume mode,
-    with live.js' rule after 1012). Over when every socket
-    holds the event missed during the restart; no gap when no socket saw a hole in its
-    seqs, and a live event after it reaches every socket too."""
+    """`n` sockets on one daphne; a deploy restarts it, one queue event commits as the old
+    daphne stops, and every client reconnects with ?last_seq= (wsclient's resume mode,
+    with live.js' rule after 1012). Over when every socket holds that missed event,
+    counted from the old daphne's SIGTERM; no gap when no socket saw a hole in its seqs,
+    and a live event after it reaches every socket too.
+
+    `handover` (how a deploy runs, docs/deployment.md): the new daphne starts beside the
+    old one on the same port (realtime.serve, SO_REUSEPORT) and is ready before the old
+    one is stopped (SIGTERM: it closes its port, then every socket with 1012). Otherwise
+    (the baseline): the old one stops, then the new one starts, while nobody listens."""
     from bench.common import LOG_DIR, ROOT
     from devtools import processes
 
@@ -93,16 +104,10 @@ def scenario_restart(
     publisher = Publisher(env["REDIS_URL"], seed=17)
     entry_ids = publisher.queued_ids()
     restarted = None
-    try:
-        connected = clients.connect(socket_targets(server, 0, n, tokens))
-        seq, _ = publisher.move(entry_ids)
-        clients.wait(seq, 15.0)  # every socket live
-        clients.ask_all({"cmd": "resume", "on": True})
-        stopped_at = time.monotonic()
-        server.stop()
-        down_at = time.monotonic()
-        missed, _ = publisher.move(entry_ids)  # commits while no daphne runs
-        restarted, _ = processes.start_daphne(
+
+    def start_new() -> tuple[Any, float]:
+        began = time.monotonic()
+        process, _ = processes.start_daphne(
             {**env, "CHANNEL_LAYER_BACKEND": "core"},
             "ours-daphne-restarted",
             log_dir=LOG_DIR,
@@ -110,7 +115,22 @@ def scenario_restart(
             port=server.ports[0],
             keep_lines=2000,
         )
-        up_at = time.monotonic()
+        return process, time.monotonic() - began
+
+    try:
+        connected = clients.connect(socket_targets(server, 0, n, tokens))
+        seq, _ = publisher.move(entry_ids)
+        clients.wait(seq, 15.0)  # every socket live
+        clients.ask_all({"cmd": "resume", "on": True})
+        if handover:
+            restarted, start_seconds = start_new()
+        stopped_at = time.monotonic()
+        server.stop()
+        down_at = time.monotonic()
+        missed, _ = publisher.move(entry_ids)  # commits while the old one is gone
+        if not handover:
+            restarted, start_seconds = start_new()
+        up_at = time.monotonic() if not handover else down_at
         got = clients.wait(missed, 30.0, expect=connected["connected"])
         live, _ = publisher.move(entry_ids)
         after = clients.wait(live, 15.0, expect=connected["connected"])
@@ -122,9 +142,10 @@ def scenario_restart(
         server.stop()
     result = {
         "n": n,
+        "handover": handover,
         "connected": connected["connected"],
         "daphne_stop_seconds": down_at - stopped_at,
-        "daphne_start_seconds": up_at - down_at,
+        "daphne_start_seconds": start_seconds,
         "seconds": (got["last"] - stopped_at) if got["last"] is not None else None,
         "seconds_from_up": (got["last"] - up_at) if got["last"] is not None else None,
         "resumed": got["count"],
@@ -134,9 +155,10 @@ def scenario_restart(
         "open": sum(s["open"] for s in stats),
     }
     seconds = "never" if result["seconds"] is None else f"{result['seconds']:.2f} s"
+    how = "hand-over" if handover else "stop, then start"
     log(
-        f"  restart with {n} resuming: over in {seconds} from the stop (daphne stopped in"
-        f" {result['daphne_stop_seconds']:.2f} s, started in"
+        f"  restart ({how}) with {n} resuming: over in {seconds} from the stop (daphne"
+        f" stopped in {result['daphne_stop_seconds']:.2f} s, the new one started in"
         f" {result['daphne_start_seconds']:.2f} s), {result['resumed']} got the missed event,"
         f" {result['live_after']} the next, {result['gaps']} gaps"
     )

@@ -149,7 +149,8 @@ def targets(run: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         no_gap = restart["gaps"] == 0 and restart["live_after"] >= restart["n"]
         out.append(
             (
-                f"a daphne restart with {restart['n']:,} resuming: over within 5 s, no gap",
+                f"a daphne restart with {restart['n']:,} resuming: over within 5 s, no gap"
+                + (" (hand-over)" if restart.get("handover") else ""),
                 ("never" if over is None else f"{over:.2f} s")
                 + f", {restart['gaps']} gaps, {restart['resumed']:,} resumed",
                 over is not None and over <= 5 and no_gap and restart["resumed"] >= restart["n"],
@@ -266,28 +267,36 @@ def connect_section(results: dict[str, Any]) -> list[str]:
                 f" {ours['server_cpu_seconds'] / n * 1000:.2f} |"
                 f" {bare['server_cpu_seconds'] / n * 1000:.2f} | {ours['failed']} |"
             )
-    restarts = [(run["number"], run["connect"].get("restart")) for run in results["runs"]]
-    restarts = [(number, r) for number, r in restarts if r]
+    restarts = [
+        (run["number"], r)
+        for run in results["runs"]
+        for r in (run["connect"].get("restart"), run["connect"].get("restart_cold"))
+        if r
+    ]
     if restarts:
         out += [
             "",
-            "A restart: the largest N connected, daphne stopped (SIGTERM: it closes every",
-            "socket with 1012), one queue event committed while none runs, a new daphne on",
-            "the same port; every client reconnects with `?last_seq=` as live.js does after",
-            "1012 (within 250 ms, then 250 ms doubling to 2 s while refused). Over when",
-            "every socket holds the missed event; then one more event, live. daphne start:",
-            "until `/healthz` answers, which queues behind the first resumes.",
+            "A restart: the largest N connected, then a deploy restarts daphne; one queue",
+            "event commits as the old daphne stops (SIGTERM: it closes its port, then every",
+            "socket with 1012); every client reconnects with `?last_seq=` as live.js does",
+            "after 1012 (within 250 ms, then 250 ms doubling to 2 s while refused). Over when",
+            "every socket holds the missed event, counted from the SIGTERM; then one more",
+            "event, live. Hand-over (how a deploy runs, docs/deployment.md): the new daphne",
+            "starts on the same port beside the old one (realtime.serve, SO_REUSEPORT) and is",
+            "ready before the old one stops. Stop, then start (the baseline, run 1): nobody",
+            "listens while the new daphne starts (until its ready line and `/healthz`).",
             "",
-            "| run | N | over s, from the stop | from the new daphne up | daphne stop s"
-            " | daphne start s | resumed with the missed event | got the next | gaps |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| run | restart | N | over s, from the stop | daphne stop s"
+            " | new daphne's start s | resumed with the missed event | got the next | gaps |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for number, r in restarts:
             over = "never" if r["seconds"] is None else f"{r['seconds']:.2f}"
-            from_up = "never" if r["seconds_from_up"] is None else f"{r['seconds_from_up']:.2f}"
+            how = "hand-over" if r.get("handover") else "stop, then start"
+            when = "before the stop" if r.get("handover") else "after the stop"
             out.append(
-                f"| {number} | {r['n']:,} | {over} | {from_up} |"
-                f" {r['daphne_stop_seconds']:.2f} | {r['daphne_start_seconds']:.2f} |"
+                f"| {number} | {how} | {r['n']:,} | {over} |"
+                f" {r['daphne_stop_seconds']:.2f} | {r['daphne_start_seconds']:.2f} ({when}) |"
                 f" {r['resumed']:,} | {r['live_after']:,} | {r['gaps']} |"
             )
     return [*out, ""]

@@ -129,6 +129,7 @@ def one_run(env: dict[str, str], args: argparse.Namespace, number: int) -> dict[
             log=log,
             redis_flush=redis_flush,
             restart=max(args.connect_sizes),
+            cold_restart=number == 1,  # its baseline, in the first run only (time)
         )
     if "queue" in args.only:
         log(f"run {number}: scenario 4, the queue on PostgreSQL")

@@ -13,9 +13,14 @@ from pathlib import Path
 
 import httpx
 
+from realtime.serve import READY
+
 DAPHNE_APP = "fathomloom.asgi:application"
 # How daphne runs in production (Procfile, docs/deployment.md), so that tests and the
 # benchmarks run it the same way:
+# - through realtime.serve: its listening socket is opened with SO_REUSEPORT, so that a
+#   new daphne can start on the same port before the old one stops (a restart with no
+#   moment when nobody listens), and it says when it is ready (realtime.serve.READY).
 # - `-v 0`: no access log. daphne writes three lines a WebSocket (connecting, connected,
 #   disconnected) to stdout, a system call each, on the event loop every socket waits on;
 #   the proxy in front keeps the access log (docs/deployment.md).
@@ -25,9 +30,10 @@ DAPHNE_APP = "fathomloom.asgi:application"
 DAPHNE_BACKLOG = 1024
 
 
-def daphne_options(host: str, port: int) -> list[str]:
-    """daphne's command-line options for listening on host:port, as production runs it."""
-    return ["-v", "0", "-e", f"tcp:port={port}:interface={host}:backlog={DAPHNE_BACKLOG}"]
+def daphne_options(host: str, port: int | str) -> list[str]:
+    """realtime.serve's command-line options for listening on host:port (its own, then
+    daphne's), as production runs it."""
+    return ["--host", host, "--port", str(port), "--backlog", str(DAPHNE_BACKLOG), "-v", "0"]
 
 
 def free_port() -> int:
@@ -122,18 +128,23 @@ def start_daphne(
     keep_lines: int | None = None,
     options: tuple[str, ...] = (),
 ) -> tuple[LoggedProcess, int]:
-    """daphne serving `app` on 127.0.0.1 (a free port unless given), once /healthz answers;
-    `options` go to daphne before the application (`--proxy-headers`, say)."""
+    """daphne serving `app` on 127.0.0.1 (a free port unless given), once it says it is
+    ready and /healthz answers; `options` go to daphne before the application
+    (`--proxy-headers`, say). With the `port` of a running daphne (started here too),
+    both serve it until one stops: the kernel spreads new connections between them."""
     port = port or free_port()
     process = LoggedProcess(
         name,
-        [sys.executable, "-m", "daphne", *daphne_options("127.0.0.1", port), *options, app],
+        [sys.executable, "-m", "realtime.serve", *daphne_options("127.0.0.1", port), *options, app],
         env,
         log_dir=log_dir,
         cwd=cwd,
         keep_lines=keep_lines,
     )
     try:
+        # The ready line first: another daphne may hold the same port (a restart), and
+        # it would answer /healthz too.
+        process.wait_for_output(READY, timeout=timeout)
         wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=timeout)
     except RuntimeError:
         process.stop()

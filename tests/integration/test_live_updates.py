@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from datetime import timedelta
 
+import httpx
 import pytest
 from rest_framework.authtoken.models import Token
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from devtools import processes
 from queue_app.broadcast import publish_progress
 from queue_app.models import QueueEvent
 from queue_app.services import line
 from realtime import publisher, tickets
 from tests.helpers import PASSWORD
 from tests.integration.wsclient import Socket, open_socket
-from tests.processes import login, start_daphne, ws_url
+from tests.processes import LOG_DIR, ROOT, login, start_daphne, ws_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -385,3 +388,69 @@ def test_a_stopping_daphne_closes_its_sockets_with_1012_and_they_resume_on_the_n
             assert str(entry.id) in json.dumps(missed)
     finally:
         process.stop()
+
+
+def test_a_new_daphne_takes_over_the_port_before_the_old_one_stops(
+    process_env, people, make_meeting, tmp_path
+):
+    """A restart with no moment when nobody listens (realtime.serve): a second daphne
+    starts on the port the first serves; once ready, `--replace` stops the first, whose
+    sockets get 1012 and resume on the second without a gap. Nobody trying to connect
+    meanwhile is refused."""
+    alice, _bob, _admin = people
+    meeting = make_meeting(alice, "Hand-over")
+    token = Token.objects.create(user=alice).key
+    pidfile = tmp_path / "daphne.pid"
+    first, port = processes.start_daphne(
+        process_env, "daphne-first", log_dir=LOG_DIR, cwd=ROOT, options=("--replace", str(pidfile))
+    )
+    second = None
+    base_url = f"http://127.0.0.1:{port}"
+    refused, answered = [], []
+    polling = threading.Event()
+
+    def poll() -> None:  # a client connecting all along
+        while not polling.is_set():
+            try:
+                answered.append(httpx.get(f"{base_url}/healthz", timeout=5).status_code)
+            except httpx.ConnectError as exc:
+                refused.append(exc)
+            except httpx.HTTPError:
+                pass  # reset in the old daphne's accept queue as it closed: the client retries
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    try:
+        assert pidfile.read_text().strip() == str(first.pid)
+        sockets = [open_socket(base_url, query=f"?token={token}") for _ in range(3)]
+        seq = max(s.recv()["seq"] for s in sockets)
+        poller.start()
+        second, same_port = processes.start_daphne(
+            process_env,
+            "daphne-second",
+            log_dir=LOG_DIR,
+            cwd=ROOT,
+            port=port,
+            options=("--replace", str(pidfile)),
+        )
+        assert same_port == port
+        assert first.popen.wait(timeout=10) == 0, "the new daphne stopped the old one"
+        assert [s.close_code(timeout=5) for s in sockets] == [1012] * 3
+        assert pidfile.read_text().strip() == str(second.pid)
+        assert any(f"asked daphne {first.pid} to stop" in line for line in second.output)
+
+        entry = line.entry_enqueue(meeting=meeting)  # after the old daphne stopped
+        with open_socket(base_url, query=f"?token={token}&last_seq={seq}") as resumed:
+            missed = resumed.recv()
+            assert missed["type"] == "QueueUpdate" and missed["seq"] == seq + 1
+            assert str(entry.id) in json.dumps(missed)
+        time.sleep(0.2)
+    finally:
+        polling.set()
+        if poller.is_alive():
+            poller.join(timeout=10)
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert not refused, f"connections refused during the hand-over: {refused[:3]}"
+    assert answered and set(answered) == {200}

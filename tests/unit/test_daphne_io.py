@@ -398,11 +398,12 @@ def test_autobahn_uses_the_highlighting_helpers_only_for_log_lines():
 
 
 def test_the_procfile_runs_daphne_as_the_tests_and_the_benchmarks_do():
-    """Production's flags (docs/deployment.md): no access log, a listen backlog of 1,024."""
+    """Production's flags (docs/deployment.md): through realtime.serve (a port a new daphne
+    can share before the old one stops), no access log, a listen backlog of 1,024."""
     from devtools.processes import DAPHNE_BACKLOG, daphne_options
 
     procfile = (Path(__file__).resolve().parents[2] / "Procfile").read_text()
     web = next(line for line in procfile.splitlines() if line.startswith("web:"))
     options = daphne_options("127.0.0.1", "$WEB_PORT")
-    assert options[:2] == ["-v", "0"] and f"backlog={DAPHNE_BACKLOG}" in options[3]
-    assert web.startswith("web: daphne " + " ".join(options) + " ")
+    assert options[-2:] == ["-v", "0"] and f"--backlog {DAPHNE_BACKLOG}" in " ".join(options)
+    assert web.startswith("web: python -m realtime.serve " + " ".join(options) + " ")
