@@ -304,6 +304,13 @@ def fresh_metrics_dir(env: dict[str, str], name: str = "prometheus") -> None:
 
 def run(env: dict[str, str], sandbox: Sandbox) -> int:
     port = int(env.get("PORT", "8000"))
+    if port_open("127.0.0.1", port):
+        # daphne's port is shared (realtime.serve, SO_REUSEPORT, for restarts in place):
+        # it would start beside what listens there instead of failing, so ask first.
+        die(
+            f"something already listens on port {port} (an earlier `make run`?): stop it,"
+            " or choose another port with PORT="
+        )
     env.setdefault("DEBUG", "1")
     if is_on(env["DEBUG"]):
         # With DEBUG off, SECRET_KEY must come from the user (the settings refuse to start).
