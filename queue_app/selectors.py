@@ -6,13 +6,14 @@ order. Running and retrying entries have no position.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -56,6 +57,32 @@ def queue_state() -> QueueState:
     """The queue's state row; an unsaved default while none exists (a data migration
     creates it, but a test database flush removes it and the first service call makes it)."""
     return QueueState.objects.filter(pk=1).first() or QueueState(pk=1)
+
+
+# What a snapshot reads of the queue state (locked_state).
+STATE_COLUMNS = ("last_seq", "paused", "waiting", "running", "retrying")
+
+
+def locked_state() -> QueueState:
+    """The queue state's row, locked until the transaction ends (inside one: locking it
+    waits out any writer, so what is read after agrees with its seq), with the fields a
+    snapshot reads (STATE_COLUMNS); an unsaved default while none exists. One plain
+    statement, built once (bench/notes.md, "Window snapshot and connect, second pass")."""
+    found = sql.rows(_locked_state_sql(), [])
+    if not found:
+        return QueueState()
+    values = dict(zip(STATE_COLUMNS, found[0], strict=True))
+    values["paused"] = bool(values["paused"])  # SQLite gives 0 or 1
+    return QueueState(pk=1, **values)
+
+
+@functools.cache
+def _locked_state_sql() -> str:
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {', '.join(sql.column(QueueState, name) for name in STATE_COLUMNS)}"
+        f" FROM {sql.table(QueueState)} WHERE {sql.column(QueueState, 'id')} = 1{lock}"
+    )
 
 
 def current_seq() -> int:
@@ -152,32 +179,60 @@ def window_entries(
     entries further back, each with its position (one index-backed count each). Off the
     line first, then the line in order.
 
-    Which entries, and their positions, come from the (status, order_key) index alone;
-    then their rows by primary key: a join in the first query would let the planner join
-    the whole line before it takes the head (~0.7 s at 100,000 instead of a few ms)."""
+    Every socket that connects reads one (the hub's shared snapshot; GET /api/queue; the
+    pages), so it is two statements in plain SQL (queue_app.sql), built once: the window's
+    rows, and the counts ahead of the owner's entries past the head when there are any.
+    Through the ORM it was five, whose building took longer than their round trips
+    (bench/notes.md, "Window snapshot and connect, second pass")."""
     line = estimates.place_estimates(state=state)
-    off_line = list(
-        QueueEntry.objects.filter(status__in=OFF_LINE_STATUSES).values_list("id", flat=True)
-    )
     places = events.STAFF_HEAD_PLACES if places is None else places
-    head = list(queued_entries().values_list("id", "order_key")[:places])
-    positions: dict[Any, int | None] = dict.fromkeys(off_line)
-    positions.update({pk: index for index, (pk, _) in enumerate(head, start=1)})
-    if owner_id is not None and len(head) == places:
-        positions.update(_positions_past(owner_id, head[-1][1]))
-    rows = QueueEntry.objects.filter(pk__in=list(positions)).values(
-        *ENTRY_COLUMNS, username_column()
-    )
-    result = [_payload_with_eta(row, positions[row["id"]], line) for row in rows]
+    params: list[Any] = [*(status.value for status in OFF_LINE_STATUSES)]
+    params += [EntryStatus.QUEUED.value, places]
+    if owner_id is not None:
+        params += [owner_id, EntryStatus.QUEUED.value, EntryStatus.QUEUED.value, places - 1]
+    rows = sql.entry_rows(_window_sql(owner_id is not None), params, extra=("order_key",))
+    # The statement orders by key: the line's first `places` are the head, and any queued
+    # rows after them are the owner's further back.
+    queued = [row for row in rows if row["status"] == EntryStatus.QUEUED]
+    positions: dict[Any, int | None] = {
+        row["id"]: index for index, row in enumerate(queued[:places], start=1)
+    }
+    if len(queued) > places:
+        further = [(row["id"], row["order_key"]) for row in queued[places:]]
+        positions.update(_positions_of_further(further))
+    result = [_payload_with_eta(row, positions.get(row["id"]), line) for row in rows]
     result.sort(key=lambda e: (e["position"] is not None, e["position"] or 0))
     return result
 
 
-def _positions_past(owner_id: int, key: int) -> dict[Any, int]:
-    """The positions of `owner_id`'s queued entries behind the one with order key `key`."""
-    further = list(
-        queued_entries().filter(owner_id=owner_id, order_key__gt=key).values_list("id", "order_key")
+@functools.cache
+def _window_sql(with_owner: bool) -> str:
+    """window_entries' statement: the rows (with their order keys, in key order) of the
+    entries off the line, the line's first %s, and (with_owner) the queued entries of
+    owner %s behind place %s. Which entries comes from the (status, order_key) index
+    alone, in subqueries, and then their rows by primary key: a join beside the head's
+    LIMIT would let the planner join the whole line first (~0.7 s at 100,000)."""
+    entries = sql.table(QueueEntry)
+    pk, status, key, owner = (
+        sql.column(QueueEntry, name) for name in ("id", "status", "order_key", "owner")
     )
+    chosen = (
+        f"SELECT o.{pk} FROM {entries} o"
+        f" WHERE o.{status} IN ({', '.join(['%s'] * len(OFF_LINE_STATUSES))})"
+        f" UNION ALL SELECT h.{pk} FROM (SELECT q.{pk} FROM {entries} q"
+        f" WHERE q.{status} = %s ORDER BY q.{key} LIMIT %s) h"
+    )
+    if with_owner:
+        chosen += (
+            f" UNION ALL SELECT p.{pk} FROM {entries} p WHERE p.{owner} = %s"
+            f" AND p.{status} = %s AND p.{key} > (SELECT l.{key} FROM {entries} l"
+            f" WHERE l.{status} = %s ORDER BY l.{key} LIMIT 1 OFFSET %s)"
+        )
+    return f"{sql.entry_select(('order_key',))} WHERE e.{pk} IN ({chosen}) ORDER BY e.{key}"
+
+
+def _positions_of_further(further: list[tuple[Any, int]]) -> dict[Any, int]:
+    """The positions of queued entries (id, order key) behind a window's head."""
     if len(further) <= OWN_COUNTS:
         # A count each, on the index alone (~0.1 ms for one a few thousand places back),
         # all in one statement.
@@ -185,6 +240,14 @@ def _positions_past(owner_id: int, key: int) -> dict[Any, int]:
         return {pk: ahead[key] + 1 for pk, key in further}
     places = positions_of_keys([key for _, key in further])
     return {pk: places[key] for pk, key in further}
+
+
+def _positions_past(owner_id: int, key: int) -> dict[Any, int]:
+    """The positions of `owner_id`'s queued entries behind the one with order key `key`."""
+    further = list(
+        queued_entries().filter(owner_id=owner_id, order_key__gt=key).values_list("id", "order_key")
+    )
+    return _positions_of_further(further)
 
 
 def own_entries_past_head(*, owner_id: int, seq: int) -> list[dict[str, Any]] | None:
@@ -274,8 +337,7 @@ def queue_snapshot(*, owner_id: int | None = None, places: int | None = None) ->
     unredacted, with `owner_id`'s entries if given, and the seq of the last event it
     includes. For viewers: snapshot_for_viewer()."""
     with transaction.atomic():
-        # Locking the state row waits out any writer, so entries and seq agree.
-        state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
+        state = locked_state()
         entries = window_entries(owner_id=owner_id, places=places, state=state)
     return snapshot_message(
         seq=state.last_seq,
@@ -302,7 +364,7 @@ def line_page(*, user: Any, start: int, limit: int) -> dict[str, Any]:
     to `start`."""
     viewer = Viewer.of(user)
     with transaction.atomic():
-        state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
+        state = locked_state()
         ids = list(queued_entries().values_list("id", flat=True)[start - 1 : start - 1 + limit])
         rows = QueueEntry.objects.filter(pk__in=ids).values(*ENTRY_COLUMNS, username_column())
     place = {pk: position for position, pk in enumerate(ids, start=start)}
