@@ -68,7 +68,16 @@ def locked_state() -> QueueState:
     waits out any writer, so what is read after agrees with its seq), with the fields a
     snapshot reads (STATE_COLUMNS); an unsaved default while none exists. One plain
     statement, built once (bench/notes.md, "Window snapshot and connect, second pass")."""
-    found = sql.rows(_locked_state_sql(), [])
+    return _state(lock=True)
+
+
+def queue_state_now() -> QueueState:
+    """locked_state() without the lock: the fields a snapshot reads, as of now."""
+    return _state(lock=False)
+
+
+def _state(*, lock: bool) -> QueueState:
+    found = sql.rows(_state_sql(lock), [])
     if not found:
         return QueueState()
     values = dict(zip(STATE_COLUMNS, found[0], strict=True))
@@ -77,17 +86,28 @@ def locked_state() -> QueueState:
 
 
 @functools.cache
-def _locked_state_sql() -> str:
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+def _state_sql(lock: bool) -> str:
+    lock_clause = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
     return (
         f"SELECT {', '.join(sql.column(QueueState, name) for name in STATE_COLUMNS)}"
-        f" FROM {sql.table(QueueState)} WHERE {sql.column(QueueState, 'id')} = 1{lock}"
+        f" FROM {sql.table(QueueState)} WHERE {sql.column(QueueState, 'id')} = 1{lock_clause}"
     )
 
 
 def current_seq() -> int:
-    """The seq of the newest event: what a snapshot read now would include."""
-    return QueueState.objects.filter(pk=1).values_list("last_seq", flat=True).first() or 0
+    """The seq of the newest event: what a snapshot read now would include. Plain SQL,
+    built once: the hub asks for every burst of connecting sockets, in daphne's one
+    database thread, whose Python holds the event loop's GIL."""
+    found = sql.rows(_current_seq_sql(), [])
+    return (found[0][0] if found else None) or 0
+
+
+@functools.cache
+def _current_seq_sql() -> str:
+    return (
+        f"SELECT {sql.column(QueueState, 'last_seq')} FROM {sql.table(QueueState)}"
+        f" WHERE {sql.column(QueueState, 'id')} = 1"
+    )
 
 
 def queued_entries():
@@ -282,42 +302,56 @@ def own_entries_past_head_of(owner_ids: list[int], seq: int) -> dict[int, list |
     """own_entries_past_head() for many owners at once: each owner's queued entries past
     the widest window's head as of event `seq` (full, with positions and ETAs; [] for
     most), or None for all when the queue is no longer at `seq`. For a burst of connecting
-    sockets: a fixed handful of queries for all of them instead of several each.
+    sockets: a fixed handful of statements for all of them instead of several each, in
+    plain SQL (their building in the ORM held daphne's loop: the database thread's Python
+    holds the GIL).
 
     No lock, as own_entries_past_head: the log's seq is read before and after, and every
     change that moves an entry appends an event in its transaction."""
+    if not owner_ids:
+        return {}
     if current_seq() != seq:
         return dict.fromkeys(owner_ids)
-    head_end = (
-        queued_entries()
-        .values_list("order_key", flat=True)[
-            events.STAFF_HEAD_PLACES - 1 : events.STAFF_HEAD_PLACES
-        ]
-        .first()
-    )
-    behind = []
-    if head_end is not None:  # else the whole line is in the head
-        behind = list(
-            queued_entries()
-            .filter(owner_id__in=owner_ids, order_key__gt=head_end)
-            .values_list("id", "order_key")
-        )
     result: dict[int, list | None] = {owner: [] for owner in owner_ids}
-    if behind:
+    rows = sql.entry_rows(
+        _behind_head_sql(len(owner_ids)),
+        [
+            *owner_ids,
+            EntryStatus.QUEUED.value,
+            EntryStatus.QUEUED.value,
+            events.STAFF_HEAD_PLACES - 1,
+        ],
+        extra=("order_key",),
+    )
+    if rows:
         # One count ahead of the lowest key and the keys up to the highest, for everyone.
-        places = positions_of_keys([key for _, key in behind])
-        position = {pk: places[key] for pk, key in behind}
-        rows = QueueEntry.objects.filter(pk__in=list(position)).values(
-            *ENTRY_COLUMNS, username_column()
-        )
-        line = estimates.place_estimates()
+        places = positions_of_keys([row["order_key"] for row in rows])
+        line = estimates.place_estimates(state=queue_state_now())
         for row in rows:
-            result[row["owner_id"]].append(_payload_with_eta(row, position[row["id"]], line))
+            payload = _payload_with_eta(row, places[row["order_key"]], line)
+            result[row["owner_id"]].append(payload)
         for entries in result.values():
             entries.sort(key=lambda entry: entry["position"])
     if current_seq() != seq:
         return dict.fromkeys(owner_ids)
     return result
+
+
+def _behind_head_sql(owners: int) -> str:
+    """The rows (with order keys) of the queued entries of `owners` owners (%s each) behind
+    the widest window's head (the line's key at place %s + 1); none while the line is no
+    longer than the head. Which entries from the indexes alone, then rows by primary key,
+    as in _window_sql."""
+    entries = sql.table(QueueEntry)
+    pk, status, key, owner = (
+        sql.column(QueueEntry, name) for name in ("id", "status", "order_key", "owner")
+    )
+    return (
+        f"{sql.entry_select(('order_key',))} WHERE e.{pk} IN (SELECT p.{pk} FROM {entries} p"
+        f" WHERE p.{owner} IN ({', '.join(['%s'] * owners)}) AND p.{status} = %s"
+        f" AND p.{key} > (SELECT l.{key} FROM {entries} l WHERE l.{status} = %s"
+        f" ORDER BY l.{key} LIMIT 1 OFFSET %s))"
+    )
 
 
 def waiting_counts(seq: int) -> dict[int, int] | None:
@@ -389,16 +423,24 @@ def positions_of(entries: Iterable[QueueEntry]) -> dict[Any, int]:
 def positions_of_keys(keys: list[int]) -> dict[int, int]:
     """The positions that queued entries with these order keys have (or would have, for
     keys not in the line yet, counted as in it): one count of the line ahead of the
-    lowest, and the keys between the lowest and the highest."""
+    lowest, and the keys between the lowest and the highest (plain SQL, built once: the
+    hub's reads for connecting sockets use it)."""
     keys = sorted(set(keys))
-    queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
-    ahead = queued.filter(order_key__lt=keys[0]).count()
-    between = queued.filter(order_key__gt=keys[0], order_key__lt=keys[-1]).values_list(
-        "order_key", flat=True
-    )
-    merged = sorted({*between, *keys})
+    queued = EntryStatus.QUEUED.value
+    [(ahead,)] = sql.rows("SELECT " + _queued_count_sql("<"), [queued, keys[0]])
+    between = sql.rows(_keys_between_sql(), [queued, keys[0], keys[-1]])
+    merged = sorted({*(key for (key,) in between), *keys})
     place = {key: index for index, key in enumerate(merged, start=1)}
     return {key: ahead + place[key] for key in keys}
+
+
+@functools.cache
+def _keys_between_sql() -> str:
+    key = sql.column(QueueEntry, "order_key")
+    return (
+        f"SELECT {key} FROM {sql.table(QueueEntry)}"
+        f" WHERE {sql.column(QueueEntry, 'status')} = %s AND {key} > %s AND {key} < %s"
+    )
 
 
 def events_after(*, seq: int, before: int | None = None, limit: int = 500) -> list[dict[str, Any]]:
