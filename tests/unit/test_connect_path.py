@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 
 import pytest
@@ -350,3 +351,32 @@ def test_the_snapshot_encoder_gives_snapshot_for_viewers_bytes():
             if reset:
                 expected["reset"] = True
             assert encoder.text(viewer, mine) == json.dumps(expected)
+
+
+def test_only_a_token_of_a_tickets_length_is_looked_up_in_redis(monkeypatch):
+    """Tickets are token_urlsafe(32), 43 characters; API tokens 40 hex digits. A token of
+    another length never reaches Redis; one of a ticket's length that is no ticket is
+    still tried as an API token (and found by neither: anonymous, closed with 4401)."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from realtime import tickets
+
+    redeemed, looked_up = [], []
+
+    async def redeem(token):
+        redeemed.append(token)
+        return None
+
+    async def api_user(token):
+        looked_up.append(token)
+        return AnonymousUser()
+
+    monkeypatch.setattr(auth, "aredeem_ticket", redeem)
+    monkeypatch.setattr(auth, "_user_by_api_token", api_user)
+    api_token = "a" * 40
+    ticket_shaped = secrets.token_urlsafe(tickets.TICKET_BYTES)
+    assert len(ticket_shaped) == tickets.TICKET_LENGTH != len(api_token)
+    for token in (api_token, ticket_shaped):
+        user, credential = asyncio.run(auth._authenticate_token(token))
+        assert not user.is_authenticated and credential == tickets.fingerprint(token)
+    assert redeemed == [ticket_shaped] and looked_up == [api_token, ticket_shaped]
