@@ -15,6 +15,7 @@ completed (nothing to go by): the pages say so instead of guessing.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import statistics
@@ -27,9 +28,11 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from queue_app import sql
 from queue_app.models import (
     AttemptOutcome,
     EntryStatus,
+    Meeting,
     QueueEntry,
     QueueState,
     TransferAttempt,
@@ -140,13 +143,37 @@ def schedule(model: Model, slots: int, jobs: list[Job]) -> dict[Any, Estimate]:
 
 
 def current_model(*, limit: int = SAMPLE_SIZE) -> Model | None:
-    """The model of the newest `limit` completed transfers, or None if none completed."""
-    rows = (
-        TransferAttempt.objects.filter(outcome=AttemptOutcome.COMPLETED, finished_at__isnull=False)
-        .order_by("-finished_at")
-        .values_list("started_at", "finished_at", "entry__meeting__duration_seconds")[:limit]
-    )
+    """The model of the newest `limit` completed transfers, or None if none completed.
+    Every snapshot reads it (PlaceEstimates): one plain statement, built once, with the
+    ORM's conversions of its datetimes (queue_app.sql)."""
+    select, found = _model_sql()
+    rows = sql.converted(sql.rows(select, [AttemptOutcome.COMPLETED.value, limit]), found)
     return fit((size, (finished - started).total_seconds()) for started, finished, size in rows)
+
+
+@functools.cache
+def _model_sql() -> tuple[str, sql.Converters]:
+    """current_model's statement: (started, finished, the meeting's duration) of the newest
+    completed attempts, newest first; and the converters of its columns."""
+    entry_pk, entry = sql.column(QueueEntry, "id"), sql.column(TransferAttempt, "entry")
+    meeting_pk = sql.column(Meeting, "id")
+    started, finished, outcome = (
+        sql.column(TransferAttempt, name) for name in ("started_at", "finished_at", "outcome")
+    )
+    select = (
+        f"SELECT a.{started}, a.{finished}, m.{sql.column(Meeting, 'duration_seconds')}"
+        f" FROM {sql.table(TransferAttempt)} a"
+        f" JOIN {sql.table(QueueEntry)} e ON e.{entry_pk} = a.{entry}"
+        f" JOIN {sql.table(Meeting)} m ON m.{meeting_pk} = e.{sql.column(QueueEntry, 'meeting')}"
+        f" WHERE a.{outcome} = %s AND a.{finished} IS NOT NULL"
+        f" ORDER BY a.{finished} DESC LIMIT %s"
+    )
+    fields = [
+        TransferAttempt._meta.get_field("started_at"),
+        TransferAttempt._meta.get_field("finished_at"),
+        Meeting._meta.get_field("duration_seconds"),
+    ]
+    return select, sql.converters(fields)
 
 
 def slot_count() -> int:

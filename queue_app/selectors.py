@@ -6,13 +6,14 @@ order. Running and retrying entries have no position.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery, Window
 from django.db.models.functions import RowNumber
 from django.utils import timezone
@@ -58,9 +59,55 @@ def queue_state() -> QueueState:
     return QueueState.objects.filter(pk=1).first() or QueueState(pk=1)
 
 
+# What a snapshot reads of the queue state (locked_state).
+STATE_COLUMNS = ("last_seq", "paused", "waiting", "running", "retrying")
+
+
+def locked_state() -> QueueState:
+    """The queue state's row, locked until the transaction ends (inside one: locking it
+    waits out any writer, so what is read after agrees with its seq), with the fields a
+    snapshot reads (STATE_COLUMNS); an unsaved default while none exists. One plain
+    statement, built once (bench/notes.md, "Window snapshot and connect, second pass")."""
+    return _state(lock=True)
+
+
+def queue_state_now() -> QueueState:
+    """locked_state() without the lock: the fields a snapshot reads, as of now."""
+    return _state(lock=False)
+
+
+def _state(*, lock: bool) -> QueueState:
+    found = sql.rows(_state_sql(lock), [])
+    if not found:
+        return QueueState()
+    values = dict(zip(STATE_COLUMNS, found[0], strict=True))
+    values["paused"] = bool(values["paused"])  # SQLite gives 0 or 1
+    return QueueState(pk=1, **values)
+
+
+@functools.cache
+def _state_sql(lock: bool) -> str:
+    lock_clause = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {', '.join(sql.column(QueueState, name) for name in STATE_COLUMNS)}"
+        f" FROM {sql.table(QueueState)} WHERE {sql.column(QueueState, 'id')} = 1{lock_clause}"
+    )
+
+
 def current_seq() -> int:
-    """The seq of the newest event: what a snapshot read now would include."""
-    return QueueState.objects.filter(pk=1).values_list("last_seq", flat=True).first() or 0
+    """The seq of the newest event: what a snapshot read now would include. Plain SQL,
+    built once: the hub asks for every burst of connecting sockets, in daphne's one
+    database thread, whose Python holds the event loop's GIL."""
+    found = sql.rows(_current_seq_sql(), [])
+    return (found[0][0] if found else None) or 0
+
+
+@functools.cache
+def _current_seq_sql() -> str:
+    return (
+        f"SELECT {sql.column(QueueState, 'last_seq')} FROM {sql.table(QueueState)}"
+        f" WHERE {sql.column(QueueState, 'id')} = 1"
+    )
 
 
 def queued_entries():
@@ -152,32 +199,60 @@ def window_entries(
     entries further back, each with its position (one index-backed count each). Off the
     line first, then the line in order.
 
-    Which entries, and their positions, come from the (status, order_key) index alone;
-    then their rows by primary key: a join in the first query would let the planner join
-    the whole line before it takes the head (~0.7 s at 100,000 instead of a few ms)."""
+    Every socket that connects reads one (the hub's shared snapshot; GET /api/queue; the
+    pages), so it is two statements in plain SQL (queue_app.sql), built once: the window's
+    rows, and the counts ahead of the owner's entries past the head when there are any.
+    Through the ORM it was five, whose building took longer than their round trips
+    (bench/notes.md, "Window snapshot and connect, second pass")."""
     line = estimates.place_estimates(state=state)
-    off_line = list(
-        QueueEntry.objects.filter(status__in=OFF_LINE_STATUSES).values_list("id", flat=True)
-    )
     places = events.STAFF_HEAD_PLACES if places is None else places
-    head = list(queued_entries().values_list("id", "order_key")[:places])
-    positions: dict[Any, int | None] = dict.fromkeys(off_line)
-    positions.update({pk: index for index, (pk, _) in enumerate(head, start=1)})
-    if owner_id is not None and len(head) == places:
-        positions.update(_positions_past(owner_id, head[-1][1]))
-    rows = QueueEntry.objects.filter(pk__in=list(positions)).values(
-        *ENTRY_COLUMNS, username_column()
-    )
-    result = [_payload_with_eta(row, positions[row["id"]], line) for row in rows]
+    params: list[Any] = [*(status.value for status in OFF_LINE_STATUSES)]
+    params += [EntryStatus.QUEUED.value, places]
+    if owner_id is not None:
+        params += [owner_id, EntryStatus.QUEUED.value, EntryStatus.QUEUED.value, places - 1]
+    rows = sql.entry_rows(_window_sql(owner_id is not None), params, extra=("order_key",))
+    # The statement orders by key: the line's first `places` are the head, and any queued
+    # rows after them are the owner's further back.
+    queued = [row for row in rows if row["status"] == EntryStatus.QUEUED]
+    positions: dict[Any, int | None] = {
+        row["id"]: index for index, row in enumerate(queued[:places], start=1)
+    }
+    if len(queued) > places:
+        further = [(row["id"], row["order_key"]) for row in queued[places:]]
+        positions.update(_positions_of_further(further))
+    result = [_payload_with_eta(row, positions.get(row["id"]), line) for row in rows]
     result.sort(key=lambda e: (e["position"] is not None, e["position"] or 0))
     return result
 
 
-def _positions_past(owner_id: int, key: int) -> dict[Any, int]:
-    """The positions of `owner_id`'s queued entries behind the one with order key `key`."""
-    further = list(
-        queued_entries().filter(owner_id=owner_id, order_key__gt=key).values_list("id", "order_key")
+@functools.cache
+def _window_sql(with_owner: bool) -> str:
+    """window_entries' statement: the rows (with their order keys, in key order) of the
+    entries off the line, the line's first %s, and (with_owner) the queued entries of
+    owner %s behind place %s. Which entries comes from the (status, order_key) index
+    alone, in subqueries, and then their rows by primary key: a join beside the head's
+    LIMIT would let the planner join the whole line first (~0.7 s at 100,000)."""
+    entries = sql.table(QueueEntry)
+    pk, status, key, owner = (
+        sql.column(QueueEntry, name) for name in ("id", "status", "order_key", "owner")
     )
+    chosen = (
+        f"SELECT o.{pk} FROM {entries} o"
+        f" WHERE o.{status} IN ({', '.join(['%s'] * len(OFF_LINE_STATUSES))})"
+        f" UNION ALL SELECT h.{pk} FROM (SELECT q.{pk} FROM {entries} q"
+        f" WHERE q.{status} = %s ORDER BY q.{key} LIMIT %s) h"
+    )
+    if with_owner:
+        chosen += (
+            f" UNION ALL SELECT p.{pk} FROM {entries} p WHERE p.{owner} = %s"
+            f" AND p.{status} = %s AND p.{key} > (SELECT l.{key} FROM {entries} l"
+            f" WHERE l.{status} = %s ORDER BY l.{key} LIMIT 1 OFFSET %s)"
+        )
+    return f"{sql.entry_select(('order_key',))} WHERE e.{pk} IN ({chosen}) ORDER BY e.{key}"
+
+
+def _positions_of_further(further: list[tuple[Any, int]]) -> dict[Any, int]:
+    """The positions of queued entries (id, order key) behind a window's head."""
     if len(further) <= OWN_COUNTS:
         # A count each, on the index alone (~0.1 ms for one a few thousand places back),
         # all in one statement.
@@ -185,6 +260,14 @@ def _positions_past(owner_id: int, key: int) -> dict[Any, int]:
         return {pk: ahead[key] + 1 for pk, key in further}
     places = positions_of_keys([key for _, key in further])
     return {pk: places[key] for pk, key in further}
+
+
+def _positions_past(owner_id: int, key: int) -> dict[Any, int]:
+    """The positions of `owner_id`'s queued entries behind the one with order key `key`."""
+    further = list(
+        queued_entries().filter(owner_id=owner_id, order_key__gt=key).values_list("id", "order_key")
+    )
+    return _positions_of_further(further)
 
 
 def own_entries_past_head(*, owner_id: int, seq: int) -> list[dict[str, Any]] | None:
@@ -219,42 +302,56 @@ def own_entries_past_head_of(owner_ids: list[int], seq: int) -> dict[int, list |
     """own_entries_past_head() for many owners at once: each owner's queued entries past
     the widest window's head as of event `seq` (full, with positions and ETAs; [] for
     most), or None for all when the queue is no longer at `seq`. For a burst of connecting
-    sockets: a fixed handful of queries for all of them instead of several each.
+    sockets: a fixed handful of statements for all of them instead of several each, in
+    plain SQL (their building in the ORM held daphne's loop: the database thread's Python
+    holds the GIL).
 
     No lock, as own_entries_past_head: the log's seq is read before and after, and every
     change that moves an entry appends an event in its transaction."""
+    if not owner_ids:
+        return {}
     if current_seq() != seq:
         return dict.fromkeys(owner_ids)
-    head_end = (
-        queued_entries()
-        .values_list("order_key", flat=True)[
-            events.STAFF_HEAD_PLACES - 1 : events.STAFF_HEAD_PLACES
-        ]
-        .first()
-    )
-    behind = []
-    if head_end is not None:  # else the whole line is in the head
-        behind = list(
-            queued_entries()
-            .filter(owner_id__in=owner_ids, order_key__gt=head_end)
-            .values_list("id", "order_key")
-        )
     result: dict[int, list | None] = {owner: [] for owner in owner_ids}
-    if behind:
+    rows = sql.entry_rows(
+        _behind_head_sql(len(owner_ids)),
+        [
+            *owner_ids,
+            EntryStatus.QUEUED.value,
+            EntryStatus.QUEUED.value,
+            events.STAFF_HEAD_PLACES - 1,
+        ],
+        extra=("order_key",),
+    )
+    if rows:
         # One count ahead of the lowest key and the keys up to the highest, for everyone.
-        places = positions_of_keys([key for _, key in behind])
-        position = {pk: places[key] for pk, key in behind}
-        rows = QueueEntry.objects.filter(pk__in=list(position)).values(
-            *ENTRY_COLUMNS, username_column()
-        )
-        line = estimates.place_estimates()
+        places = positions_of_keys([row["order_key"] for row in rows])
+        line = estimates.place_estimates(state=queue_state_now())
         for row in rows:
-            result[row["owner_id"]].append(_payload_with_eta(row, position[row["id"]], line))
+            payload = _payload_with_eta(row, places[row["order_key"]], line)
+            result[row["owner_id"]].append(payload)
         for entries in result.values():
             entries.sort(key=lambda entry: entry["position"])
     if current_seq() != seq:
         return dict.fromkeys(owner_ids)
     return result
+
+
+def _behind_head_sql(owners: int) -> str:
+    """The rows (with order keys) of the queued entries of `owners` owners (%s each) behind
+    the widest window's head (the line's key at place %s + 1); none while the line is no
+    longer than the head. Which entries from the indexes alone, then rows by primary key,
+    as in _window_sql."""
+    entries = sql.table(QueueEntry)
+    pk, status, key, owner = (
+        sql.column(QueueEntry, name) for name in ("id", "status", "order_key", "owner")
+    )
+    return (
+        f"{sql.entry_select(('order_key',))} WHERE e.{pk} IN (SELECT p.{pk} FROM {entries} p"
+        f" WHERE p.{owner} IN ({', '.join(['%s'] * owners)}) AND p.{status} = %s"
+        f" AND p.{key} > (SELECT l.{key} FROM {entries} l WHERE l.{status} = %s"
+        f" ORDER BY l.{key} LIMIT 1 OFFSET %s))"
+    )
 
 
 def waiting_counts(seq: int) -> dict[int, int] | None:
@@ -274,8 +371,7 @@ def queue_snapshot(*, owner_id: int | None = None, places: int | None = None) ->
     unredacted, with `owner_id`'s entries if given, and the seq of the last event it
     includes. For viewers: snapshot_for_viewer()."""
     with transaction.atomic():
-        # Locking the state row waits out any writer, so entries and seq agree.
-        state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
+        state = locked_state()
         entries = window_entries(owner_id=owner_id, places=places, state=state)
     return snapshot_message(
         seq=state.last_seq,
@@ -302,7 +398,7 @@ def line_page(*, user: Any, start: int, limit: int) -> dict[str, Any]:
     to `start`."""
     viewer = Viewer.of(user)
     with transaction.atomic():
-        state = QueueState.objects.select_for_update().filter(pk=1).first() or QueueState()
+        state = locked_state()
         ids = list(queued_entries().values_list("id", flat=True)[start - 1 : start - 1 + limit])
         rows = QueueEntry.objects.filter(pk__in=ids).values(*ENTRY_COLUMNS, username_column())
     place = {pk: position for position, pk in enumerate(ids, start=start)}
@@ -327,16 +423,24 @@ def positions_of(entries: Iterable[QueueEntry]) -> dict[Any, int]:
 def positions_of_keys(keys: list[int]) -> dict[int, int]:
     """The positions that queued entries with these order keys have (or would have, for
     keys not in the line yet, counted as in it): one count of the line ahead of the
-    lowest, and the keys between the lowest and the highest."""
+    lowest, and the keys between the lowest and the highest (plain SQL, built once: the
+    hub's reads for connecting sockets use it)."""
     keys = sorted(set(keys))
-    queued = QueueEntry.objects.filter(status=EntryStatus.QUEUED)
-    ahead = queued.filter(order_key__lt=keys[0]).count()
-    between = queued.filter(order_key__gt=keys[0], order_key__lt=keys[-1]).values_list(
-        "order_key", flat=True
-    )
-    merged = sorted({*between, *keys})
+    queued = EntryStatus.QUEUED.value
+    [(ahead,)] = sql.rows("SELECT " + _queued_count_sql("<"), [queued, keys[0]])
+    between = sql.rows(_keys_between_sql(), [queued, keys[0], keys[-1]])
+    merged = sorted({*(key for (key,) in between), *keys})
     place = {key: index for index, key in enumerate(merged, start=1)}
     return {key: ahead + place[key] for key in keys}
+
+
+@functools.cache
+def _keys_between_sql() -> str:
+    key = sql.column(QueueEntry, "order_key")
+    return (
+        f"SELECT {key} FROM {sql.table(QueueEntry)}"
+        f" WHERE {sql.column(QueueEntry, 'status')} = %s AND {key} > %s AND {key} < %s"
+    )
 
 
 def events_after(*, seq: int, before: int | None = None, limit: int = 500) -> list[dict[str, Any]]:

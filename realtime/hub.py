@@ -38,6 +38,7 @@ from realtime import daphne_io, metrics, queue_feed
 from realtime.batching import batcher
 from realtime.publisher import HUB_GROUPS
 from realtime.queue_feed import (
+    SnapshotEncoder,
     Viewer,
     audience_key,
     event_for_viewer,
@@ -162,6 +163,9 @@ class Hub:
         self._own: dict[int, tuple[int, float, list[dict[str, Any]]]] = {}
         # Snapshot texts by (viewer, reset): (shared snapshot, own entries, text).
         self._texts: dict[tuple[Viewer, bool], tuple[Any, Any, str]] = {}
+        # The shared snapshot's parts encoded once for viewers who are not staff, by
+        # reset: (that snapshot, its SnapshotEncoder).
+        self._encoders: dict[bool, tuple[dict[str, Any], SnapshotEncoder]] = {}
         # The owners of the shared snapshot's entries: (that snapshot, their ids as str).
         self._owners: tuple[dict[str, Any], set[str]] | None = None
         # The users with entries past the shared snapshot's head: (that snapshot, their ids).
@@ -230,11 +234,20 @@ class Hub:
         cached = self._texts.get(key)
         if cached is not None and cached[0] is shared and cached[1] is own:
             return shared["seq"], cached[2]
-        full = {**shared, "queue": [*shared["queue"], *own]} if own else shared
-        snapshot = snapshot_for_viewer(full, viewer)
-        if reset:
-            snapshot["reset"] = True
-        text = json.dumps(snapshot)
+        if viewer.is_staff:
+            full = {**shared, "queue": [*shared["queue"], *own]} if own else shared
+            snapshot = snapshot_for_viewer(full, viewer)
+            if reset:
+                snapshot["reset"] = True
+            text = json.dumps(snapshot)
+        else:
+            # The same bytes, with the redacted entries encoded once per shared snapshot
+            # (each owner of entries in it has a text of its own: a pass over the window
+            # instead of a cut and an encoding each, ~0.3 ms at 220 entries).
+            encoder = self._encoders.get(reset)
+            if encoder is None or encoder[0] is not shared:
+                encoder = self._encoders[reset] = (shared, SnapshotEncoder(shared, reset=reset))
+            text = encoder[1].text(viewer, own)
         if len(self._texts) > OWN_CACHE_USERS:
             self._texts.clear()
         self._texts[key] = (shared, own, text)

@@ -12,6 +12,7 @@ from typing import Any
 
 from queue_app.events import (
     STAFF_HEAD_PLACES,
+    SnapshotEncoder,
     Viewer,
     audience_key,
     event_for_viewer,
@@ -30,6 +31,7 @@ from queue_app.selectors import (
 
 __all__ = [
     "STAFF_HEAD_PLACES",
+    "SnapshotEncoder",
     "Viewer",
     "audience_key",
     "current_seq",

@@ -24,6 +24,10 @@ from redis.retry import Retry
 from realtime.batching import batcher
 
 TICKET_TTL_SECONDS = 60
+# Every ticket is secrets.token_urlsafe(32): 43 characters. API tokens are 40 hex digits,
+# so a `?token=` of another length is never looked up in Redis (realtime.auth).
+TICKET_BYTES = 32
+TICKET_LENGTH = len(secrets.token_urlsafe(TICKET_BYTES))
 _KEY_PREFIX = "fathomloom:ws-ticket:"
 _sync_client: redis.Redis | None = None
 _async_clients: dict[int, aioredis.Redis] = {}
@@ -73,7 +77,7 @@ def _async_client() -> aioredis.Redis:
 
 def issue_ticket(*, user_id: int, credential: str | None) -> str:
     """A new ticket for `user_id`. `credential` names what asked for it, for revocation."""
-    ticket = secrets.token_urlsafe(32)
+    ticket = secrets.token_urlsafe(TICKET_BYTES)
     value = json.dumps({"user_id": user_id, "credential": credential})
     _client().set(_KEY_PREFIX + fingerprint(ticket), value, ex=TICKET_TTL_SECONDS)
     return ticket

@@ -321,39 +321,15 @@ def _line_ids(low: int, high: int) -> list[Any]:
 
 def _entry_rows(ids: list[Any]) -> list[dict[str, Any]]:
     """The entries' rows as entry_payload reads them (ENTRY_COLUMNS and the username)."""
-    names = [*ENTRY_COLUMNS, username_column()]
     if connection.vendor != "postgresql":
+        names = [*ENTRY_COLUMNS, username_column()]
         return list(QueueEntry.objects.filter(pk__in=ids).values(*names))
-    with connection.cursor() as cursor:
-        cursor.execute(_entry_rows_sql(), [ids])
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return sql.entry_rows(_entry_rows_sql(), [ids])
 
 
 @functools.cache
 def _entry_rows_sql() -> str:
-    qn = connection.ops.quote_name
-    tables = {
-        "": (QueueEntry, "e"),
-        "meeting": (QueueEntry.meeting.field.related_model, "m"),
-        "owner": (QueueEntry.owner.field.related_model, "u"),
-    }
-    columns = []
-    for name in (*ENTRY_COLUMNS, username_column()):
-        relation, _, field = name.rpartition("__")
-        model, alias = tables[relation]
-        columns.append(f"{alias}.{qn(model._meta.get_field(field).column)}")
-    entry = QueueEntry._meta
-    joins = []
-    for relation in ("meeting", "owner"):
-        model, alias = tables[relation]
-        joins.append(
-            f" JOIN {qn(model._meta.db_table)} {alias} ON {alias}.{qn(model._meta.pk.column)}"
-            f" = e.{qn(entry.get_field(relation).column)}"
-        )
-    return (
-        f"SELECT {', '.join(columns)} FROM {qn(entry.db_table)} e{''.join(joins)}"
-        f" WHERE e.{qn(entry.pk.column)} = ANY(%s)"
-    )
+    return f"{sql.entry_select()} WHERE e.{sql.column(QueueEntry, 'id')} = ANY(%s)"
 
 
 def request_dispatch() -> None:

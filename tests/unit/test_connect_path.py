@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 
 import pytest
@@ -305,3 +306,77 @@ def test_a_subscribed_hub_takes_a_socket_without_waiting(monkeypatch):
         assert socket in hub.subscribers
 
     asyncio.run(register())
+
+
+def test_the_snapshot_encoder_gives_snapshot_for_viewers_bytes():
+    """SnapshotEncoder (the hub's shared encoding for viewers who are not staff) gives the
+    bytes of json.dumps(snapshot_for_viewer(...)) for an owner, another user and
+    anonymous, with and without their own entries past the head and reset."""
+
+    def entry(n: int, status: str, position: int | None, owner: int) -> dict:
+        return {
+            "id": f"e{n}",
+            "position": position,
+            "status": status,
+            "owner_id": str(owner),
+            "title": f"t{n}",
+            "eta_seconds": n,
+        }
+
+    queue = [entry(0, "running", None, 5), entry(1, "retrying", None, 6)]
+    queue += [entry(n, "queued", n - 1, 5 + n % 3) for n in range(2, 40)]
+    queue.append(entry(99, "completed", None, 5))  # a finished entry is nobody's window
+    snapshot = {
+        "type": "QueueSnapshot",
+        "version": 2,
+        "seq": 7,
+        "paused": False,
+        "queue_length": 300,
+        "waiting": 298,
+        "head_places": events.STAFF_HEAD_PLACES,
+        "queue": queue,
+        "timestamp": "2026-12-02T20:00:00Z",
+    }
+    own = [entry(200, "queued", 250, 5), entry(201, "queued", 260, 5)]
+    for reset in (False, True):
+        encoder = events.SnapshotEncoder(snapshot, reset=reset)
+        for viewer, mine in (
+            (Viewer(user_id=5), own),
+            (Viewer(user_id=5), None),
+            (Viewer(user_id=6), None),
+            (Viewer(user_id=None), None),
+        ):
+            full = {**snapshot, "queue": [*queue, *mine]} if mine else snapshot
+            expected = events.snapshot_for_viewer(full, viewer)
+            if reset:
+                expected["reset"] = True
+            assert encoder.text(viewer, mine) == json.dumps(expected)
+
+
+def test_only_a_token_of_a_tickets_length_is_looked_up_in_redis(monkeypatch):
+    """Tickets are token_urlsafe(32), 43 characters; API tokens 40 hex digits. A token of
+    another length never reaches Redis; one of a ticket's length that is no ticket is
+    still tried as an API token (and found by neither: anonymous, closed with 4401)."""
+    from django.contrib.auth.models import AnonymousUser
+
+    from realtime import tickets
+
+    redeemed, looked_up = [], []
+
+    async def redeem(token):
+        redeemed.append(token)
+        return None
+
+    async def api_user(token):
+        looked_up.append(token)
+        return AnonymousUser()
+
+    monkeypatch.setattr(auth, "aredeem_ticket", redeem)
+    monkeypatch.setattr(auth, "_user_by_api_token", api_user)
+    api_token = "a" * 40
+    ticket_shaped = secrets.token_urlsafe(tickets.TICKET_BYTES)
+    assert len(ticket_shaped) == tickets.TICKET_LENGTH != len(api_token)
+    for token in (api_token, ticket_shaped):
+        user, credential = asyncio.run(auth._authenticate_token(token))
+        assert not user.is_authenticated and credential == tickets.fingerprint(token)
+    assert redeemed == [ticket_shaped] and looked_up == [api_token, ticket_shaped]
