@@ -248,7 +248,10 @@ class QueueConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return None
         self.closing = True
-        return self.close(code=CLOSE_SERVICE_RESTART)
+        metrics.closed(CLOSE_SERVICE_RESTART)
+        # Not Channels' close: under daphne it goes to autobahn's sendClose, which refuses
+        # 1012 (realtime.daphne_io, SocketWriter.close_with).
+        return self.writer.close_with(CLOSE_SERVICE_RESTART)
 
     def close_for_restart(self) -> Awaitable[None] | None:
         """The server is stopping (the hub calls this from daphne's shutdown): close with

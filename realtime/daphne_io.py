@@ -111,10 +111,15 @@ class SocketWriter:
     def abort_later(self, seconds: float) -> None:
         """Drop the connection, and whatever is still buffered for it, in `seconds`."""
 
-    def close_for_restart(self, frame: bytes, code: int) -> Awaitable[None] | None:
-        """The server is stopping: close with `code` (`frame`, the same as a close frame).
+    def close_with(self, code: int) -> Awaitable[None] | None:
+        """Close with `code`, any code RFC 6455 lets a server send (1012 among them).
         Here, through the server's own ASGI send."""
         return self.send({"type": "websocket.close", "code": code})
+
+    def close_for_restart(self, frame: bytes, code: int) -> Awaitable[None] | None:
+        """The server is stopping: close with `code` (`frame`, the same as a close frame).
+        Here as close_with."""
+        return self.close_with(code)
 
 
 class TwistedWriter(SocketWriter):
@@ -147,13 +152,20 @@ class TwistedWriter(SocketWriter):
         if hasattr(self.transport, "abortConnection"):
             asyncio.get_running_loop().call_later(seconds, self.transport.abortConnection)
 
-    def close_for_restart(self, frame: bytes, code: int) -> Awaitable[None] | None:
-        """autobahn's closing handshake, after whatever is still buffered; daphne's own
-        shutdown then drops the connection."""
+    def close_with(self, code: int) -> Awaitable[None] | None:
+        """autobahn's closing handshake with `code`, after whatever is still buffered.
+
+        Through sendCloseFrame, not sendClose (and so not daphne's ASGI close, which calls
+        it): sendClose refuses every code but 1000 and 3000-4999, 1012 (service restart)
+        included, with an exception, and the socket stayed open."""
         protocol = self.protocol
         if protocol.state == protocol.STATE_OPEN and not self.transport.disconnecting:
-            protocol.sendClose(code=code)
+            protocol.sendCloseFrame(code=code)
         return None
+
+    def close_for_restart(self, frame: bytes, code: int) -> Awaitable[None] | None:
+        """close_with; daphne's own shutdown then drops the connection."""
+        return self.close_with(code)
 
 
 class RawSocketWriter(TwistedWriter):

@@ -16,7 +16,7 @@ from websockets.sync.client import connect
 
 from devtools import processes
 from queue_app.broadcast import publish_progress
-from queue_app.models import QueueEvent
+from queue_app.models import QueueEvent, QueueState
 from queue_app.services import line
 from realtime import publisher, tickets
 from tests.helpers import PASSWORD
@@ -454,3 +454,23 @@ def test_a_new_daphne_takes_over_the_port_before_the_old_one_stops(
             second.stop()
     assert not refused, f"connections refused during the hand-over: {refused[:3]}"
     assert answered and set(answered) == {200}
+
+
+def test_a_log_that_went_back_closes_the_sockets_of_the_old_one_with_1012(
+    live_server_url, people, make_meeting
+):
+    """A restored database (here the log emptied under a running daphne): the sockets that
+    hold the old log's state are closed with 1012, so that their clients resume onto a
+    fresh snapshot. Through daphne's own close (autobahn's sendClose) 1012 raised and the
+    socket stayed open."""
+    alice, _bob, _admin = people
+    token = Token.objects.create(user=alice).key
+    with open_socket(live_server_url, query=f"?token={token}") as old:
+        first = old.recv()["seq"]
+        line.entry_enqueue(meeting=make_meeting(alice, "Before the restore"))
+        assert old.recv_update()["seq"] == first + 1
+        QueueEvent.objects.all().delete()
+        QueueState.objects.filter(pk=1).update(last_seq=0)
+        with open_socket(live_server_url, query=f"?token={token}") as new:
+            assert new.recv()["seq"] == 0  # the new socket reads the log as it is now
+            assert old.close_code(timeout=5) == 1012

@@ -58,7 +58,7 @@ class FakeProtocol:
         self.state = self.STATE_OPEN
         self.close_codes: list[int] = []
 
-    def sendClose(self, code: int) -> None:  # autobahn's closing handshake
+    def sendCloseFrame(self, code: int) -> None:  # autobahn's closing handshake, any code
         self.close_codes.append(code)
         self.state = self.STATE_CLOSING
 
@@ -251,6 +251,15 @@ def test_a_restart_close_under_tls_is_autobahns_closing_handshake():
     writer.close_for_restart(CLOSE_SERVICE_RESTART_FRAME, CLOSE_SERVICE_RESTART)
     writer.close_for_restart(CLOSE_SERVICE_RESTART_FRAME, CLOSE_SERVICE_RESTART)
     assert protocol.close_codes == [CLOSE_SERVICE_RESTART]  # once
+
+
+def test_autobahns_public_close_refuses_1012_so_the_writer_does_not_use_it():
+    """Why close_with goes to sendCloseFrame: sendClose (daphne's ASGI close calls it)
+    raises for 1012, and the socket stayed open (a log that went back, under TLS a stop)."""
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    with pytest.raises(Exception, match="invalid close code 1012"):
+        WebSocketProtocol.sendClose(object(), code=CLOSE_SERVICE_RESTART)
 
 
 def test_a_restart_close_under_another_server_is_its_asgi_close():
