@@ -8,7 +8,9 @@ same on PostgreSQL and SQLite, unless a caller says otherwise."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection, models
@@ -32,6 +34,157 @@ def rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else []
+
+
+def results(statements: Sequence[tuple[str, list[Any]]]) -> list[list[tuple[Any, ...]]]:
+    """Run the statements in order, in one round trip on PostgreSQL; each one's rows.
+    Each statement sees what the ones before it did and locked (a lock first, then reads
+    under it: under READ COMMITTED every statement takes its own snapshot)."""
+    if connection.vendor != "postgresql" or len(statements) == 1:
+        return [rows(sql, params) for sql, params in statements]
+    found = []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "; ".join(sql for sql, _ in statements),
+            [value for _, params in statements for value in params],
+        )
+        for index in range(len(statements)):
+            if index:
+                cursor.nextset()
+            found.append(cursor.fetchall() if cursor.description else [])
+    return found
+
+
+# --- writes held back, to go with the next statement ---------------------------------------
+#
+# A change under the queue lock writes several rows whose results it does not read (the
+# entry, the owner's counter, the attempt, the state, the event). Each write is a round
+# trip, and the lock is held through all of them; held back, they go to the server with
+# the next statement the change runs, or at the end of the block (before COMMIT): one
+# round trip for all. On PostgreSQL, where psycopg's client-side binding (Django's
+# default) takes several statements in one execute; elsewhere each runs at once.
+
+_held = threading.local()
+
+
+@contextmanager
+def batched(*, commit: bool = False) -> Iterator[None]:
+    """Hold back the writes made with write(), insert() and update() in this block until
+    the next statement the connection runs (ORM or plain), which takes them along, or
+    until the block ends. Leaving by an exception drops them (the transaction around is
+    rolled back anyway). Re-entrant; a no-op off PostgreSQL.
+
+    `commit`: the block is the whole of an outermost transaction.atomic(), so the last
+    writes go with its COMMIT (the lock a change holds ends with that round trip, not
+    one later); Django's own commit then finds the transaction ended and sends nothing
+    (psycopg's commit() skips an idle connection), and runs the on_commit callbacks. Not
+    inside another atomic block (a test's, or a caller's): that one commits."""
+    if connection.vendor != "postgresql" or getattr(_held, "statements", None) is not None:
+        yield
+        return
+    _held.statements = []
+    try:
+        with connection.execute_wrapper(_send_held):
+            yield
+            _flush(commit=commit and _outermost())
+    finally:
+        _held.statements = None
+
+
+def _outermost() -> bool:
+    return (
+        len(connection.atomic_blocks) == 1
+        and not connection.savepoint_ids
+        and (not connection.needs_rollback)
+    )
+
+
+def write(sql: str, params: list[Any]) -> None:
+    """Run a statement that returns nothing the caller reads: held back in a batched()
+    block, at once otherwise."""
+    held = getattr(_held, "statements", None)
+    if held is None:
+        rows(sql, params)
+    else:
+        held.append((sql, params))
+
+
+def insert(objects: Sequence[models.Model]) -> None:
+    """INSERT the (unsaved, same-model) objects as Model.save would, without reading back
+    an automatic primary key (write()). Fields' pre_save runs (auto_now_add)."""
+    model = type(objects[0])
+    fields = _insert_fields(model, objects[0].pk is None)
+    values = [
+        field.get_db_prep_save(field.pre_save(obj, True), connection)
+        for obj in objects
+        for field in fields
+    ]
+    placeholders = f"({', '.join(['%s'] * len(fields))})"
+    write(
+        f"INSERT INTO {table(model)} ({', '.join(quoted(field.column) for field in fields)})"
+        f" VALUES {', '.join([placeholders] * len(objects))}",
+        values,
+    )
+    for obj in objects:
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+def update(obj: models.Model, names: Sequence[str]) -> None:
+    """UPDATE the saved object's fields `names` as save(update_fields=names) would
+    (write()). Fields' pre_save runs (auto_now)."""
+    model = type(obj)
+    fields = [model._meta.get_field(name) for name in names]
+    values = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in fields]
+    write(
+        f"UPDATE {table(model)} SET {', '.join(f'{quoted(field.column)} = %s' for field in fields)}"
+        f" WHERE {quoted(model._meta.pk.column)} = %s",
+        [*values, model._meta.pk.get_db_prep_value(obj.pk, connection)],
+    )
+
+
+def quoted(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+@functools.cache
+def _insert_fields(model: type[models.Model], automatic_pk: bool) -> list[models.Field]:
+    return [
+        field for field in model._meta.concrete_fields if not (automatic_pk and field.primary_key)
+    ]
+
+
+def _send_held(execute: Callable, sql: str, params: Any, many: bool, context: dict) -> Any:
+    """The execute wrapper of batched(): the held writes go first, in the same round trip,
+    and the cursor is left at the caller's statement's result. (executemany and a
+    server-side cursor, which take one statement, get them in a round trip of their own.)"""
+    held = _held.statements
+    if not held:
+        return execute(sql, params, many, context)
+    if many or getattr(context["cursor"].cursor, "name", None):
+        _flush()
+        return execute(sql, params, many, context)
+    _held.statements = []
+    if params is None:  # the statement's own % were not placeholders
+        sql, params = sql.replace("%", "%%"), []
+    result = execute(
+        "; ".join([*(s for s, _ in held), sql]),
+        [*(v for _, p in held for v in p), *params],
+        False,
+        context,
+    )
+    for _ in held:
+        context["cursor"].cursor.nextset()
+    return result
+
+
+def _flush(*, commit: bool = False) -> None:
+    held, _held.statements = _held.statements, []
+    if commit:
+        held.append(("COMMIT", []))
+    if held:
+        with connection.cursor() as cursor:
+            cursor.execute("; ".join(s for s, _ in held), [v for _, p in held for v in p])
 
 
 Converters = list[tuple[int, Any, list[Callable[..., Any]]]]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -48,6 +49,16 @@ _UNREAD_MEETING_FIELDS = ("meeting__raw", "meeting__summary", "meeting__transcri
 STATE_COUNTERS = ("waiting", "running", "retrying", "next_arrival", "top_round", "head_round")
 
 
+@contextmanager
+def queue_change() -> Iterator[None]:
+    """The transaction of a change, with its writes held back to go to the server with
+    its next statement, and the last of them with COMMIT (sql.batched): on PostgreSQL
+    a claim is three round trips under the lock, an enqueue three, where each statement
+    was one (bench/notes.md, "Round trips under the lock")."""
+    with transaction.atomic(), sql.batched(commit=True):
+        yield
+
+
 def lock_queue() -> QueueState:
     """Take the queue lock: the singleton state row, FOR UPDATE; and, on PostgreSQL, set
     this transaction's synchronous_commit (QUEUE_SYNCHRONOUS_COMMIT, `off` by default) in
@@ -70,6 +81,34 @@ def lock_queue() -> QueueState:
     return state
 
 
+def lock_queue_reading(
+    statements: list[tuple[str, list[Any]]],
+) -> tuple[QueueState, list[list[tuple[Any, ...]]]]:
+    """lock_queue(), then `statements` (reads, plain SQL) under the lock: each one's rows.
+    In the same round trip on PostgreSQL, where each statement runs once the lock is held,
+    on a snapshot of its own (READ COMMITTED)."""
+    if connection.vendor == "postgresql":
+        locked, *found = sql.results([_lock_statement(), *statements])
+        if locked:
+            return _state_from(locked[0]), found
+    state = lock_queue()  # and the state row made again after a flush
+    return state, sql.results(statements) if statements else []
+
+
+def lock_queue_reading_head() -> tuple[QueueState, QueueEntry | None]:
+    """lock_queue(), and the head of the line locked for a claim (claim_candidate of the
+    queued entries), in one round trip on PostgreSQL (lock_queue_reading). A claim that
+    takes a retrying entry instead leaves the head locked until it commits, which nobody
+    waits for (every other change takes the queue lock first)."""
+    if connection.vendor != "postgresql":
+        state = lock_queue()
+        head = claim_candidate(EntryStatus.QUEUED, ("order_key",)) if state.waiting else None
+        return state, head
+    head_sql, loads = _candidate_sql(("order_key",), False)
+    state, (head,) = lock_queue_reading([(head_sql, [EntryStatus.QUEUED.value])])
+    return state, _candidate_from(head, loads)
+
+
 def _locked_state() -> QueueState | None:
     """The state row FOR UPDATE. On PostgreSQL in plain SQL, since every change runs it
     under the lock and the ORM took ~5 times the round trip to build it; with
@@ -77,40 +116,51 @@ def _locked_state() -> QueueState | None:
     own), which lasts until the transaction ends."""
     if connection.vendor != "postgresql":
         return QueueState.objects.select_for_update().filter(pk=1).first()
-    fields = QueueState._meta.concrete_fields
+    found = sql.rows(*_lock_statement())
+    return _state_from(found[0]) if found else None
+
+
+def _lock_statement() -> tuple[str, list[Any]]:
     level = settings.QUEUE_SYNCHRONOUS_COMMIT
-    qn = connection.ops.quote_name
-    setting = ", set_config('synchronous_commit', %s, true)" if level != "on" else ""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {', '.join(qn(field.column) for field in fields)}{setting}"
-            f" FROM {qn(QueueState._meta.db_table)} WHERE {qn(QueueState._meta.pk.column)} = 1"
-            " FOR UPDATE",
-            [level] if setting else [],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return None
+    return _lock_sql(level != "on"), [level] if level != "on" else []
+
+
+@functools.cache
+def _lock_sql(set_commit_level: bool) -> str:
+    columns = ", ".join(sql.quoted(field.column) for field in QueueState._meta.concrete_fields)
+    setting = ", set_config('synchronous_commit', %s, true)" if set_commit_level else ""
+    return (
+        f"SELECT {columns}{setting} FROM {sql.table(QueueState)}"
+        f" WHERE {sql.quoted(QueueState._meta.pk.column)} = 1 FOR UPDATE"
+    )
+
+
+def _state_from(row: tuple[Any, ...]) -> QueueState:
+    fields = QueueState._meta.concrete_fields
     return QueueState.from_db(
         connection.alias, [field.attname for field in fields], row[: len(fields)]
     )
 
 
 def _save_state(state: QueueState) -> None:
-    """Save the counts and `last_seq` (plain SQL on PostgreSQL, as _locked_state)."""
+    """Save the counts and `last_seq` (plain SQL on PostgreSQL, as _locked_state; held
+    back in a batched() change)."""
     names = [*STATE_COUNTERS, "last_seq", "updated_at"]
     if connection.vendor != "postgresql":
         state.save(update_fields=names)
         return
     state.updated_at = timezone.now()
-    meta, qn = QueueState._meta, connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {qn(meta.db_table)}"
-            f" SET {', '.join(f'{qn(meta.get_field(name).column)} = %s' for name in names)}"
-            f" WHERE {qn(meta.pk.column)} = %s",
-            [*(getattr(state, name) for name in names), state.pk],
-        )
+    sql.write(_save_state_sql(), [*(getattr(state, name) for name in names), state.pk])
+
+
+@functools.cache
+def _save_state_sql() -> str:
+    names = [*STATE_COUNTERS, "last_seq", "updated_at"]
+    assignments = ", ".join(f"{sql.column(QueueState, name)} = %s" for name in names)
+    return (
+        f"UPDATE {sql.table(QueueState)} SET {assignments}"
+        f" WHERE {sql.quoted(QueueState._meta.pk.column)} = %s"
+    )
 
 
 def with_people(entries: QuerySet[QueueEntry]) -> QuerySet[QueueEntry]:
@@ -134,16 +184,20 @@ def claim_candidate(
         if due_by is not None:
             rows = rows.filter(next_attempt_at__lte=due_by)
         return rows.order_by(*order).first()
-    sql, loads = _candidate_sql(order, due_by is not None)
+    statement, loads = _candidate_sql(order, due_by is not None)
     params = [str(status)] if due_by is None else [str(status), due_by]  # the value, not the enum
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
+    return _candidate_from(sql.rows(statement, params), loads)
+
+
+def _candidate_from(
+    found: list[tuple[Any, ...]], loads: list[tuple[Any, list]]
+) -> QueueEntry | None:
+    """The entry, with its meeting and owner attached, from _candidate_sql's row."""
+    if not found:
         return None
     objects, start = [], 0
     for model, names in loads:
-        objects.append(model.from_db(connection.alias, names, row[start : start + len(names)]))
+        objects.append(model.from_db(connection.alias, names, found[0][start : start + len(names)]))
         start += len(names)
     entry, meeting, owner = objects
     QueueEntry.meeting.field.set_cached_value(entry, meeting)
@@ -246,7 +300,7 @@ def record(
         note=note,
         actor=actor,
     )
-    event = QueueEvent.objects.create(
+    event = QueueEvent(
         seq=state.last_seq,
         update_type=update_type,
         entry=entries[0] if len(entries) == 1 else None,
@@ -263,19 +317,15 @@ def record(
         },
         created_at=at,
     )
+    sql.insert([event])
     transaction.on_commit(lambda: broadcast.publish_event(event))
     return event
 
 
 def _entered(state: QueueState, moved: dict[str, Any], changed: set[Any]) -> list[dict]:
     """The entries the change did not touch that moved up into the head of the line, for
-    each window size (events.HEAD_PLACES, STAFF_HEAD_PLACES): at most a window's worth.
-    One walk of the (status, order_key) index over the places concerned, then their rows
-    by key; nothing at all when no place ahead of a window's end was freed. (One statement
-    with a subquery per window's places was tried: the planner, not knowing it picks a
-    few rows, joined them by scanning the meetings, or walked the order key's index from
-    the oldest finished entry, ~4 ms a claim at 10,000 waiting against ~0.3 ms for these
-    two.)"""
+    each window size (events.HEAD_PLACES, STAFF_HEAD_PLACES): at most a window's worth,
+    read by _rows_at; nothing at all when no place ahead of a window's end was freed."""
     removed = sum(run[1] for run in moved["removed"])
     inserted = sum(run[1] for run in moved["inserted"])
     waiting_before = state.waiting - inserted + removed
@@ -288,48 +338,45 @@ def _entered(state: QueueState, moved: dict[str, Any], changed: set[Any]) -> lis
             ranges.append((first, places))
     if not ranges:
         return []
-    low, high = min(first for first, _ in ranges), max(last for _, last in ranges)
-    ids = _line_ids(low, high)
-    place = {
-        pk: position
-        for position, pk in enumerate(ids, start=low)
-        if pk not in changed and any(first <= position <= last for first, last in ranges)
-    }
-    if not place:
-        return []
-    entered = [entry_payload(row, place[row["id"]]) for row in _entry_rows(list(place))]
+    entered = [
+        entry_payload(row, place) for place, row in _rows_at(ranges) if row["id"] not in changed
+    ]
     return sorted(entered, key=lambda entry: entry["position"])
 
 
-# _entered's two statements in plain SQL on PostgreSQL, as _locked_state: a claim runs
-# them under the lock, and the ORM took ~2 ms of a loaded core to build them (the rows'
-# query joins three tables for 19 columns) against ~0.5 ms to run them.
-
-
-def _line_ids(low: int, high: int) -> list[Any]:
-    """The ids at places low..high of the line (the (status, order_key) index)."""
-    if connection.vendor != "postgresql":
-        return list(selectors.queued_entries().values_list("id", flat=True)[low - 1 : high])
-    found = sql.rows(
-        f"SELECT {sql.column(QueueEntry, 'id')} FROM {sql.table(QueueEntry)}"
-        f" WHERE {sql.column(QueueEntry, 'status')} = %s"
-        f" ORDER BY {sql.column(QueueEntry, 'order_key')} LIMIT %s OFFSET %s",
-        [EntryStatus.QUEUED.value, high - low + 1, low - 1],
-    )
-    return [row[0] for row in found]
-
-
-def _entry_rows(ids: list[Any]) -> list[dict[str, Any]]:
-    """The entries' rows as entry_payload reads them (ENTRY_COLUMNS and the username)."""
-    if connection.vendor != "postgresql":
-        names = [*ENTRY_COLUMNS, username_column()]
-        return list(QueueEntry.objects.filter(pk__in=ids).values(*names))
-    return sql.entry_rows(_entry_rows_sql(), [ids])
+def _rows_at(ranges: list[tuple[int, int]]) -> list[tuple[int, dict[str, Any]]]:
+    """The entries at the places of `ranges` ((first, last), in the line's order, not
+    overlapping), each with its place, as entry_payload reads them. On PostgreSQL one
+    statement: the ids by a walk of the (status, order_key) index per range, gathered
+    into an array first (an InitPlan), then the rows by primary key. (A join on the
+    walks, or an IN, let the planner, not knowing they pick a few rows, hash the whole
+    meetings table: ~4 ms a claim at 10,000 waiting.)"""
+    places = [place for first, last in ranges for place in range(first, last + 1)]
+    if connection.vendor == "postgresql":
+        params: list[Any] = []
+        for first, last in ranges:
+            params += [EntryStatus.QUEUED.value, last - first + 1, first - 1]
+        found = sql.entry_rows(_rows_at_sql(len(ranges)), params, extra=("order_key",))
+        found.sort(key=lambda row: row["order_key"])
+        return list(zip(places, found, strict=False))
+    low, high = ranges[0][0], ranges[-1][1]
+    ids = list(selectors.queued_entries().values_list("id", flat=True)[low - 1 : high])
+    at = {pk: place for place, pk in enumerate(ids, start=low) if place in set(places)}
+    names = [*ENTRY_COLUMNS, username_column()]
+    rows = QueueEntry.objects.filter(pk__in=list(at)).values(*names)
+    return sorted(((at[row["id"]], row) for row in rows), key=lambda pair: pair[0])
 
 
 @functools.cache
-def _entry_rows_sql() -> str:
-    return f"{sql.entry_select()} WHERE e.{sql.column(QueueEntry, 'id')} = ANY(%s)"
+def _rows_at_sql(count: int) -> str:
+    walk = (
+        f"(SELECT {sql.column(QueueEntry, 'id')} FROM {sql.table(QueueEntry)}"
+        f" WHERE {sql.column(QueueEntry, 'status')} = %s"
+        f" ORDER BY {sql.column(QueueEntry, 'order_key')} LIMIT %s OFFSET %s)"
+    )
+    walks = " UNION ALL ".join([walk] * count)
+    select = sql.entry_select(("order_key",))
+    return f"{select} WHERE e.{sql.column(QueueEntry, 'id')} = ANY(ARRAY({walks}))"
 
 
 def request_dispatch() -> None:

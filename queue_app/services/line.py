@@ -13,11 +13,11 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from queue_app import selectors, transitions
+from queue_app import selectors, sql, transitions
 from queue_app.errors import (
     AlreadyQueued,
     EntryNotFound,
@@ -38,7 +38,9 @@ from queue_app.services import activity, ordering
 from queue_app.services.changes import (
     close_attempts,
     lock_queue,
+    lock_queue_reading,
     locked_entry,
+    queue_change,
     record,
     request_dispatch,
     was,
@@ -53,47 +55,59 @@ def _refuse_if_in_line(meeting_id: int) -> None:
         raise AlreadyQueued()
 
 
-def _owner_unless_in_line(meeting: Meeting) -> Any:
-    """The meeting's owner, its id and username (the event names them; other fields load
-    when read), in the statement that checks that the meeting is not in the line
-    (AlreadyQueued if it is). Plain SQL: this runs under the queue lock, where the ORM's
-    building of it took several times its round trip."""
+def _owner_check(meeting: Meeting) -> tuple[str, list[Any]]:
+    """The statement that reads the meeting's owner's username and whether the meeting is
+    in the line (the event names the owner): plain SQL, read with the queue lock
+    (changes.lock_queue_reading), where the ORM's building of it took several times its
+    round trip."""
     user_model = get_user_model()
     username = user_model._meta.get_field(user_model.USERNAME_FIELD)
     qn, entries = connection.ops.quote_name, QueueEntry._meta
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {qn(username.column)}, EXISTS(SELECT 1 FROM {qn(entries.db_table)}"
-            f" WHERE {qn(entries.get_field('meeting').column)} = %s"
-            f" AND {qn(entries.get_field('status').column)} IN (%s, %s, %s))"
-            f" FROM {qn(user_model._meta.db_table)} WHERE {qn(user_model._meta.pk.column)} = %s",
-            [meeting.pk, *(status.value for status in ACTIVE_STATUSES), meeting.owner_id],
-        )
-        # A meeting's owner cannot be gone: deleting them deletes their meetings.
-        name, in_line = cursor.fetchone()
+    return (
+        f"SELECT {qn(username.column)}, EXISTS(SELECT 1 FROM {qn(entries.db_table)}"
+        f" WHERE {qn(entries.get_field('meeting').column)} = %s"
+        f" AND {qn(entries.get_field('status').column)} IN (%s, %s, %s))"
+        f" FROM {qn(user_model._meta.db_table)} WHERE {qn(user_model._meta.pk.column)} = %s",
+        [meeting.pk, *(status.value for status in ACTIVE_STATUSES), meeting.owner_id],
+    )
+
+
+def _owner_unless_in_line(meeting: Meeting, found: list[tuple[Any, ...]]) -> Any:
+    """The meeting's owner (id and username; other fields load when read) from
+    _owner_check's row; AlreadyQueued if the meeting is in the line."""
+    # A meeting's owner cannot be gone: deleting them deletes their meetings.
+    name, in_line = found[0]
     if in_line:
         raise AlreadyQueued()
-    pk = user_model._meta.pk.attname
-    return user_model.from_db(connection.alias, [pk, username.attname], [meeting.owner_id, name])
+    user_model = get_user_model()
+    names = [
+        user_model._meta.pk.attname,
+        user_model._meta.get_field(user_model.USERNAME_FIELD).attname,
+    ]
+    return user_model.from_db(connection.alias, names, [meeting.owner_id, name])
 
 
 def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
     """Put a meeting in the line (at its owner's next round: services.ordering). Raises
-    AlreadyQueued if it is in it."""
+    AlreadyQueued if it is in it. Three round trips under the lock on PostgreSQL: the
+    lock with everything the change reads, the writes with the entry's position, the
+    state and the event with COMMIT (changes.queue_change)."""
     try:
-        with transaction.atomic():
-            state = lock_queue()
-            owner = _owner_unless_in_line(meeting)
+        with queue_change():
+            state, (owner_row, *key_rows) = lock_queue_reading(
+                [_owner_check(meeting), *ordering.key_reads([meeting.owner_id])]
+            )
+            owner = _owner_unless_in_line(meeting, owner_row)
             entry = QueueEntry(
                 meeting=meeting,
                 owner=owner,
                 status=transitions.ENQUEUE.target,
                 max_attempts=max_attempts or settings.QUEUE_MAX_ATTEMPTS,
             )
-            ordering.assign_keys(state, [entry])
+            ordering.assign_keys(state, [entry], key_rows)
             # Complete once inserted (id, timestamps, meeting and owner attached): no
             # reading it back.
-            entry.save(force_insert=True)
+            sql.insert([entry])
             position = ordering.position_on_joining(state, entry)
             record(
                 state,
@@ -112,7 +126,7 @@ def entry_cancel(*, entry_id: UUID | str, note: str = "", actor: Any | None = No
     """Take an entry out of the line (or stop it: its worker sees it at the next heartbeat).
     `note`: staff's word to the owner; `actor`: who cancels (None: an operator)."""
     note = activity.clean_note(note)
-    with transaction.atomic():
+    with queue_change():
         state = lock_queue()
         entry = locked_entry(entry_id)
         transitions.CANCEL.check(entry)
@@ -142,7 +156,7 @@ def entry_move(
     """Move a queued entry to `position` (1 is the front), "top" or "bottom". It stays
     pinned there: later entries take their places around it by their own keys."""
     note = activity.clean_note(note)
-    with transaction.atomic():
+    with queue_change():
         state = lock_queue()
         entry = locked_entry(entry_id)
         transitions.MOVE.check(entry)
@@ -183,7 +197,7 @@ def entry_retry(*, entry_id: UUID | str, actor: Any | None = None) -> QueueEntry
     """Put a failed or cancelled entry back in the line (as if it joined now), attempts
     reset."""
     try:
-        with transaction.atomic():
+        with queue_change():
             state = lock_queue()
             entry = locked_entry(entry_id)
             transitions.RETRY.check(entry)
@@ -245,7 +259,7 @@ def entries_enqueue(*, owner: Any, meeting_ids: Iterable[int | str]) -> BulkChan
     not found, not the owner's, or already in the line."""
     wanted = _unique(meeting_ids)
     refused: list[Refusal] = []
-    with transaction.atomic():
+    with queue_change():
         state = lock_queue()
         numeric = [int(pk) for pk in wanted if pk.isascii() and pk.isdigit()]
         # Only what the entries' payloads read: `raw` (Fathom's whole description) and the
@@ -303,7 +317,7 @@ def entries_enqueue_matching(*, owner: Any, filters: dict[str, Any], limit: int)
     first), as entries_enqueue does: one transaction, one event, refusals for those already
     in the line. More than `limit` matching is refused whole (InvalidInput), nothing
     queued: the caller narrows the filter rather than getting an arbitrary part."""
-    with transaction.atomic():
+    with queue_change():
         lock_queue()  # the match and the enqueue see the same line
         meeting_ids = list(
             selectors.meetings_of(user=owner, **filters).values_list("pk", flat=True)[: limit + 1]
@@ -363,7 +377,7 @@ def entries_cancel(
     note = activity.clean_note(note)
     if actor is None:
         actor = owner
-    with transaction.atomic():
+    with queue_change():
         state = lock_queue()
         entries, refused = _bulk_transition(_unique(entry_ids), owner, transitions.CANCEL)
         if not entries:
@@ -406,7 +420,7 @@ def entries_retry(
     """Put several failed or cancelled entries back at the end of the line, in the order
     given, attempts reset: one transaction and one event. A meeting already in the line
     (or twice in the request) is refused as already queued."""
-    with transaction.atomic():
+    with queue_change():
         state = lock_queue()
         entries, refused = _bulk_transition(_unique(entry_ids), owner, transitions.RETRY)
         busy = set(
@@ -451,7 +465,7 @@ def queue_clear(*, note: str = "", actor: Any | None = None) -> int:
     `note` reaches every owner whose entries it cancels."""
     note = activity.clean_note(note)
     clear = transitions.CLEAR
-    with transaction.atomic():
+    with queue_change():
         state = lock_queue()
         waiting = list(
             with_people(QueueEntry.objects.select_for_update(of=("self",)))
@@ -483,7 +497,7 @@ def queue_clear(*, note: str = "", actor: Any | None = None) -> int:
 
 def _set_paused(paused: bool, note: str = "") -> bool:
     note = activity.clean_note(note)
-    with transaction.atomic():
+    with queue_change():
         state = lock_queue()
         if state.paused == paused:
             return False

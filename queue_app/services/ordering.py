@@ -79,7 +79,7 @@ def moved(state: QueueState, entries: Iterable[QueueEntry], before: Iterable[str
             owners[entry.owner_id] = owners.get(entry.owner_id, 0) + change
     for owner_id, change in owners.items():
         if change < 0:
-            sql.rows(
+            sql.write(
                 f"UPDATE {_OWNERS} SET {_WAITING} = {_WAITING} + %s WHERE {_OWNER} = %s",
                 [change, owner_id],
             )
@@ -115,30 +115,43 @@ def position_on_joining(state: QueueState, entry: QueueEntry) -> int:
 # --- keys for entries joining the line --------------------------------------------------------
 
 
-def assign_keys(state: QueueState, entries: list[QueueEntry]) -> None:
+def key_reads(owner_ids: list[Any]) -> list[tuple[str, list[Any]]]:
+    """The statements assign_keys reads (for a caller that sends them along with the lock:
+    changes.lock_queue_reading): the owners' counters, and the head's key in fair order."""
+    reads = [
+        (
+            f"SELECT {_OWNER}, {_WAITING}, {_LAST_ROUND} FROM {_OWNERS}"
+            f" WHERE {_OWNER} IN ({', '.join(['%s'] * len(owner_ids))})",
+            list(owner_ids),
+        )
+    ]
+    if is_fair():
+        reads.append((_HEAD_KEY_SQL, [EntryStatus.QUEUED.value]))
+    return reads
+
+
+def assign_keys(
+    state: QueueState, entries: list[QueueEntry], read: list[list[tuple]] | None = None
+) -> None:
     """Give each entry (about to be queued, in the order given) its order key, and count it
-    as waiting. Two statements whatever the number of entries or owners: the owners'
-    counters read, then written."""
+    as waiting. Two round trips whatever the number of entries or owners: key_reads()'s
+    statements (`read`: their rows, if the caller ran them), then the counters written."""
     if state.next_arrival + len(entries) > MAX_ARRIVAL:
         renumber(state)
     owner_ids = list({entry.owner_id for entry in entries})
+    if read is None:
+        read = sql.results(key_reads(owner_ids))
     owners = {
         owner_id: QueueOwner(owner_id=owner_id, waiting=waiting, last_round=last_round)
-        for owner_id, waiting, last_round in sql.rows(
-            f"SELECT {_OWNER}, {_WAITING}, {_LAST_ROUND} FROM {_OWNERS}"
-            f" WHERE {_OWNER} IN ({', '.join(['%s'] * len(owner_ids))})",
-            owner_ids,
-        )
+        for owner_id, waiting, last_round in read[0]
     }
     for owner_id in set(owner_ids) - set(owners):
         owners[owner_id] = QueueOwner(owner_id=owner_id)
     fair = is_fair()
-    if fair:
+    if fair and read[1]:
         # The current round: the head's, unless staff pinned an entry of an earlier round
         # at the head (one indexed read); never back (head_round only grows).
-        head = _head_key()
-        if head is not None:
-            state.head_round = max(state.head_round, round_of(head))
+        state.head_round = max(state.head_round, round_of(read[1][0][0]))
     for entry in entries:
         owner = owners[entry.owner_id]
         if fair:
@@ -154,7 +167,7 @@ def assign_keys(state: QueueState, entries: list[QueueEntry]) -> None:
         owner.waiting += 1
     state.waiting += len(entries)
     rows = [(owner.owner_id, owner.waiting, owner.last_round) for owner in owners.values()]
-    sql.rows(
+    sql.write(
         f"INSERT INTO {_OWNERS} ({_OWNER}, {_WAITING}, {_LAST_ROUND})"
         f" VALUES {', '.join(['(%s, %s, %s)'] * len(rows))}"
         f" ON CONFLICT ({_OWNER}) DO UPDATE"
@@ -174,10 +187,7 @@ def back_key(state: QueueState) -> int:
 
 
 def _head_key() -> int | None:
-    rows = sql.rows(
-        f"SELECT {_ORDER_KEY} FROM {_ENTRIES} WHERE {_STATUS} = %s ORDER BY {_ORDER_KEY} LIMIT 1",
-        [EntryStatus.QUEUED.value],
-    )
+    rows = sql.rows(_HEAD_KEY_SQL, [EntryStatus.QUEUED.value])
     return rows[0][0] if rows else None
 
 
@@ -190,6 +200,9 @@ _LAST_ROUND = sql.column(QueueOwner, "last_round")
 _ENTRIES = sql.table(QueueEntry)
 _STATUS = sql.column(QueueEntry, "status")
 _ORDER_KEY = sql.column(QueueEntry, "order_key")
+_HEAD_KEY_SQL = (
+    f"SELECT {_ORDER_KEY} FROM {_ENTRIES} WHERE {_STATUS} = %s ORDER BY {_ORDER_KEY} LIMIT 1"
+)
 
 
 def front_key() -> int:

@@ -1,0 +1,172 @@
+"""Writes held back under the queue lock (queue_app.sql.batched): on PostgreSQL they go to
+the server with the next statement, and a change's last ones with its COMMIT; whatever
+reads next sees them, an error drops them with the transaction, and a caller's own
+transaction is never committed behind its back. On SQLite each write runs at once."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from queue_app import sql
+from queue_app.models import EntryStatus, QueueEntry, QueueEvent, QueueState
+from queue_app.services import changes, line, transfers
+
+needs_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="several statements a round trip: PostgreSQL's"
+)
+
+TABLE = sql.table(QueueState)
+PAUSE_NOTE = sql.column(QueueState, "pause_note")
+
+
+def note() -> str:
+    return QueueState.objects.get(pk=1).pause_note
+
+
+def hold_note(text: str) -> None:
+    sql.write(f"UPDATE {TABLE} SET {PAUSE_NOTE} = %s WHERE id = 1", [text])
+
+
+@pytest.fixture
+def state(db) -> QueueState:
+    return QueueState.objects.get_or_create(pk=1)[0]
+
+
+@needs_postgresql
+def test_a_held_write_goes_with_the_next_statement_which_sees_it(state) -> None:
+    with transaction.atomic(), sql.batched():
+        with CaptureQueriesContext(connection) as queries:
+            hold_note("held 100%")  # a literal % in a parameter, too
+            hold_note("held twice")
+            assert len(queries) == 0  # nothing sent yet
+            seen = note()  # an ORM read
+        assert seen == "held twice"
+        assert len(queries) == 1
+        assert queries[0]["sql"].startswith(f"UPDATE {TABLE}")
+
+
+@needs_postgresql
+def test_a_statement_after_held_writes_keeps_its_own_result(state) -> None:
+    QueueState.objects.filter(pk=1).update(pause_note="x")
+    with transaction.atomic(), sql.batched():
+        hold_note("y")
+        # The update's row count and a read's rows are the caller's statement's, not the
+        # held writes'.
+        assert QueueState.objects.filter(pause_note="y").update(pause_note="z") == 1
+        hold_note("w")
+        assert list(QueueState.objects.values_list("pause_note", flat=True)) == ["w"]
+        hold_note("v")
+        assert sql.results([("SELECT 1", []), ("SELECT 2, 3", [])]) == [[(1,)], [(2, 3)]]
+    assert note() == "v"
+
+
+@needs_postgresql
+def test_executemany_and_the_end_of_the_block_send_what_is_held(state) -> None:
+    with transaction.atomic(), sql.batched():
+        hold_note("before many")
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET {PAUSE_NOTE} = {PAUSE_NOTE} || %s WHERE id = 1",
+                [["-a"], ["-b"]],
+            )
+        hold_note("last")
+        with CaptureQueriesContext(connection) as queries:
+            pass
+        assert note() == "last"
+    assert not queries
+    assert note() == "last"
+
+
+def test_an_error_in_the_block_drops_the_held_writes_with_the_transaction(state) -> None:
+    QueueState.objects.filter(pk=1).update(pause_note="kept")
+    with pytest.raises(RuntimeError), transaction.atomic(), sql.batched():
+        hold_note("dropped")
+        raise RuntimeError
+    assert note() == "kept"
+
+
+def test_on_sqlite_a_write_runs_at_once(state) -> None:
+    if connection.vendor == "postgresql":
+        pytest.skip("SQLite's behaviour")
+    with transaction.atomic(), sql.batched(), CaptureQueriesContext(connection) as queries:
+        hold_note("now")
+        assert len(queries) == 1
+
+
+@needs_postgresql
+def test_inside_a_callers_transaction_a_change_does_not_commit_it(
+    alice, make_meeting, settings
+) -> None:
+    """The test's transaction is the caller's: the change must not send COMMIT."""
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    with CaptureQueriesContext(connection) as queries:
+        line.entry_enqueue(meeting=make_meeting(alice))
+    assert not any("COMMIT" in query["sql"] for query in queries)
+    assert connection.connection.info.transaction_status != 0  # still in the test's
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_change_on_its_own_commits_with_its_last_writes_and_publishes_after(
+    alice, make_meeting, settings, monkeypatch
+) -> None:
+    """Outside any transaction, a claim's last round trip carries its COMMIT: the claim is
+    durable (another connection sees it), and the event is published after, once."""
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    published = []
+    monkeypatch.setattr(changes.broadcast, "publish_event", published.append)
+    entry = line.entry_enqueue(meeting=make_meeting(alice))
+    assert [event.seq for event in published] == [QueueEvent.objects.get().seq]
+    with CaptureQueriesContext(connection) as queries:
+        claimed = transfers.transfer_claim_next(worker="w")
+    assert claimed.pk == entry.pk
+    sent = [query["sql"] for query in queries]
+    # The writes with COMMIT, then Django's commit(), which it logs as "COMMIT" and which
+    # psycopg skips on a connection whose transaction has ended.
+    assert sent[-2].endswith("; COMMIT") and sent[-1] == "COMMIT", sent
+    assert sum("COMMIT" in statement for statement in sent) == 2
+    assert len(published) == 2 and published[1].update_type == "task_started"
+    # Durable: read through a connection of its own.
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {sql.column(QueueEntry, 'status')} FROM {sql.table(QueueEntry)}"
+                " WHERE id = %s",
+                [entry.pk],
+            )
+            assert cursor.fetchone()[0] == EntryStatus.RUNNING
+            cursor.execute(f"SELECT last_seq, running, waiting FROM {TABLE} WHERE id = 1")
+            assert cursor.fetchone() == (published[1].seq, 1, 0)
+    finally:
+        other.close()
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_change_that_fails_at_its_last_write_leaves_nothing(
+    alice, make_meeting, settings, monkeypatch
+) -> None:
+    """An error in the round trip that carries COMMIT (here the event's seq taken) rolls
+    the whole change back and publishes nothing."""
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    published = []
+    monkeypatch.setattr(changes.broadcast, "publish_event", published.append)
+    line.entry_enqueue(meeting=make_meeting(alice))
+    seq = QueueEvent.objects.get().seq
+    QueueState.objects.filter(pk=1).update(last_seq=seq - 1)  # the next event reuses seq
+    from django.db import IntegrityError
+
+    with pytest.raises(IntegrityError):
+        transfers.transfer_claim_next(worker="w")
+    assert QueueEntry.objects.get().status == EntryStatus.QUEUED
+    assert QueueEvent.objects.count() == 1
+    assert len(published) == 1
+    assert not connection.in_atomic_block
+    # The connection is usable, and the next change works once the state is right again.
+    QueueState.objects.filter(pk=1).update(last_seq=seq)
+    assert transfers.transfer_claim_next(worker="w") is not None
