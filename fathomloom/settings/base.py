@@ -284,6 +284,10 @@ if QUEUE_SYNCHRONOUS_COMMIT not in ("off", "on", "local", "remote_write", "remot
         "QUEUE_SYNCHRONOUS_COMMIT must be off, on, local, remote_write or remote_apply,"
         f" not {QUEUE_SYNCHRONOUS_COMMIT!r}."
     )
+# On PostgreSQL the statements the queue runs under its lock are prepared once per
+# connection and executed by name (queue_app.sql). Turn off behind a pooler that shares
+# server sessions between clients (PgBouncer in transaction mode).
+QUEUE_PREPARED_STATEMENTS = env_bool("QUEUE_PREPARED_STATEMENTS", True)
 
 # --- Uploading ------------------------------------------------------------------------------
 # The backend that receives each video (docs/uploaders.md); the default keeps it in the

@@ -154,6 +154,7 @@ def test_writes_cost_the_same_whatever_the_length_of_the_line(
     """Each change runs the same statements at a depth of 10 and of 60, none of them a
     count of the line but the positions it reports (an index-backed count each)."""
     settings.QUEUE_ORDERING = ordering_rule
+    settings.QUEUE_PREPARED_STATEMENTS = False  # to read the statements' text
     # Both depths reach past the windows, so both read the entries that move up into them.
     monkeypatch.setattr(events, "HEAD_PLACES", 2)
     monkeypatch.setattr(events, "STAFF_HEAD_PLACES", 4)

@@ -1,7 +1,8 @@
 """Writes held back under the queue lock (queue_app.sql.batched): on PostgreSQL they go to
 the server with the next statement, and a change's last ones with its COMMIT; whatever
 reads next sees them, an error drops them with the transaction, and a caller's own
-transaction is never committed behind its back. On SQLite each write runs at once."""
+transaction is never committed behind its back. On SQLite each write runs at once.
+And the plain statements prepared once per connection (queue_app.sql._prepared)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def state(db) -> QueueState:
 
 
 @needs_postgresql
-def test_a_held_write_goes_with_the_next_statement_which_sees_it(state) -> None:
+def test_a_held_write_goes_with_the_next_statement_which_sees_it(state, settings) -> None:
+    settings.QUEUE_PREPARED_STATEMENTS = False  # to read the statements' text
     with transaction.atomic(), sql.batched():
         with CaptureQueriesContext(connection) as queries:
             hold_note("held 100%")  # a literal % in a parameter, too
@@ -170,3 +172,59 @@ def test_a_change_that_fails_at_its_last_write_leaves_nothing(
     # The connection is usable, and the next change works once the state is right again.
     QueueState.objects.filter(pk=1).update(last_seq=seq)
     assert transfers.transfer_claim_next(worker="w") is not None
+
+
+# --- prepared statements -----------------------------------------------------------------
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_is_prepared_once_a_connection_and_then_run_by_name() -> None:
+    QueueState.objects.update_or_create(pk=1, defaults={"pause_note": "50% done"})
+    statement = f"SELECT {PAUSE_NOTE} FROM {TABLE} WHERE id = %s AND {PAUSE_NOTE} LIKE %s"
+    with CaptureQueriesContext(connection) as first:
+        assert sql.rows(statement, [1, "50%"]) == [("50% done",)]
+    name = first[0]["sql"].split()[1]
+    assert first[0]["sql"].startswith(f"PREPARE {name} AS SELECT")
+    with CaptureQueriesContext(connection) as second:
+        assert sql.rows(statement, [1, "50%"]) == [("50% done",)]
+        assert sql.rows(statement, [2, "%"]) == []
+    assert [query["sql"] for query in second] == [
+        f"EXECUTE {name}(1, '50%')",
+        f"EXECUTE {name}(2, '%')",
+    ]
+    # A new server session prepares it again.
+    connection.close()
+    with CaptureQueriesContext(connection) as third:
+        assert sql.rows(statement, [1, "50%"]) == [("50% done",)]
+    assert third[0]["sql"].startswith("PREPARE ")
+
+
+@needs_postgresql
+def test_a_round_trip_that_failed_before_its_prepare_leaves_no_name_behind(state) -> None:
+    """The PREPARE rides with an earlier statement that fails: the statement's next use
+    prepares it afresh (a name thought prepared would fail on every later EXECUTE)."""
+    statement = f"SELECT {PAUSE_NOTE} FROM {TABLE} WHERE id = %s"
+    from django.db import DatabaseError
+
+    with pytest.raises(DatabaseError), transaction.atomic(), sql.batched():
+        sql.write("SELECT 1 / 0", [])
+        sql.rows(statement, [1])
+    assert sql.rows(statement, [1]) == [("",)]
+
+
+@needs_postgresql
+def test_held_writes_and_prepared_reads_of_every_kind_of_value(alice, make_meeting) -> None:
+    """Timestamps, UUID arrays, JSON, booleans and NULL through PREPARE's inferred types:
+    a whole enqueue, claim and completion, then again by name."""
+    for _ in range(2):
+        entry = line.entry_enqueue(meeting=make_meeting(alice))
+        claimed = transfers.transfer_claim_next(worker="w")
+        assert claimed.pk == entry.pk
+        transfers.transfer_begin(entry_id=entry.pk, worker="w")
+        transfers.transfer_complete(entry_id=entry.pk, worker="w", result_url="https://x.test/1")
+        entry.refresh_from_db()
+        assert entry.status == EntryStatus.COMPLETED
+        assert entry.attempts == 1 and entry.started_at is not None
+    events = list(QueueEvent.objects.order_by("seq").values_list("update_type", flat=True))
+    assert events == ["meeting_added", "task_started", "task_completed"] * 2

@@ -30,11 +30,19 @@ def queued(alice, bob, make_meeting):
     return [line.entry_enqueue(meeting=make_meeting(owner)) for owner in [alice, bob] * 2 + [alice]]
 
 
+@pytest.fixture(autouse=True)
+def statements_in_the_clear(settings) -> None:
+    settings.QUEUE_PREPARED_STATEMENTS = False  # to read them (queue_app.sql)
+
+
 def entry_updates(queries: CaptureQueriesContext) -> list[str]:
+    """The UPDATEs of entries, one each (on PostgreSQL a round trip may carry several
+    statements, joined by "; ": queue_app.sql.batched)."""
     return [
-        q["sql"]
+        statement
         for q in queries.captured_queries
-        if q["sql"].startswith('UPDATE "queue_app_queueentry"')
+        for statement in q["sql"].split("; ")
+        if statement.startswith('UPDATE "queue_app_queueentry"')
     ]
 
 

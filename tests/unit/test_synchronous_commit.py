@@ -58,6 +58,7 @@ def test_a_configured_level_is_the_transactions(level, settings) -> None:
 @needs_postgresql
 def test_it_costs_no_statement_of_its_own(settings) -> None:
     """set_config() rides in the lock's SELECT ... FOR UPDATE."""
+    settings.QUEUE_PREPARED_STATEMENTS = False  # to read it
     lock_queue_statements = {}
     for level in ("on", "off"):
         settings.QUEUE_SYNCHRONOUS_COMMIT = level
