@@ -324,7 +324,8 @@ def write_report(results: dict[str, Any]) -> None:
         + f"; after: {', '.join(f'{x:.2f}' for x in info['load_after'])}",
         "- " + ", ".join(f"{name} {version}" for name, version in v.items()),
         "- every figure is measured in the same run as its baselines; the whole run is done"
-        " twice (run 1, run 2), but for scenario 6 (a library over HTTP), in run 1 only",
+        " twice (run 1, run 2), but for scenario 6 (a library over HTTP) and the seed"
+        " design's fan-out (scenario 1), in run 1 only",
         "",
         "## Commands",
         "",

@@ -49,8 +49,11 @@ from realtime.queue_feed import (
 
 logger = logging.getLogger(__name__)
 
-# Refresh the group membership well before channels_redis' group_expiry (a day by default).
-GROUP_REFRESH_SECONDS = 3600
+# Renew the group membership well within the layer's group_expiry (settings: 5 minutes, so
+# that a hub whose process died, and which never left its groups, stops costing every
+# publish a send to a channel nobody reads within minutes, not after a day). On a timer:
+# a quiet queue brings no messages to renew it on.
+GROUP_REFRESH_SECONDS = 60
 # How often the hub compares its position with the log, to notice a lost tail event:
 # one indexed query per process every few seconds.
 LOG_CHECK_SECONDS = 3.0
@@ -151,6 +154,9 @@ class Hub:
         self.viewers_of_user: dict[str, set[Viewer]] = {}
         self.staff_viewers: set[Viewer] = set()
         self.last_seq: int | None = None
+        # How many times the hub followed the log back (log_went_back): a read begun
+        # before the last time compares with the old log, and proves nothing.
+        self._log_epoch = 0
         self._delivered: dict[int, str] = {}  # DELIVERED_TIMESTAMPS
         self._task: asyncio.Task | None = None
         self._ready = asyncio.Event()
@@ -277,9 +283,11 @@ class Hub:
             return shared, cached[2]
         own = await batcher("own-entries", _own_entries_of).get((owner_id, shared["seq"]))
         if own is None:  # the queue moved on meanwhile: this viewer's own read
-            at_least = self.last_seq or 0
+            at_least, epoch = self.last_seq or 0, self._log_epoch
             snapshot = await database_sync_to_async(queue_feed.queue_snapshot)(owner_id=owner_id)
-            self.follow_log(snapshot["seq"], delivered_before_read=at_least, keep=requester)
+            self.follow_log(
+                snapshot["seq"], delivered_before_read=at_least, keep=requester, epoch=epoch
+            )
             return snapshot, None
         if len(self._own) > OWN_CACHE_USERS:
             self._own.clear()
@@ -310,7 +318,7 @@ class Hub:
 
     async def _shared_snapshot(self, requester: Subscriber | None) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        at_least = self.last_seq or 0
+        at_least, epoch = self.last_seq or 0, self._log_epoch
         cached = self._snapshot
         # One indexed read instead of the snapshot's several: the log's seq tells whether
         # the queue changed (or the log went back: a restored database). Sockets asking
@@ -331,7 +339,9 @@ class Hub:
             # That read began before events this hub has delivered since: read again.
         build = self._snapshot_build = loop.create_task(self._read_snapshot())
         snapshot = await asyncio.shield(build)
-        self.follow_log(snapshot["seq"], delivered_before_read=at_least, keep=requester)
+        self.follow_log(
+            snapshot["seq"], delivered_before_read=at_least, keep=requester, epoch=epoch
+        )
         return snapshot
 
     async def _read_snapshot(self) -> dict[str, Any]:
@@ -348,7 +358,7 @@ class Hub:
         Sockets resuming from the same seq together (every client after a restart) share
         one read, as they share the snapshot."""
         loop = asyncio.get_running_loop()
-        at_least = self.last_seq or 0
+        at_least, epoch = self.last_seq or 0, self._log_epoch
         shared = self._replays.get((last_seq, limit))
         if shared is not None and loop.time() - shared[1] < SNAPSHOT_MAX_AGE_SECONDS:
             newest, events = await asyncio.shield(shared[0])
@@ -361,7 +371,7 @@ class Hub:
             self._replays.clear()
         self._replays[(last_seq, limit)] = (read, loop.time())
         newest, events = await asyncio.shield(read)
-        self.follow_log(newest, delivered_before_read=at_least, keep=requester)
+        self.follow_log(newest, delivered_before_read=at_least, keep=requester, epoch=epoch)
         return events
 
     def event_text(self, message: dict[str, Any], viewer: Viewer) -> str:
@@ -385,11 +395,21 @@ class Hub:
         return text
 
     def follow_log(
-        self, newest: int, *, delivered_before_read: int | None, keep: Subscriber | None = None
+        self,
+        newest: int,
+        *,
+        delivered_before_read: int | None,
+        keep: Subscriber | None = None,
+        epoch: int | None = None,
     ) -> None:
         """`newest` is the log's seq, read after this hub had delivered up to
         `delivered_before_read`. Below that, the log went back; above it is normal (the
-        hub may also have moved on during the read, which proves nothing)."""
+        hub may also have moved on during the read, which proves nothing). `epoch`: the
+        hub's _log_epoch when the read began; if the hub has followed the log back since
+        (another socket's read saw it first), this read's comparison is with the old log:
+        acting on it again would close the socket that read the new log first."""
+        if epoch is not None and epoch != self._log_epoch:
+            return
         if delivered_before_read is not None and newest < delivered_before_read:
             self.log_went_back(newest, keep=keep)
 
@@ -409,6 +429,7 @@ class Hub:
             len(self.subscribers) - (keep in self.subscribers),
         )
         self.last_seq = seq
+        self._log_epoch += 1
         self._delivered.clear()
         self._snapshot = None
         self._replays.clear()
@@ -494,8 +515,13 @@ class Hub:
             else:
                 await self._catch_up(None)  # what was published while we were away
         self._ready.set()
-        loop = asyncio.get_running_loop()
-        refreshed = loop.time()
+        keeper = asyncio.get_running_loop().create_task(self._keep_membership(layer, channel))
+        try:
+            await self._receive(layer, channel)
+        finally:
+            keeper.cancel()
+
+    async def _receive(self, layer, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
             kind = message.get("type")
@@ -506,10 +532,17 @@ class Hub:
                 await self.send_progress(message["update"])
             elif kind == "access.revoked":
                 await self.revoke(message.get("user_id"), message.get("credential"))
-            if loop.time() - refreshed > GROUP_REFRESH_SECONDS:
+
+    async def _keep_membership(self, layer, channel: str) -> None:
+        """Renew the hub's groups every GROUP_REFRESH_SECONDS, messages or none. A failure
+        is only logged: the receive loop notices a lost layer and subscribes again."""
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            try:
                 for group in HUB_GROUPS:
                     await layer.group_add(group, channel)
-                refreshed = loop.time()
+            except Exception as exc:
+                logger.warning("queue hub could not renew its groups: %s", type(exc).__name__)
 
     async def _watch_log(self) -> None:
         """Notice an event whose publish was lost when no later event shows the gap."""

@@ -201,6 +201,10 @@ else:
                 "prefix": env_str("CHANNEL_LAYER_PREFIX", "fathomloom"),
                 "capacity": 1000,
                 "expiry": 60,
+                # A hub renews its groups every minute (realtime.hub); one whose process
+                # died leaves them within 5 minutes instead of channels_redis' default day,
+                # in which every publish also went to its channel, full and unread.
+                "group_expiry": 300,
             },
         }
     }

@@ -95,18 +95,28 @@ def lock_queue_reading(
     return state, sql.results(statements) if statements else []
 
 
-def lock_queue_reading_head() -> tuple[QueueState, QueueEntry | None]:
-    """lock_queue(), and the head of the line locked for a claim (claim_candidate of the
-    queued entries), in one round trip on PostgreSQL (lock_queue_reading). A claim that
-    takes a retrying entry instead leaves the head locked until it commits, which nobody
-    waits for (every other change takes the queue lock first)."""
+def lock_queue_reading_head() -> tuple[QueueState, QueueEntry | None, dict[int, dict[str, Any]]]:
+    """lock_queue(), the head of the line locked for a claim (claim_candidate of the
+    queued entries), and the entries that taking it brings into the windows: by their
+    place once the head is gone, as record's `entered_rows` takes them. In one round trip
+    on PostgreSQL (lock_queue_reading), where the event's read of the windows was a round
+    trip of its own under the lock; nothing read ahead on SQLite.
+
+    A claim that takes a retrying entry instead leaves the head locked until it commits,
+    which nobody waits for (every other change takes the queue lock first), and moves no
+    place, so what was read ahead goes unused."""
     if connection.vendor != "postgresql":
         state = lock_queue()
         head = claim_candidate(EntryStatus.QUEUED, ("order_key",)) if state.waiting else None
-        return state, head
+        return state, head, {}
     head_sql, loads = _candidate_sql(("order_key",), False)
-    state, (head,) = lock_queue_reading([(head_sql, [EntryStatus.QUEUED.value])])
-    return state, _candidate_from(head, loads)
+    # The first place behind each window now: the window's last once the head is taken.
+    ranges = [(places + 1, places + 1) for places in (events.HEAD_PLACES, events.STAFF_HEAD_PLACES)]
+    state, (head, behind) = lock_queue_reading(
+        [(head_sql, [EntryStatus.QUEUED.value]), _rows_at_statement(ranges)]
+    )
+    ahead = {place - 1: row for place, row in _placed(ranges, behind)}
+    return state, _candidate_from(head, loads), ahead
 
 
 def _locked_state() -> QueueState | None:
@@ -260,6 +270,7 @@ def record(
     positions: Mapping[Any, int | None] | None = None,
     note: str = "",
     actor: Any | None = None,
+    entered_rows: Mapping[int, dict[str, Any]] | None = None,
 ) -> QueueEvent:
     """Append the one event for this change, save the state's counts (which the caller
     has kept: services.ordering) and publish the event after commit.
@@ -270,7 +281,9 @@ def record(
     (selectors.entry_position). From both the event says which places moved, and which
     entries entered the head of the line (protocol version 2, events.event_for_viewer).
     `note`, `actor`: staff's word on the change and who made it, for the owners' history
-    (services.activity, which stores every outcome with the change).
+    (services.activity, which stores every outcome with the change). `entered_rows`: the
+    rows that entered the windows by their place after the change, when the caller read
+    them ahead (lock_queue_reading_head); the places it lacks are read here.
     """
     entries = list(entries)
     before = before or {}
@@ -312,7 +325,7 @@ def record(
         window={
             "before": [list(before.get(entry.pk, (None, None))) for entry in entries],
             "moved": moved,
-            "entered": _entered(state, moved, {entry.pk for entry in entries}),
+            "entered": _entered(state, moved, {entry.pk for entry in entries}, entered_rows or {}),
             "waiting": state.waiting,
         },
         created_at=at,
@@ -322,10 +335,16 @@ def record(
     return event
 
 
-def _entered(state: QueueState, moved: dict[str, Any], changed: set[Any]) -> list[dict]:
+def _entered(
+    state: QueueState,
+    moved: dict[str, Any],
+    changed: set[Any],
+    known: Mapping[int, dict[str, Any]],
+) -> list[dict]:
     """The entries the change did not touch that moved up into the head of the line, for
     each window size (events.HEAD_PLACES, STAFF_HEAD_PLACES): at most a window's worth,
-    read by _rows_at; nothing at all when no place ahead of a window's end was freed."""
+    from `known` (rows by place, read ahead) or else read by _rows_at; nothing at all
+    when no place ahead of a window's end was freed."""
     removed = sum(run[1] for run in moved["removed"])
     inserted = sum(run[1] for run in moved["inserted"])
     waiting_before = state.waiting - inserted + removed
@@ -338,9 +357,12 @@ def _entered(state: QueueState, moved: dict[str, Any], changed: set[Any]) -> lis
             ranges.append((first, places))
     if not ranges:
         return []
-    entered = [
-        entry_payload(row, place) for place, row in _rows_at(ranges) if row["id"] not in changed
-    ]
+    places = [place for first, last in ranges for place in range(first, last + 1)]
+    if all(place in known for place in places):
+        found = [(place, known[place]) for place in places]
+    else:
+        found = _rows_at(ranges)
+    entered = [entry_payload(row, place) for place, row in found if row["id"] not in changed]
     return sorted(entered, key=lambda entry: entry["position"])
 
 
@@ -351,20 +373,33 @@ def _rows_at(ranges: list[tuple[int, int]]) -> list[tuple[int, dict[str, Any]]]:
     into an array first (an InitPlan), then the rows by primary key. (A join on the
     walks, or an IN, let the planner, not knowing they pick a few rows, hash the whole
     meetings table: ~4 ms a claim at 10,000 waiting.)"""
-    places = [place for first, last in ranges for place in range(first, last + 1)]
     if connection.vendor == "postgresql":
-        params: list[Any] = []
-        for first, last in ranges:
-            params += [EntryStatus.QUEUED.value, last - first + 1, first - 1]
-        found = sql.entry_rows(_rows_at_sql(len(ranges)), params, extra=("order_key",))
-        found.sort(key=lambda row: row["order_key"])
-        return list(zip(places, found, strict=False))
+        return _placed(ranges, sql.rows(*_rows_at_statement(ranges)))
+    places = {place for first, last in ranges for place in range(first, last + 1)}
     low, high = ranges[0][0], ranges[-1][1]
     ids = list(selectors.queued_entries().values_list("id", flat=True)[low - 1 : high])
-    at = {pk: place for place, pk in enumerate(ids, start=low) if place in set(places)}
+    at = {pk: place for place, pk in enumerate(ids, start=low) if place in places}
     names = [*ENTRY_COLUMNS, username_column()]
     rows = QueueEntry.objects.filter(pk__in=list(at)).values(*names)
     return sorted(((at[row["id"]], row) for row in rows), key=lambda pair: pair[0])
+
+
+def _rows_at_statement(ranges: list[tuple[int, int]]) -> tuple[str, list[Any]]:
+    """_rows_at's statement on PostgreSQL, for a caller to run (sql.results)."""
+    params: list[Any] = []
+    for first, last in ranges:
+        params += [EntryStatus.QUEUED.value, last - first + 1, first - 1]
+    return _rows_at_sql(len(ranges)), params
+
+
+def _placed(
+    ranges: list[tuple[int, int]], found: list[tuple[Any, ...]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """_rows_at_statement's rows, each with its place (fewer places where the line ends)."""
+    rows = sql.entry_dicts(found, extra=("order_key",))
+    rows.sort(key=lambda row: row["order_key"])
+    places = [place for first, last in ranges for place in range(first, last + 1)]
+    return list(zip(places, rows, strict=False))
 
 
 @functools.cache

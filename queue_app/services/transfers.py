@@ -48,10 +48,10 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
 
     A retrying entry whose wait is over goes before the line: it was at its head once.
     """
-    # Its writes go to the server with the windows' read and before COMMIT (sql.batched):
-    # with the lock and the head in one round trip, four round trips under the lock.
+    # Two round trips under the lock on PostgreSQL: the lock, the head and the entries
+    # that taking it brings into the windows; then every write with COMMIT (sql.batched).
     with queue_change():
-        state, head = lock_queue_reading_head()
+        state, head, entered_rows = lock_queue_reading_head()
         if state.paused or state.running >= settings.QUEUE_CONCURRENCY:
             return None
         now = timezone.now()
@@ -89,6 +89,7 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
             before={entry.pk: (was, former_position)},
             global_position=former_position,
             positions={},
+            entered_rows=entered_rows,
         )
     return entry
 

@@ -383,3 +383,74 @@ def test_another_event_under_a_delivered_seq_closes_the_sockets_holding_the_old_
     assert all(sock.closed for sock in sockets)
     assert [seq for seq, _, _ in sockets[0].received] == [6, 7]
     assert hub.last_seq == 7 and hub.subscribers == set()
+
+
+def test_the_socket_that_read_the_new_log_first_stays_when_another_read_sees_it_too(
+    monkeypatch,
+):
+    """Two sockets connect right after the log went back (a restored database; in the
+    tests, a flush): the first read to finish follows the log and closes the sockets
+    holding the old one. The second read, begun before that, compares with the old log:
+    it must not follow it again and close the first socket, which holds the new one."""
+    log = FakeLog(monkeypatch, seq=9)
+    gate = threading.Event()
+    read = log.read
+
+    def slow_read(owner_id: int | None = None) -> dict:
+        gate.wait(5)
+        return {**read(), "seq": log.seq}
+
+    monkeypatch.setattr(queue_feed, "queue_snapshot", slow_read)
+    first, second, old = (FakeSocket(Viewer(user_id=None)) for _ in range(3))
+    hub = hub_with([first, second, old])
+    hub.last_seq = 9
+    log.seq = 0  # the log went back
+
+    async def run() -> dict:
+        reading = asyncio.create_task(hub.snapshot(first))
+        await asyncio.sleep(0.05)
+        also = asyncio.create_task(hub.snapshot(second))
+        await asyncio.sleep(0.05)
+        gate.set()
+        snapshot, _ = await reading, await also
+        await asyncio.sleep(0.05)  # the closes run as a task
+        return snapshot
+
+    assert asyncio.run(run())["seq"] == 0
+    assert old.closed and not first.closed
+    assert first in hub.subscribers and hub.last_seq == 0
+
+
+@pytest.mark.parametrize("renewed", [True, False])
+def test_a_quiet_hub_keeps_its_groups_past_their_expiry(monkeypatch, renewed):
+    """No message for longer than the layer's group_expiry (settings: 5 minutes, so that a
+    dead hub's channel leaves the groups): the hub renews its groups on a timer, and the
+    next message still reaches it through Redis. Without renewal (the control) it is
+    dropped from the group and the message never comes."""
+    from channels.layers import get_channel_layer
+
+    from realtime.publisher import USER_MESSAGES_GROUP
+
+    FakeLog(monkeypatch, seq=4)
+    monkeypatch.setattr(hub_module, "GROUP_REFRESH_SECONDS", 0.2 if renewed else 3600)
+    layer = get_channel_layer()
+    monkeypatch.setattr(layer, "group_expiry", 1)
+    hub = Hub()
+    socket = FakeSocket(Viewer(user_id=5))
+
+    async def run() -> bool:
+        await hub.register(socket)
+        try:
+            await asyncio.sleep(1.6)  # quiet, past group_expiry
+            await layer.group_send(
+                USER_MESSAGES_GROUP, {"type": "access.revoked", "user_id": "5", "credential": None}
+            )
+            for _ in range(20):
+                if socket.closed:
+                    return True
+                await asyncio.sleep(0.1)
+            return False
+        finally:
+            hub._task.cancel()
+
+    assert asyncio.run(run()) is renewed

@@ -174,6 +174,29 @@ def test_a_change_that_fails_at_its_last_write_leaves_nothing(
     assert transfers.transfer_claim_next(worker="w") is not None
 
 
+@pytest.mark.parametrize("behind", [0, 1, 3, 4, 8])
+def test_a_claim_says_which_entries_it_brought_into_the_windows(
+    alice, make_meeting, settings, monkeypatch, behind
+) -> None:
+    """The claim reads them with the lock and the head (on PostgreSQL, in that round trip):
+    the entries one place behind each window, now at its last place, or none where nobody
+    stood behind it."""
+    from queue_app import events
+
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    monkeypatch.setattr(events, "HEAD_PLACES", 2)
+    monkeypatch.setattr(events, "STAFF_HEAD_PLACES", 5)
+    line_of = [line.entry_enqueue(meeting=make_meeting(alice)) for _ in range(2 + behind)]
+    transfers.transfer_claim_next(worker="w")
+    window = QueueEvent.objects.latest("seq").window
+    expected = [(line_of[2].pk, 2)] if behind >= 1 else []  # place 3, now 2
+    if behind >= 4:
+        expected.append((line_of[5].pk, 5))  # place 6, now 5
+    assert [(entry["id"], entry["position"]) for entry in window["entered"]] == [
+        (str(pk), place) for pk, place in expected
+    ]
+
+
 # --- prepared statements -----------------------------------------------------------------
 
 
