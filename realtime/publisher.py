@@ -4,8 +4,11 @@ messages it has built; this module decides nothing about their content.
 
 `async_to_sync(layer.group_send)` makes a new event loop and Redis connection per call
 and can fail with "Event loop is closed" on channels_redis >= 4 (channels_redis#332).
-Instead each process keeps one event loop in a daemon thread for the layer and hands
-it messages. Callers wait for the send, so messages from one process leave in order.
+Instead, for channels_redis' core layer on one Redis host, the calling thread sends
+with a blocking client (realtime.layers: the hop to a loop thread was most of a send's
+cost); for any other layer each process keeps one event loop in a daemon thread and
+hands it messages. Callers wait for the send, so messages from one thread leave in
+order.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from channels.layers import get_channel_layer
 
 from realtime import metrics
+from realtime.layers import direct_sender
 
 logger = logging.getLogger(__name__)
 
@@ -66,11 +70,19 @@ def publish_to_group(group: str, message: dict[str, Any]) -> bool:
     layer = get_channel_layer()
     if layer is None:
         return False
-    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _loop_thread.loop())
+    sender = direct_sender(layer, SEND_TIMEOUT_SECONDS)
     try:
-        future.result(timeout=SEND_TIMEOUT_SECONDS)
+        if sender is not None:  # in this thread: no hop to the loop (realtime.layers)
+            sender.group_send(group, message)
+        else:
+            future = asyncio.run_coroutine_threadsafe(
+                layer.group_send(group, message), _loop_thread.loop()
+            )
+            try:
+                future.result(timeout=SEND_TIMEOUT_SECONDS)
+            finally:
+                future.cancel()  # a no-op once done
     except Exception as exc:
-        future.cancel()
         # A Redis outage fails every publish; the log repairs it (hubs catch up), so one
         # WARNING line each, not a traceback at ERROR.
         logger.warning("publishing to group %s failed: %s", group, type(exc).__name__)

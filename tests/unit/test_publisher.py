@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from realtime import publisher
 
 
-def test_many_publishes_share_one_loop_and_arrive_in_order():
+def test_many_publishes_arrive_in_order_from_one_thread_or_several():
     layer = get_channel_layer()
 
     async def subscribe() -> str:
@@ -23,13 +23,9 @@ def test_many_publishes_share_one_loop_and_arrive_in_order():
 
     channel = asyncio.run(subscribe())
     # channels_redis keeps connections per event loop; asyncio.run's loop is gone now,
-    # and the publisher must not care: it has its own.
-    loops = set()
+    # and the publisher must not care (it sends with a client of its own: realtime.layers).
     for n in range(50):
         assert publisher.publish_to_group("publisher-test", {"type": "test.message", "n": n})
-        loops.add(id(publisher._loop_thread.loop()))
-    threads = [t for t in threading.enumerate() if t.name == "channel-layer-publisher"]
-    assert len(loops) == 1 and len(threads) == 1
 
     # From several threads at once (Celery's threads pool, Django's sync views).
     sent: list[bool] = []

@@ -1,0 +1,119 @@
+"""A group send from synchronous code without a hop to an event loop: channels_redis' core
+layer's group_send, made with a blocking Redis client in the calling thread.
+
+Every committed event is one group send to the hubs, and the process that made the
+change waits for it (realtime.publisher). Through the publisher's event loop thread that
+wait was ~0.5 ms even with nobody in the group (bench/notes.md): two thread wake-ups
+under the GIL and redis-py's asyncio machinery, not Redis. Here it is two round trips:
+the group's expired members removed and the rest read (one pipeline), then
+channels_redis' script that adds the message to each member's channel, which also drops
+that channel's expired messages first (channels_redis sends those in a round trip of
+their own). The keys, the members' messages and their serialization are the layer's own
+(`_group_key`, `_map_channel_keys_to_connection`), so hubs receive exactly what
+channels_redis would have sent (tests/unit/test_layers.py runs the same cases through
+both).
+
+Only for the core layer on one Redis host given by address; otherwise (several hosts,
+Sentinel, the PubSub layer) the publisher uses the layer's own group_send.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import redis
+from channels_redis.core import RedisChannelLayer
+from channels_redis.core import logger as channels_redis_logger
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+# channels_redis' group_send script, with each channel's expired messages removed first.
+GROUP_SEND_SCRIPT = """
+local now = ARGV[#ARGV - 2]
+local expiry = ARGV[#ARGV - 1]
+local expired_before = ARGV[#ARGV]
+local over_capacity = 0
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, expired_before)
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+        redis.call('ZADD', KEYS[i], now, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+
+class DirectGroupSender:
+    """group_send for one core layer on one Redis host, from any thread (redis-py's
+    client is thread-safe; its pool starts afresh in a forked child)."""
+
+    def __init__(self, layer: RedisChannelLayer, address: str, timeout: float) -> None:
+        self.layer = layer
+        self.redis = redis.Redis.from_url(
+            address,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            # A connection that died with a Redis restart is replaced, not a lost send; a
+            # Redis that does not answer costs one timeout, not one per retry.
+            retry=Retry(
+                ExponentialBackoff(cap=0.5, base=0.05), 3, supported_errors=(redis.ConnectionError,)
+            ),
+        )
+        self.script = self.redis.register_script(GROUP_SEND_SCRIPT)
+
+    def group_send(self, group: str, message: dict[str, Any]) -> None:
+        layer = self.layer
+        assert layer.require_valid_group_name(group), "Group name not valid"
+        key = layer._group_key(group)
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zremrangebyscore(key, min=0, max=int(now) - layer.group_expiry)
+        pipe.zrange(key, 0, -1)
+        _, members = pipe.execute()
+        if not members:
+            return
+        names = [member.decode("utf8") for member in members]
+        by_host, messages, capacities = layer._map_channel_keys_to_connection(names, message)
+        keys = by_host[0]
+        over_capacity = self.script(
+            keys=keys,
+            args=[
+                *(messages[key] for key in keys),
+                *(capacities[key] for key in keys),
+                now,
+                layer.expiry,
+                int(now) - int(layer.expiry),
+            ],
+        )
+        if over_capacity > 0:
+            # channels_redis' own line, for whoever watches for it.
+            channels_redis_logger.info(
+                "%s of %s channels over capacity in group %s", over_capacity, len(names), group
+            )
+
+
+_senders: dict[int, tuple[int, RedisChannelLayer, DirectGroupSender | None]] = {}
+_senders_lock = threading.Lock()
+
+
+def direct_sender(layer: Any, timeout: float) -> DirectGroupSender | None:
+    """The DirectGroupSender for `layer`, made once per process; None when the layer is
+    not channels_redis' core layer on one Redis host given by address."""
+    key = id(layer)
+    found = _senders.get(key)
+    if found is not None and found[0] == os.getpid() and found[1] is layer:
+        return found[2]
+    with _senders_lock:
+        sender = None
+        if type(layer) is RedisChannelLayer and layer.ring_size == 1:
+            host = layer.hosts[0]
+            if isinstance(host, dict) and "address" in host:
+                sender = DirectGroupSender(layer, host["address"], timeout)
+        _senders[key] = (os.getpid(), layer, sender)
+        return sender

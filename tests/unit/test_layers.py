@@ -1,0 +1,145 @@
+"""A group send from the calling thread (realtime.layers.DirectGroupSender) does what
+channels_redis' own group_send does: every case runs through both, on the test Redis,
+and is received through the layer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
+
+from realtime.layers import DirectGroupSender, direct_sender
+
+SENDERS = ["direct", "channels_redis"]
+
+
+class Layer(RedisChannelLayer):
+    """The test's layer, sending with `sender`'s group_send."""
+
+    sender = "channels_redis"
+
+    async def group_send(self, group: str, message: dict) -> None:
+        if self.sender == "channels_redis":
+            await super().group_send(group, message)
+        else:  # blocking, as the publisher calls it from a thread of its own
+            address = self.hosts[0]["address"]
+            await asyncio.to_thread(
+                DirectGroupSender(self, address, 5.0).group_send, group, message
+            )
+
+
+def make(sender: str, **config) -> RedisChannelLayer:
+    base = settings.CHANNEL_LAYERS["default"]["CONFIG"]
+    # A prefix of its own: nothing another test left behind is in its groups.
+    layer = Layer(hosts=base["hosts"], prefix=f"layers-{uuid.uuid4().hex[:8]}", **config)
+    layer.sender = sender
+    return layer
+
+
+async def drained(layer: RedisChannelLayer, channel: str) -> list[dict]:
+    found = []
+    while True:
+        try:
+            found.append(await asyncio.wait_for(layer.receive(channel), 0.3))
+        except TimeoutError:
+            return found
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_every_member_gets_the_message_once_in_order(sender) -> None:
+    async def run() -> tuple[list, list, list]:
+        layer = make(sender)
+        local = [await layer.new_channel() for _ in range(3)]  # one process's channels
+        other = "elsewhere.member"
+        for channel in [*local, other]:
+            await layer.group_add("group", channel)
+        for n in range(3):
+            await layer.group_send("group", {"type": "test.message", "n": n})
+        got = [[m["n"] for m in await drained(layer, channel)] for channel in local]
+        elsewhere = [m["n"] for m in await drained(layer, other)]
+        await layer.group_send("nobody-here", {"type": "test.message"})  # no members: fine
+        await layer.flush()
+        return got, elsewhere, local
+
+    got, elsewhere, local = asyncio.run(run())
+    assert got == [[0, 1, 2]] * len(local)
+    assert elsewhere == [0, 1, 2]
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_members_past_the_group_expiry_are_dropped_and_get_nothing(sender) -> None:
+    async def run() -> tuple[list, list, int]:
+        layer = make(sender, group_expiry=1)
+        stale, fresh = "member.stale", "member.fresh"
+        await layer.group_add("group", stale)
+        await asyncio.sleep(2.1)  # past group_expiry, with no renewal
+        await layer.group_add("group", fresh)
+        await layer.group_send("group", {"type": "test.message"})
+        connection = layer.connection(0)
+        left = await connection.zcard(layer._group_key("group"))
+        result = await drained(layer, stale), await drained(layer, fresh), left
+        await layer.flush()
+        return result
+
+    to_stale, to_fresh, left = asyncio.run(run())
+    assert to_stale == [] and len(to_fresh) == 1 and left == 1
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_a_full_channel_gets_no_more_but_the_others_do(sender, caplog) -> None:
+    async def run() -> tuple[int, int]:
+        layer = make(sender, capacity=2)
+        for channel in ("member.full", "member.reading"):
+            await layer.group_add("group", channel)
+        for n in range(4):
+            await layer.group_send("group", {"type": "test.message", "n": n})
+        connection = layer.connection(0)
+        full = await connection.zcard(layer.prefix + "member.full")
+        reading = len(await drained(layer, "member.reading"))
+        await layer.flush()
+        return full, reading
+
+    caplog.set_level("INFO", logger="channels_redis.core")
+    full, reading = asyncio.run(run())
+    assert full == 2  # capacity: the first two wait, the rest were not added
+    assert reading == 2  # each receive takes one; capacity applies to it as well
+    assert "channels over capacity in group group" in caplog.text
+
+
+@pytest.mark.parametrize("sender", SENDERS)
+def test_expired_messages_make_room_before_the_capacity_check(sender) -> None:
+    """A channel nobody read for longer than `expiry` holds only expired messages: they
+    are dropped, and the new one is added."""
+
+    async def run() -> list[int]:
+        layer = make(sender, capacity=2, expiry=1)
+        await layer.group_add("group", "member.slow")
+        for n in range(2):
+            await layer.group_send("group", {"type": "test.message", "n": n})
+        await asyncio.sleep(2.1)  # both expired
+        started = time.time()
+        await layer.group_send("group", {"type": "test.message", "n": 2})
+        assert time.time() - started < 1
+        got = [m["n"] for m in await drained(layer, "member.slow")]
+        await layer.flush()
+        return got
+
+    assert asyncio.run(run()) == [2]
+
+
+def test_only_the_core_layer_on_one_host_is_sent_to_directly() -> None:
+    hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    address = hosts[0]["address"]
+    one = RedisChannelLayer(hosts=[{"address": address}])
+    assert isinstance(direct_sender(one, 5.0), DirectGroupSender)
+    assert direct_sender(one, 5.0) is direct_sender(one, 5.0)  # made once
+    # Several hosts shard groups and channels over servers: channels_redis' own send.
+    assert direct_sender(RedisChannelLayer(hosts=[address, address]), 5.0) is None
+    assert direct_sender(RedisPubSubChannelLayer(hosts=[address]), 5.0) is None
+    sentinel = {"master_name": "queue", "sentinels": [("127.0.0.1", 26379)]}
+    assert direct_sender(RedisChannelLayer(hosts=[sentinel]), 5.0) is None
