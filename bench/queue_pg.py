@@ -16,12 +16,16 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
 from bench.common import ROOT, summary
+
+# Single enqueues: rounds of this many, the rate the median round's.
+ENQUEUE_ROUNDS, ENQUEUE_ROUND = 5, 400
 
 
 def _timed(function: Any, repeat: int) -> list[float]:
@@ -189,29 +193,34 @@ def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str
 
     # Enqueues a second: one process, one line.entry_enqueue() after another; as
     # configured (asynchronous commit by default), then with synchronous commit (the
-    # durable baseline, QUEUE_SYNCHRONOUS_COMMIT=on), each from an empty line.
+    # durable baseline, QUEUE_SYNCHRONOUS_COMMIT=on), each from an empty line. In rounds
+    # of 400, the rate the median round's: a round lasts under a second, and on this
+    # shared machine one slow second moved a single round's rate by a quarter.
     configured = settings.QUEUE_SYNCHRONOUS_COMMIT
     for key, level in (("enqueue", configured), ("enqueue_synchronous", "on")):
         reset_queue()
-        add_entries(owners, 400, status="cancelled")
-        meetings = list(Meeting.objects.all()[:400])
+        add_entries(owners, ENQUEUE_ROUNDS * ENQUEUE_ROUND, status="cancelled")
+        meetings = list(Meeting.objects.all()[: ENQUEUE_ROUNDS * ENQUEUE_ROUND])
         settings.QUEUE_SYNCHRONOUS_COMMIT = level
-        started = time.perf_counter()
-        enqueue_ms = []
-        for meeting in meetings:
-            t = time.perf_counter()
-            line.entry_enqueue(meeting=meeting)
-            enqueue_ms.append((time.perf_counter() - t) * 1000)
-        elapsed = time.perf_counter() - started
+        enqueue_ms, rates = [], []
+        for start in range(0, len(meetings), ENQUEUE_ROUND):
+            started = time.perf_counter()
+            for meeting in meetings[start : start + ENQUEUE_ROUND]:
+                t = time.perf_counter()
+                line.entry_enqueue(meeting=meeting)
+                enqueue_ms.append((time.perf_counter() - t) * 1000)
+            rates.append(ENQUEUE_ROUND / (time.perf_counter() - started))
         settings.QUEUE_SYNCHRONOUS_COMMIT = configured
         result[key] = {
             "count": len(meetings),
-            "per_second": len(meetings) / elapsed,
+            "per_second": statistics.median(rates),
+            "rounds_per_second": rates,
             "ms": summary(enqueue_ms),
             "synchronous_commit": level,
         }
         log(
-            f"  enqueue (synchronous_commit {level}): {result[key]['per_second']:.0f} a second,"
+            f"  enqueue (synchronous_commit {level}): {result[key]['per_second']:.0f} a second"
+            f" (rounds: {', '.join(f'{rate:.0f}' for rate in rates)}),"
             f" median {result[key]['ms']['median']:.1f} ms"
         )
 
