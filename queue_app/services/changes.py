@@ -357,7 +357,7 @@ def _entered(
             ranges.append((first, places))
     if not ranges:
         return []
-    places = [place for first, last in ranges for place in range(first, last + 1)]
+    places = _places(ranges)
     if all(place in known for place in places):
         found = [(place, known[place]) for place in places]
     else:
@@ -375,7 +375,7 @@ def _rows_at(ranges: list[tuple[int, int]]) -> list[tuple[int, dict[str, Any]]]:
     meetings table: ~4 ms a claim at 10,000 waiting.)"""
     if connection.vendor == "postgresql":
         return _placed(ranges, sql.rows(*_rows_at_statement(ranges)))
-    places = {place for first, last in ranges for place in range(first, last + 1)}
+    places = set(_places(ranges))
     low, high = ranges[0][0], ranges[-1][1]
     ids = list(selectors.queued_entries().values_list("id", flat=True)[low - 1 : high])
     at = {pk: place for place, pk in enumerate(ids, start=low) if place in places}
@@ -398,8 +398,12 @@ def _placed(
     """_rows_at_statement's rows, each with its place (fewer places where the line ends)."""
     rows = sql.entry_dicts(found, extra=("order_key",))
     rows.sort(key=lambda row: row["order_key"])
-    places = [place for first, last in ranges for place in range(first, last + 1)]
-    return list(zip(places, rows, strict=False))
+    return list(zip(_places(ranges), rows, strict=False))
+
+
+def _places(ranges: list[tuple[int, int]]) -> list[int]:
+    """Every place of `ranges` ((first, last), in order)."""
+    return [place for first, last in ranges for place in range(first, last + 1)]
 
 
 @functools.cache
