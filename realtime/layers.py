@@ -13,15 +13,15 @@ their own). The keys, the members' messages and their serialization are the laye
 channels_redis would have sent (tests/unit/test_layers.py runs the same cases through
 both).
 
-Only for the core layer on one Redis host given by address; otherwise (several hosts,
-Sentinel, the PubSub layer) the publisher uses the layer's own group_send.
+Only for the core layer on one Redis host given by an address alone; otherwise (several
+hosts, Sentinel, TLS options, the PubSub layer) the publisher uses the layer's own
+group_send.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
+import weakref
 from typing import Any
 
 import redis
@@ -98,22 +98,27 @@ class DirectGroupSender:
             )
 
 
-_senders: dict[int, tuple[int, RedisChannelLayer, DirectGroupSender | None]] = {}
-_senders_lock = threading.Lock()
+# The host options the blocking client can do without: the async pool's own (this module
+# sets its timeouts and retries). A host with any other (TLS certificates, a password
+# given apart from the URL...) keeps channels_redis' send rather than a client without it.
+_PLAIN_HOST_OPTIONS = {"address", "socket_timeout", "max_connections", "retry"}
+
+# By layer (a settings change makes a new one); a forked child's redis-py pool starts
+# afresh by itself.
+_senders: weakref.WeakKeyDictionary[Any, DirectGroupSender | None] = weakref.WeakKeyDictionary()
 
 
 def direct_sender(layer: Any, timeout: float) -> DirectGroupSender | None:
-    """The DirectGroupSender for `layer`, made once per process; None when the layer is
-    not channels_redis' core layer on one Redis host given by address."""
-    key = id(layer)
-    found = _senders.get(key)
-    if found is not None and found[0] == os.getpid() and found[1] is layer:
-        return found[2]
-    with _senders_lock:
-        sender = None
-        if type(layer) is RedisChannelLayer and layer.ring_size == 1:
-            host = layer.hosts[0]
-            if isinstance(host, dict) and "address" in host:
-                sender = DirectGroupSender(layer, host["address"], timeout)
-        _senders[key] = (os.getpid(), layer, sender)
-        return sender
+    """The DirectGroupSender for `layer`, made once; None unless the layer is
+    channels_redis' core layer on one Redis host given by an address alone."""
+    try:
+        return _senders[layer]
+    except KeyError:
+        pass
+    sender = None
+    if type(layer) is RedisChannelLayer and layer.ring_size == 1:
+        host = layer.hosts[0]
+        if isinstance(host, dict) and "address" in host and set(host) <= _PLAIN_HOST_OPTIONS:
+            sender = DirectGroupSender(layer, host["address"], timeout)
+    _senders[layer] = sender  # two threads at once make two: harmless, one is kept
+    return sender

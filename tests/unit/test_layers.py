@@ -143,3 +143,8 @@ def test_only_the_core_layer_on_one_host_is_sent_to_directly() -> None:
     assert direct_sender(RedisPubSubChannelLayer(hosts=[address]), 5.0) is None
     sentinel = {"master_name": "queue", "sentinels": [("127.0.0.1", 26379)]}
     assert direct_sender(RedisChannelLayer(hosts=[sentinel]), 5.0) is None
+    # An option the blocking client would not have (TLS here): channels_redis' own send.
+    tls = {"address": address, "ssl_ca_certs": "/etc/ssl/ca.pem"}
+    assert direct_sender(RedisChannelLayer(hosts=[tls]), 5.0) is None
+    # The settings' own host options are the async pool's: sent directly.
+    assert isinstance(direct_sender(RedisChannelLayer(hosts=hosts), 5.0), DirectGroupSender)
