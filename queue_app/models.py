@@ -130,8 +130,11 @@ class QueueEntry(models.Model):
         max_length=16, choices=EntryStatus.choices, default=EntryStatus.QUEUED
     )
     # Sparse ordering key: lower goes first. (round << 44) + arrival * gap, given at
-    # enqueue (services/ordering.py); a move takes a key between two neighbours.
-    order_key = models.BigIntegerField(db_index=True)
+    # enqueue (services/ordering.py); a move takes a key between two neighbours. No index
+    # of its own: every read in key order is of one status, which entry_status_order
+    # serves; with one, the planner took it for the head when nearly every row is queued,
+    # and stepped over every entry taken before (bench/notes.md, "A claim in one round trip").
+    order_key = models.BigIntegerField()
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
     last_error = models.TextField(blank=True)

@@ -6,14 +6,23 @@ happened, so callers never re-read a row to learn the outcome.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 
-from queue_app import retry_policy, sql, transitions
-from queue_app.models import AttemptOutcome, EntryStatus, QueueEntry, TransferAttempt
+from queue_app import broadcast, events, retry_policy, sql, transitions
+from queue_app.models import (
+    AttemptOutcome,
+    EntryStatus,
+    QueueEntry,
+    QueueEvent,
+    TransferAttempt,
+)
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
 from queue_app.services import ordering
 from queue_app.services.changes import (
@@ -47,9 +56,18 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
     """Take the head of the line for a transfer, if the queue runs and a slot is free.
 
     A retrying entry whose wait is over goes before the line: it was at its head once.
+
+    On PostgreSQL the server runs the whole change (queue_claim_next, migration 0009) in
+    one round trip, so the queue lock is never held while this process waits for a core;
+    the claim below is its definition, and runs where the function cannot.
     """
-    # Two round trips under the lock on PostgreSQL: the lock, the head and the entries
-    # that taking it brings into the windows; then every write with COMMIT (sql.batched).
+    if connection.vendor == "postgresql":
+        claimed = _claim_by_the_server(worker)
+        if claimed is not _FALLBACK:
+            return claimed
+    # Where this runs on PostgreSQL (the function's fallback), two round trips under the
+    # lock: the lock, the head and the entries that taking it brings into the windows;
+    # then every write with COMMIT (sql.batched).
     with queue_change():
         state, head, entered_rows = lock_queue_reading_head()
         if state.paused or state.running >= settings.QUEUE_CONCURRENCY:
@@ -92,6 +110,60 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
             entered_rows=entered_rows,
         )
     return entry
+
+
+_FALLBACK: Any = object()
+_CLAIM_SQL = "SELECT queue_claim_next(%s, %s, %s, %s, %s, %s)"
+
+
+def _claim_by_the_server(worker: str) -> QueueEntry | None:
+    """transfer_claim_next's change as queue_claim_next() runs it: the claimed entry (or
+    None), its event published after commit; _FALLBACK when the function asks for the
+    Python claim (the queue state row is not there yet)."""
+    now = timezone.now()
+    level = settings.QUEUE_SYNCHRONOUS_COMMIT
+    ((found,),) = sql.rows(
+        _CLAIM_SQL,
+        [
+            worker,
+            now,
+            _lease_until(now),
+            settings.QUEUE_CONCURRENCY,
+            None if level == "on" else level,
+            [events.HEAD_PLACES, events.STAFF_HEAD_PLACES],
+        ],
+    )
+    result = json.loads(found) if isinstance(found, str) else found
+    if result["outcome"] == "fallback":
+        return _FALLBACK
+    if result["outcome"] != "claimed":
+        return None
+    entry = _entry_from_json(result["entry"])
+    told = result["event"]
+    event = QueueEvent(
+        seq=told["seq"],
+        update_type=transitions.CLAIM.update_type,
+        entry_id=entry.pk,
+        affected_user_id=entry.owner_id,
+        global_position=told["global_position"],
+        queue_length=told["queue_length"],
+        paused=told["paused"],
+        payload=told["payload"],
+        window=told["window"],
+        created_at=now,
+    )
+    transaction.on_commit(lambda: broadcast.publish_event(event))
+    return entry
+
+
+def _entry_from_json(columns: dict[str, Any]) -> QueueEntry:
+    """An entry from its row as to_jsonb() gives it (columns by name, values as JSON)."""
+    fields = QueueEntry._meta.concrete_fields
+    return QueueEntry.from_db(
+        connection.alias,
+        [field.attname for field in fields],
+        [field.to_python(columns[field.column]) for field in fields],
+    )
 
 
 def transfer_begin(*, entry_id: UUID | str, worker: str) -> bool:

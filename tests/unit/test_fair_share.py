@@ -197,16 +197,16 @@ def test_writes_cost_the_same_whatever_the_length_of_the_line(
     # cancelled entry was at the back), the event.
     # On PostgreSQL, round trips: the writes go with the next statement (sql.batched), so
     # an enqueue is the lock with its three reads, the writes with the position, the
-    # state and the event; a claim the lock with the head and the entries that taking it
-    # brings into the windows (one statement), then every write. (COMMIT goes with the
-    # last one outside a test's transaction: tests/unit/test_held_writes.py.)
+    # state and the event; a claim one statement, queue_claim_next() (the server runs the
+    # whole change: tests/unit/test_claim_function.py). (COMMIT goes with the last one
+    # outside a test's transaction: tests/unit/test_held_writes.py.)
     counts = {
         change: sum(1 for sql in statements if "SAVEPOINT" not in sql)
         for change, statements in long.items()
     }
     fair = ordering_rule == "fair"
     if connection.vendor == "postgresql":
-        expected = {"enqueue": 1 + 3, "claim": 2, "complete": 5, "cancel": 6 + fair}
+        expected = {"enqueue": 1 + 3, "claim": 1, "complete": 5, "cancel": 6 + fair}
     else:
         expected = {"enqueue": 9 + fair, "claim": 9, "complete": 7, "cancel": 9 + 2 * fair}
     assert counts == expected, long

@@ -114,22 +114,26 @@ def test_inside_a_callers_transaction_a_change_does_not_commit_it(
 def test_a_change_on_its_own_commits_with_its_last_writes_and_publishes_after(
     alice, make_meeting, settings, monkeypatch
 ) -> None:
-    """Outside any transaction, a claim's last round trip carries its COMMIT: the claim is
-    durable (another connection sees it), and the event is published after, once."""
+    """Outside any transaction, a change's last round trip carries its COMMIT (a
+    completion here: a claim is one statement on PostgreSQL, tests/unit/
+    test_claim_function.py): the change is durable (another connection sees it), and the
+    event is published after, once."""
     settings.QUEUE_DISPATCH_ON_COMMIT = False
     published = []
     monkeypatch.setattr(changes.broadcast, "publish_event", published.append)
     entry = line.entry_enqueue(meeting=make_meeting(alice))
     assert [event.seq for event in published] == [QueueEvent.objects.get().seq]
+    transfers.transfer_claim_next(worker="w")
+    transfers.transfer_begin(entry_id=entry.pk, worker="w")
     with CaptureQueriesContext(connection) as queries:
-        claimed = transfers.transfer_claim_next(worker="w")
-    assert claimed.pk == entry.pk
+        completed = transfers.transfer_complete(entry_id=entry.pk, worker="w")
+    assert completed.pk == entry.pk
     sent = [query["sql"] for query in queries]
     # The writes with COMMIT, then Django's commit(), which it logs as "COMMIT" and which
     # psycopg skips on a connection whose transaction has ended.
     assert sent[-2].endswith("; COMMIT") and sent[-1] == "COMMIT", sent
     assert sum("COMMIT" in statement for statement in sent) == 2
-    assert len(published) == 2 and published[1].update_type == "task_started"
+    assert len(published) == 3 and published[2].update_type == "task_completed"
     # Durable: read through a connection of its own.
     from django.db import connections
 
@@ -141,9 +145,9 @@ def test_a_change_on_its_own_commits_with_its_last_writes_and_publishes_after(
                 " WHERE id = %s",
                 [entry.pk],
             )
-            assert cursor.fetchone()[0] == EntryStatus.RUNNING
+            assert cursor.fetchone()[0] == EntryStatus.COMPLETED
             cursor.execute(f"SELECT last_seq, running, waiting FROM {TABLE} WHERE id = 1")
-            assert cursor.fetchone() == (published[1].seq, 1, 0)
+            assert cursor.fetchone() == (published[2].seq, 0, 0)
     finally:
         other.close()
 

@@ -1,0 +1,245 @@
+"""The claim on PostgreSQL is queue_claim_next() (migration 0009), the server running the
+whole change in one statement; the Python claim in services.transfers is its definition.
+Each case here runs both on the same line (the Python one in a savepoint rolled back) and
+holds them to the same rows, the same event (its payload and window to the byte, as
+stored) and the same message published after commit."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from queue_app import events, sql
+from queue_app.events import event_message
+from queue_app.models import (
+    EntryStatus,
+    Meeting,
+    QueueEntry,
+    QueueEvent,
+    QueueOwner,
+    QueueState,
+    TransferAttempt,
+)
+from queue_app.services import changes, line, transfers
+from tests.queue_helpers import wait_to_retry
+from tests.unit.queue_checks import assert_invariants
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="a PostgreSQL function"),
+]
+
+# A time with no microseconds: isoformat() leaves out ".000000", and so must the function.
+NOW = datetime(2026, 12, 3, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _settings(settings, monkeypatch) -> None:
+    settings.QUEUE_DISPATCH_ON_COMMIT = False
+    settings.QUEUE_CONCURRENCY = 10
+    settings.QUEUE_ORDERING = "fair"
+    # Small windows, so that a short line has entries behind both.
+    monkeypatch.setattr(events, "HEAD_PLACES", 2)
+    monkeypatch.setattr(events, "STAFF_HEAD_PLACES", 4)
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[QueueEvent]:
+    sent: list[QueueEvent] = []
+    monkeypatch.setattr(changes.broadcast, "publish_event", sent.append)
+    monkeypatch.setattr(transfers.broadcast, "publish_event", sent.append)
+    return sent
+
+
+def enqueue(owner, make_meeting, count: int, **fields) -> list[QueueEntry]:
+    """`count` of `owner`'s meetings in line, their meetings' `fields` set first."""
+    meetings = [make_meeting(owner) for _ in range(count)]
+    if fields:
+        Meeting.objects.filter(pk__in=[m.pk for m in meetings]).update(**fields)
+    return line.entries_enqueue(owner=owner, meeting_ids=[m.pk for m in meetings]).entries
+
+
+def stored(seq_after: int) -> dict:
+    """Every row a claim writes or moves, as the database holds it (JSON as its text)."""
+
+    def rows(query: str, params: list | None = None) -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(query, params or [])
+            return cursor.fetchall()
+
+    entry = sql.table(QueueEntry)
+    return {
+        "entries": rows(f"SELECT * FROM {entry} ORDER BY id"),
+        "attempts": rows(
+            f"SELECT entry_id, number, worker, started_at, finished_at, outcome, error_kind,"
+            f" error, bytes_moved, retry_after_seconds FROM {sql.table(TransferAttempt)}"
+            " ORDER BY entry_id, number"
+        ),
+        "owners": rows(f"SELECT * FROM {sql.table(QueueOwner)} ORDER BY owner_id"),
+        "state": rows(f"SELECT * FROM {sql.table(QueueState)}"),
+        "events": rows(
+            "SELECT seq, update_type, entry_id, affected_user_id, global_position,"
+            ' queue_length, paused, payload::text, "window"::text, created_at'
+            f" FROM {sql.table(QueueEvent)} WHERE seq > %s ORDER BY seq",
+            [seq_after],
+        ),
+    }
+
+
+@pytest.fixture
+def claim_both_ways(monkeypatch, published, django_capture_on_commit_callbacks):
+    """claim_both_ways() -> the Python claim's outcome, rolled back, then the function's:
+    the returned entry, the rows, the messages published on commit."""
+    return lambda: _claim_both_ways(monkeypatch, published, django_capture_on_commit_callbacks)
+
+
+def _claim_both_ways(monkeypatch, published: list[QueueEvent], on_commit) -> tuple[dict, dict]:
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    seq = QueueState.objects.get(pk=1).last_seq
+
+    def outcome(entry: QueueEntry | None) -> dict:
+        messages = [json.dumps(event_message(event), sort_keys=True) for event in published]
+        published.clear()
+        return {
+            "entry": None
+            if entry is None
+            else {f.attname: getattr(entry, f.attname) for f in QueueEntry._meta.concrete_fields},
+            "rows": stored(seq),
+            "messages": messages,
+        }
+
+    published.clear()
+    with transaction.atomic():  # rolled back: the function claims from the same line
+        with monkeypatch.context() as python_only:
+            python_only.setattr(transfers, "_claim_by_the_server", lambda _: transfers._FALLBACK)
+            with on_commit(execute=True):
+                claimed = transfers.transfer_claim_next(worker="w1")
+        python = outcome(claimed)
+        transaction.set_rollback(True)
+    with on_commit(execute=True), CaptureQueriesContext(connection) as queries:
+        server = transfers.transfer_claim_next(worker="w1")
+    assert len(queries) == 1, [q["sql"] for q in queries]  # one statement, nothing else
+    return python, outcome(server)
+
+
+def test_the_head_with_entries_moving_into_both_windows(
+    alice, bob, make_meeting, claim_both_ways
+) -> None:
+    # Titles as entry_payload falls back: the meeting's title, then the recording's.
+    enqueue(alice, make_meeting, 3, title="", meeting_title="Weekly sync")
+    enqueue(bob, make_meeting, 3, title="", meeting_title="")
+    python, server = claim_both_ways()
+    assert server == python
+    event = json.loads(server["rows"]["events"][0][8])
+    assert [entry["position"] for entry in event["entered"]] == [2, 4]
+    assert server["entry"]["status"] == EntryStatus.RUNNING
+    assert_invariants()
+
+
+def test_a_line_shorter_than_the_windows_moves_nobody_into_them(
+    alice, make_meeting, claim_both_ways
+) -> None:
+    enqueue(alice, make_meeting, 2)
+    python, server = claim_both_ways()
+    assert server == python
+    assert json.loads(server["rows"]["events"][0][8])["entered"] == []
+    assert_invariants()
+
+
+def test_fair_shares_round_moves_on_with_the_head(
+    alice, bob, make_meeting, claim_both_ways
+) -> None:
+    enqueue(alice, make_meeting, 3)
+    enqueue(bob, make_meeting, 1)
+    transfers.transfer_claim_next(worker="w0")
+    transfers.transfer_claim_next(worker="w0")  # into the second round
+    python, server = claim_both_ways()
+    assert server == python
+    assert QueueState.objects.get(pk=1).head_round >= 1
+    assert_invariants()
+
+
+def test_a_due_retry_goes_before_the_line_and_one_not_due_does_not(
+    alice, bob, make_meeting, claim_both_ways
+) -> None:
+    first, second = enqueue(alice, make_meeting, 2)
+    for entry in (first, second):
+        assert transfers.transfer_claim_next(worker="w0").pk == entry.pk
+        transfers.transfer_begin(entry_id=entry.pk, worker="w0")
+    wait_to_retry(entry_id=first.pk, worker="w0", error="timeout", delay_seconds=0)
+    wait_to_retry(entry_id=second.pk, worker="w0", error="timeout", delay_seconds=3600)
+    # Due at NOW: the first retry, claimed before the line's head.
+    QueueEntry.objects.filter(pk=first.pk).update(next_attempt_at=NOW - timedelta(seconds=1))
+    QueueEntry.objects.filter(pk=second.pk).update(next_attempt_at=NOW + timedelta(hours=1))
+    enqueue(bob, make_meeting, 3)
+    python, server = claim_both_ways()
+    assert server == python
+    assert server["entry"]["id"] == first.pk
+    # The second retry is not due: the head of the line is claimed.
+    python, server = claim_both_ways()
+    assert server == python
+    assert server["entry"]["id"] != second.pk
+    assert server["entry"]["owner_id"] == bob.pk
+    assert_invariants()
+
+
+@pytest.mark.parametrize("why", ["paused", "full", "empty"])
+def test_no_claim_changes_nothing(alice, make_meeting, claim_both_ways, settings, why) -> None:
+    if why != "empty":
+        enqueue(alice, make_meeting, 2)
+    else:
+        QueueState.objects.get_or_create(pk=1)
+    if why == "paused":
+        QueueState.objects.filter(pk=1).update(paused=True)
+    if why == "full":
+        settings.QUEUE_CONCURRENCY = 0
+    python, server = claim_both_ways()
+    assert server == python
+    assert server["entry"] is None and server["rows"]["events"] == [] and not server["messages"]
+
+
+def test_without_the_state_row_the_python_claim_makes_it(
+    alice, make_meeting, published, django_capture_on_commit_callbacks
+) -> None:
+    """A flushed database has no state row: the function says so and the Python claim
+    creates the row (counting the line) and claims."""
+    (entry,) = enqueue(alice, make_meeting, 1)
+    QueueState.objects.all().delete()
+    QueueEvent.objects.all().delete()  # as a flush leaves the log
+    with django_capture_on_commit_callbacks(execute=True):
+        claimed = transfers.transfer_claim_next(worker="w1")
+    assert claimed.pk == entry.pk
+    assert QueueState.objects.get(pk=1).running == 1
+    assert [event.update_type for event in published][-1] == "task_started"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_its_own_a_claim_is_one_statement_durable_and_published_once(
+    alice, make_meeting, published
+) -> None:
+    """Outside any transaction the function's statement is its own transaction: one round
+    trip, no BEGIN or COMMIT; the event is published once, after it."""
+    (entry,) = enqueue(alice, make_meeting, 1)
+    published.clear()
+    with CaptureQueriesContext(connection) as queries:
+        claimed = transfers.transfer_claim_next(worker="w")
+    assert claimed.pk == entry.pk and len(queries) == 1
+    assert [event.update_type for event in published] == ["task_started"]
+    from django.db import connections
+
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status, worker FROM {sql.table(QueueEntry)} WHERE id = %s", [entry.pk]
+            )
+            assert cursor.fetchone() == (EntryStatus.RUNNING, "w")
+            cursor.execute(f"SELECT last_seq FROM {sql.table(QueueState)}")
+            assert cursor.fetchone()[0] == published[0].seq
+    finally:
+        other.close()
