@@ -9,6 +9,9 @@ Claimers are separate processes (python -m bench.queue_pg claimer COUNT), each w
 own connection; each says "ready" once warm and starts on "go", all together, so they
 contend.
 Each claim is the real transfers.transfer_claim_next(): queue lock, SKIP LOCKED, event, publish.
+The same processes first run the floor, the baseline of what this machine allows: the least
+a serialised change can be (a row locked, updated, a row inserted, committed: one round
+trip, LOCK_FLOOR_SQL), as many times, all together.
 """
 
 from __future__ import annotations
@@ -26,6 +29,21 @@ from bench.common import ROOT, summary
 
 # Single enqueues: rounds of this many, the rate the median round's.
 ENQUEUE_ROUNDS, ENQUEUE_ROUND = 5, 400
+# Claimers and claims each: enough claims for a p99 that is not the slowest one alone.
+CLAIMERS = ((1, 50), (8, 50), (32, 25))
+LOCK_FLOOR_TABLES = (
+    "CREATE TABLE IF NOT EXISTS bench_lock_floor (id int PRIMARY KEY, n bigint NOT NULL);"
+    " INSERT INTO bench_lock_floor VALUES (1, 0) ON CONFLICT DO NOTHING;"
+    " CREATE TABLE IF NOT EXISTS bench_lock_floor_log (n bigint, at timestamptz);"
+    " TRUNCATE bench_lock_floor_log"
+)
+LOCK_FLOOR_SQL = (
+    "BEGIN; SET LOCAL synchronous_commit = off;"
+    " SELECT n FROM bench_lock_floor WHERE id = 1 FOR UPDATE;"
+    " UPDATE bench_lock_floor SET n = n + 1 WHERE id = 1;"
+    " INSERT INTO bench_lock_floor_log SELECT n, now() FROM bench_lock_floor WHERE id = 1;"
+    " COMMIT"
+)
 
 
 def _timed(function: Any, repeat: int) -> list[float]:
@@ -47,8 +65,18 @@ def claimer(count: int) -> None:
 
     connection.ensure_connection()
     transfers.transfer_claim_next(worker="warm-up")  # imports, connection, the publisher's loop
+    with connection.cursor() as cursor:
+        cursor.execute(LOCK_FLOOR_SQL)
     print("ready", flush=True)
-    sys.stdin.readline()  # "go"
+    sys.stdin.readline()  # "go": the floor
+    floor = []
+    with connection.cursor() as cursor:
+        for _ in range(count):
+            started = time.perf_counter()
+            cursor.execute(LOCK_FLOOR_SQL)
+            floor.append((time.perf_counter() - started) * 1000)
+    print(json.dumps(floor), flush=True)
+    sys.stdin.readline()  # "go": the claims
     values = []
     for _ in range(count):
         started = time.perf_counter()
@@ -58,7 +86,12 @@ def claimer(count: int) -> None:
     print(json.dumps(values), flush=True)
 
 
-def claims(env: dict[str, str], claimers: int, per_claimer: int) -> list[float]:
+def claims(env: dict[str, str], claimers: int, per_claimer: int) -> tuple[list[float], list[float]]:
+    """The claims' times, and the floor's (LOCK_FLOOR_SQL) from the same processes, in ms."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(LOCK_FLOOR_TABLES)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "bench.queue_pg", "claimer", str(per_claimer)],
@@ -75,15 +108,24 @@ def claims(env: dict[str, str], claimers: int, per_claimer: int) -> list[float]:
         line = proc.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"a claimer did not start: {line!r}")
+
+    def go() -> None:
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+
+    go()
+    floor: list[float] = []
     for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
+        assert proc.stdout is not None
+        floor += json.loads(proc.stdout.readline())
+    go()
     values: list[float] = []
     for proc in procs:
         out, _ = proc.communicate(timeout=300)
         values += json.loads(out.strip().splitlines()[-1])
-    return values
+    return values, floor
 
 
 def requeue_running() -> None:
@@ -252,16 +294,18 @@ def scenario_queue(env: dict[str, str], owners: list[int], log: Any) -> dict[str
         )
         result["move_10000"] = summary(move_values)
         log(f"  move at 10,000: median {summary(move_values)['median']:.1f} ms")
-        result["claims"] = {}
-        for claimers, per in ((1, 50), (8, 12), (32, 4)):
+        result["claims"], result["claim_floor"] = {}, {}
+        for claimers, per in CLAIMERS:
             close_old_connections()
-            values = claims(env, claimers, per)
+            values, floor = claims(env, claimers, per)
             requeue_running()
             vacuum()
             result["claims"][claimers] = summary(values)
+            result["claim_floor"][claimers] = summary(floor)
             log(
                 f"  claim with {claimers} claimers: median {summary(values)['median']:.1f} ms"
-                f" p99 {summary(values)['p99']:.1f} ms"
+                f" p99 {summary(values)['p99']:.1f} ms; the floor: median"
+                f" {summary(floor)['median']:.1f} ms p99 {summary(floor)['p99']:.1f} ms"
             )
     return result
 
