@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
-from psycopg.pq import ExecStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 
 from queue_app.events import ENTRY_COLUMNS, username_column
 from queue_app.models import QueueEntry
@@ -162,13 +162,28 @@ def batched(*, commit: bool = False) -> Iterator[None]:
     if connection.vendor != "postgresql" or getattr(_held, "statements", None) is not None:
         yield
         return
-    _held.statements = []
+    _held.statements = [("BEGIN", [])] if commit and _begins_with_first_statement() else []
     try:
         with _forgetting_on_error(), connection.execute_wrapper(_send_held):
             yield
             _flush(commit=commit and _outermost())
     finally:
         _held.statements = None
+
+
+def _begins_with_first_statement() -> bool:
+    """For the whole of an outermost transaction.atomic() that has sent nothing yet: let
+    its BEGIN go with its first statement, held as the first write. psycopg sends BEGIN
+    as a round trip of its own before a transaction's first statement unless the
+    connection is in autocommit; so it is put in autocommit for the rest of the block,
+    where Django still counts itself in a transaction (its own flag is unchanged), and
+    COMMIT or ROLLBACK go by the server's transaction status, whatever the setting.
+    Django puts the connection back in autocommit when the block ends anyway."""
+    raw = connection.connection
+    if not _outermost() or raw is None or raw.info.transaction_status != TransactionStatus.IDLE:
+        return False
+    raw.autocommit = True
+    return True
 
 
 def _outermost() -> bool:
@@ -272,7 +287,9 @@ def _send_held(execute: Callable, sql: str, params: Any, many: bool, context: di
 
 def _flush(*, commit: bool = False) -> None:
     held, _held.statements = _held.statements, []
-    if commit:
+    if commit and held == [("BEGIN", [])]:
+        held = []  # the change sent nothing: no transaction to begin or end
+    elif commit:
         held.append(("COMMIT", []))
     if held:
         with connection.cursor() as cursor:

@@ -30,6 +30,21 @@ def hold_note(text: str) -> None:
     sql.write(f"UPDATE {TABLE} SET {PAUSE_NOTE} = %s WHERE id = 1", [text])
 
 
+def record_commands(monkeypatch) -> list[bytes]:
+    """The commands psycopg sends of its own (BEGIN before a transaction's first
+    statement, COMMIT, ROLLBACK), from now on."""
+    connection.ensure_connection()
+    raw, commands = connection.connection, []
+    send = raw._exec_command
+
+    def recorded(command, *args, **kwargs):
+        commands.append(bytes(command))
+        return send(command, *args, **kwargs)
+
+    monkeypatch.setattr(raw, "_exec_command", recorded)
+    return commands
+
+
 @pytest.fixture
 def state(db) -> QueueState:
     return QueueState.objects.get_or_create(pk=1)[0]
@@ -125,10 +140,15 @@ def test_a_change_on_its_own_commits_with_its_last_writes_and_publishes_after(
     assert [event.seq for event in published] == [QueueEvent.objects.get().seq]
     transfers.transfer_claim_next(worker="w")
     transfers.transfer_begin(entry_id=entry.pk, worker="w")
+    commands = record_commands(monkeypatch)
     with CaptureQueriesContext(connection) as queries:
         completed = transfers.transfer_complete(entry_id=entry.pk, worker="w")
     assert completed.pk == entry.pk
     sent = [query["sql"] for query in queries]
+    # BEGIN went with the first statement: psycopg sent none of its own, nor a COMMIT.
+    # (Django logs the atomic block's start as "BEGIN"; psycopg would have sent it.)
+    assert sent[0] == "BEGIN" and sent[1].startswith("BEGIN; "), sent
+    assert commands == []
     # The writes with COMMIT, then Django's commit(), which it logs as "COMMIT" and which
     # psycopg skips on a connection whose transaction has ended.
     assert sent[-2].endswith("; COMMIT") and sent[-1] == "COMMIT", sent
@@ -255,3 +275,23 @@ def test_held_writes_and_prepared_reads_of_every_kind_of_value(alice, make_meeti
         assert entry.attempts == 1 and entry.started_at is not None
     events = list(QueueEvent.objects.order_by("seq").values_list("update_type", flat=True))
     assert events == ["meeting_added", "task_started", "task_completed"] * 2
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_change_that_fails_after_its_first_statement_leaves_nothing(state) -> None:
+    """BEGIN goes with a change's first statement (psycopg in autocommit inside the
+    block): a change that fails after statements have run is still one transaction,
+    rolled back whole, and the connection is in autocommit and usable after."""
+    with pytest.raises(RuntimeError), changes.queue_change():
+        changes.lock_queue()
+        hold_note("never")
+        assert note() == "never"  # sent, with the read, inside the transaction
+        raise RuntimeError("the change fails")
+    assert connection.get_autocommit() and connection.connection.autocommit
+    assert connection.connection.info.transaction_status == 0  # idle: rolled back
+    assert note() == ""
+    with changes.queue_change():
+        changes.lock_queue()
+        hold_note("kept")
+    assert note() == "kept"
