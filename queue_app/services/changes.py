@@ -51,10 +51,11 @@ STATE_COUNTERS = ("waiting", "running", "retrying", "next_arrival", "top_round",
 
 @contextmanager
 def queue_change() -> Iterator[None]:
-    """The transaction of a change, with its writes held back to go to the server with
-    its next statement, and the last of them with COMMIT (sql.batched): on PostgreSQL
-    a claim is three round trips under the lock, an enqueue three, where each statement
-    was one (bench/notes.md, "Round trips under the lock")."""
+    """The transaction of a change, with its BEGIN going with its first statement and
+    its writes held back to go to the server with its next statement, the last of them
+    with COMMIT (sql.batched): on PostgreSQL an enqueue is three round trips, where each
+    statement was one (bench/notes.md, "Round trips under the lock"). (A claim is one
+    statement there: transfers.transfer_claim_next.)"""
     with transaction.atomic(), sql.batched(commit=True):
         yield
 
