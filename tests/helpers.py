@@ -45,3 +45,20 @@ def assert_error(response, status: int, code: str) -> dict[str, Any]:
     assert body["code"] == code, body
     assert isinstance(body["detail"], str) and body["detail"]
     return body
+
+
+def record_commands(monkeypatch) -> list[bytes]:
+    """The commands psycopg sends of its own from now on (BEGIN before a transaction's
+    first statement, COMMIT, ROLLBACK), which CaptureQueriesContext does not see."""
+    from django.db import connection
+
+    connection.ensure_connection()
+    raw, commands = connection.connection, []
+    send = raw._exec_command
+
+    def recorded(command, *args, **kwargs):
+        commands.append(bytes(command))
+        return send(command, *args, **kwargs)
+
+    monkeypatch.setattr(raw, "_exec_command", recorded)
+    return commands

@@ -62,8 +62,8 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
     the claim below is its definition, and runs where the function cannot.
     """
     if connection.vendor == "postgresql":
-        claimed = _claim_by_the_server(worker)
-        if claimed is not _FALLBACK:
+        answered, claimed = _claim_by_the_server(worker)
+        if answered:
             return claimed
     # Where this runs on PostgreSQL (the function's fallback), two round trips under the
     # lock: the lock, the head and the entries that taking it brings into the windows;
@@ -112,14 +112,13 @@ def transfer_claim_next(*, worker: str = "") -> QueueEntry | None:
     return entry
 
 
-_FALLBACK: Any = object()
 _CLAIM_SQL = "SELECT queue_claim_next(%s, %s, %s, %s, %s, %s)"
 
 
-def _claim_by_the_server(worker: str) -> QueueEntry | None:
-    """transfer_claim_next's change as queue_claim_next() runs it: the claimed entry (or
-    None), its event published after commit; _FALLBACK when the function asks for the
-    Python claim (the queue state row is not there yet)."""
+def _claim_by_the_server(worker: str) -> tuple[bool, QueueEntry | None]:
+    """transfer_claim_next's change as queue_claim_next() runs it: (True, the claimed
+    entry or None), its event published after commit; (False, None) when the function
+    leaves the claim to Python (the queue state row is not there yet)."""
     now = timezone.now()
     level = settings.QUEUE_SYNCHRONOUS_COMMIT
     ((found,),) = sql.rows(
@@ -135,9 +134,9 @@ def _claim_by_the_server(worker: str) -> QueueEntry | None:
     )
     result = json.loads(found) if isinstance(found, str) else found
     if result["outcome"] == "fallback":
-        return _FALLBACK
+        return False, None
     if result["outcome"] != "claimed":
-        return None
+        return True, None
     entry = _entry_from_json(result["entry"])
     told = result["event"]
     event = QueueEvent(
@@ -153,7 +152,7 @@ def _claim_by_the_server(worker: str) -> QueueEntry | None:
         created_at=now,
     )
     transaction.on_commit(lambda: broadcast.publish_event(event))
-    return entry
+    return True, entry
 
 
 def _entry_from_json(columns: dict[str, Any]) -> QueueEntry:

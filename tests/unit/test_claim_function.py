@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from queue_app import events, sql
+from queue_app import broadcast, events, sql
 from queue_app.events import event_message
 from queue_app.models import (
     EntryStatus,
@@ -25,7 +25,8 @@ from queue_app.models import (
     QueueState,
     TransferAttempt,
 )
-from queue_app.services import changes, line, transfers
+from queue_app.services import line, transfers
+from tests.helpers import record_commands
 from tests.queue_helpers import wait_to_retry
 from tests.unit.queue_checks import assert_invariants
 
@@ -51,8 +52,7 @@ def _settings(settings, monkeypatch) -> None:
 @pytest.fixture
 def published(monkeypatch) -> list[QueueEvent]:
     sent: list[QueueEvent] = []
-    monkeypatch.setattr(changes.broadcast, "publish_event", sent.append)
-    monkeypatch.setattr(transfers.broadcast, "publish_event", sent.append)
+    monkeypatch.setattr(broadcast, "publish_event", sent.append)  # both claims' publish
     return sent
 
 
@@ -116,7 +116,7 @@ def _claim_both_ways(monkeypatch, published: list[QueueEvent], on_commit) -> tup
     published.clear()
     with transaction.atomic():  # rolled back: the function claims from the same line
         with monkeypatch.context() as python_only:
-            python_only.setattr(transfers, "_claim_by_the_server", lambda _: transfers._FALLBACK)
+            python_only.setattr(transfers, "_claim_by_the_server", lambda _: (False, None))
             with on_commit(execute=True):
                 claimed = transfers.transfer_claim_next(worker="w1")
         python = outcome(claimed)
@@ -220,15 +220,16 @@ def test_without_the_state_row_the_python_claim_makes_it(
 
 @pytest.mark.django_db(transaction=True)
 def test_on_its_own_a_claim_is_one_statement_durable_and_published_once(
-    alice, make_meeting, published
+    alice, make_meeting, published, monkeypatch
 ) -> None:
     """Outside any transaction the function's statement is its own transaction: one round
     trip, no BEGIN or COMMIT; the event is published once, after it."""
     (entry,) = enqueue(alice, make_meeting, 1)
     published.clear()
+    commands = record_commands(monkeypatch)
     with CaptureQueriesContext(connection) as queries:
         claimed = transfers.transfer_claim_next(worker="w")
-    assert claimed.pk == entry.pk and len(queries) == 1
+    assert claimed.pk == entry.pk and len(queries) == 1 and commands == []
     assert [event.update_type for event in published] == ["task_started"]
     from django.db import connections
 

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from queue_app import sql
 from queue_app.models import EntryStatus, QueueEntry, QueueEvent, QueueState
 from queue_app.services import changes, line, transfers
+from tests.helpers import record_commands
 
 needs_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="several statements a round trip: PostgreSQL's"
@@ -28,21 +29,6 @@ def note() -> str:
 
 def hold_note(text: str) -> None:
     sql.write(f"UPDATE {TABLE} SET {PAUSE_NOTE} = %s WHERE id = 1", [text])
-
-
-def record_commands(monkeypatch) -> list[bytes]:
-    """The commands psycopg sends of its own (BEGIN before a transaction's first
-    statement, COMMIT, ROLLBACK), from now on."""
-    connection.ensure_connection()
-    raw, commands = connection.connection, []
-    send = raw._exec_command
-
-    def recorded(command, *args, **kwargs):
-        commands.append(bytes(command))
-        return send(command, *args, **kwargs)
-
-    monkeypatch.setattr(raw, "_exec_command", recorded)
-    return commands
 
 
 @pytest.fixture
@@ -149,6 +135,7 @@ def test_a_change_on_its_own_commits_with_its_last_writes_and_publishes_after(
     # (Django logs the atomic block's start as "BEGIN"; psycopg would have sent it.)
     assert sent[0] == "BEGIN" and sent[1].startswith("BEGIN; "), sent
     assert commands == []
+    assert connection.get_autocommit() and connection.connection.autocommit  # as before
     # The writes with COMMIT, then Django's commit(), which it logs as "COMMIT" and which
     # psycopg skips on a connection whose transaction has ended.
     assert sent[-2].endswith("; COMMIT") and sent[-1] == "COMMIT", sent
