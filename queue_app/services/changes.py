@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -417,6 +418,45 @@ def _rows_at_sql(count: int) -> str:
     walks = " UNION ALL ".join([walk] * count)
     select = sql.entry_select(("order_key",))
     return f"{select} WHERE e.{sql.column(QueueEntry, 'id')} = ANY(ARRAY({walks}))"
+
+
+def run_by_the_server(statement: str, params: list[Any]) -> dict[str, Any]:
+    """A change a PostgreSQL function runs whole (queue_claim_next, queue_enqueue): its
+    one statement (outside a transaction, its own: no BEGIN or COMMIT of psycopg's), the
+    function's answer as a dict."""
+    ((found,),) = sql.rows(statement, params)
+    return json.loads(found) if isinstance(found, str) else found
+
+
+def entry_from_json(columns: dict[str, Any]) -> QueueEntry:
+    """An entry from its row as to_jsonb() gives it (columns by name, values as JSON)."""
+    fields = QueueEntry._meta.concrete_fields
+    return QueueEntry.from_db(
+        connection.alias,
+        [field.attname for field in fields],
+        [field.to_python(columns[field.column]) for field in fields],
+    )
+
+
+def publish_told(
+    told: dict[str, Any], update_type: str, entry: QueueEntry, at: datetime
+) -> QueueEvent:
+    """The event a server function logged for `entry` (its `event` as the function built
+    it), published after commit as record() publishes its own."""
+    event = QueueEvent(
+        seq=told["seq"],
+        update_type=update_type,
+        entry_id=entry.pk,
+        affected_user_id=entry.owner_id,
+        global_position=told["global_position"],
+        queue_length=told["queue_length"],
+        paused=told["paused"],
+        payload=told["payload"],
+        window=told["window"],
+        created_at=at,
+    )
+    transaction.on_commit(lambda: broadcast.publish_event(event))
+    return event
 
 
 def request_dispatch() -> None:

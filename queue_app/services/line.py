@@ -5,7 +5,9 @@ resume, and pruning the event log. Each call is one transaction and one event
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -13,7 +15,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -37,12 +39,15 @@ from queue_app.models import (
 from queue_app.services import activity, ordering
 from queue_app.services.changes import (
     close_attempts,
+    entry_from_json,
     lock_queue,
     lock_queue_reading,
     locked_entry,
+    publish_told,
     queue_change,
     record,
     request_dispatch,
+    run_by_the_server,
     was,
     with_people,
 )
@@ -79,19 +84,34 @@ def _owner_unless_in_line(meeting: Meeting, found: list[tuple[Any, ...]]) -> Any
     name, in_line = found[0]
     if in_line:
         raise AlreadyQueued()
+    return _user(meeting.owner_id, name)
+
+
+def _user(pk: int, name: str) -> Any:
+    """A user with their id and username (the other fields load when read)."""
     user_model = get_user_model()
     names = [
         user_model._meta.pk.attname,
         user_model._meta.get_field(user_model.USERNAME_FIELD).attname,
     ]
-    return user_model.from_db(connection.alias, names, [meeting.owner_id, name])
+    return user_model.from_db(connection.alias, names, [pk, name])
 
 
 def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
     """Put a meeting in the line (at its owner's next round: services.ordering). Raises
-    AlreadyQueued if it is in it. Three round trips under the lock on PostgreSQL: the
-    lock with everything the change reads, the writes with the entry's position, the
-    state and the event with COMMIT (changes.queue_change)."""
+    AlreadyQueued if it is in it.
+
+    On PostgreSQL the server runs the whole change (queue_enqueue, migration 0011) in one
+    round trip; the enqueue below is its definition, and runs where the function cannot
+    (SQLite; no queue state row yet; the line's keys to be renumbered). There it is three
+    round trips under the lock: the lock with everything the change reads, the writes
+    with the entry's position, the state and the event with COMMIT (changes.queue_change).
+    """
+    max_attempts = max_attempts or settings.QUEUE_MAX_ATTEMPTS
+    if connection.vendor == "postgresql":
+        added = _enqueue_by_the_server(meeting, max_attempts)
+        if added is not None:
+            return added
     try:
         with queue_change():
             state, (owner_row, *key_rows) = lock_queue_reading(
@@ -102,7 +122,7 @@ def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> Queue
                 meeting=meeting,
                 owner=owner,
                 status=transitions.ENQUEUE.target,
-                max_attempts=max_attempts or settings.QUEUE_MAX_ATTEMPTS,
+                max_attempts=max_attempts,
             )
             ordering.assign_keys(state, [entry], key_rows)
             # Complete once inserted (id, timestamps, meeting and owner attached): no
@@ -119,6 +139,45 @@ def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> Queue
             request_dispatch()
     except IntegrityError as exc:  # the partial unique index, if the check above raced
         raise AlreadyQueued() from exc
+    return entry
+
+
+_ENQUEUE_SQL = "SELECT queue_enqueue(%s, %s, %s, %s, %s, %s, %s)"
+
+
+def _enqueue_by_the_server(meeting: Meeting, max_attempts: int) -> QueueEntry | None:
+    """entry_enqueue's change as queue_enqueue() runs it: the entry (its meeting and owner
+    attached, as the Python enqueue leaves them), its event published after commit and a
+    dispatch asked for; None when the function leaves the enqueue to Python.
+    AlreadyQueued if the meeting is in the line, nothing changed.
+
+    In a caller's transaction, in a savepoint of its own as queue_change's block would
+    be, so that a refusal by the unique index leaves that transaction usable."""
+    now = timezone.now()
+    level = settings.QUEUE_SYNCHRONOUS_COMMIT
+    params = [
+        uuid.uuid4(),
+        meeting.pk,
+        meeting.owner_id,
+        max_attempts,
+        now,
+        ordering.is_fair(),
+        None if level == "on" else level,
+    ]
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            result = run_by_the_server(_ENQUEUE_SQL, params)
+    except IntegrityError as exc:  # the partial unique index: written around the lock
+        raise AlreadyQueued() from exc
+    if result["outcome"] == "fallback":
+        return None
+    if result["outcome"] == "in_line":
+        raise AlreadyQueued()
+    entry = entry_from_json(result["entry"])
+    entry.meeting = meeting
+    entry.owner = _user(meeting.owner_id, result["owner"])
+    publish_told(result["event"], transitions.ENQUEUE.update_type, entry, now)
+    request_dispatch()
     return entry
 
 

@@ -6,21 +6,18 @@ happened, so callers never re-read a row to learn the outcome.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
-from queue_app import broadcast, events, retry_policy, sql, transitions
+from queue_app import events, retry_policy, sql, transitions
 from queue_app.models import (
     AttemptOutcome,
     EntryStatus,
     QueueEntry,
-    QueueEvent,
     TransferAttempt,
 )
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
@@ -28,12 +25,15 @@ from queue_app.services import ordering
 from queue_app.services.changes import (
     claim_candidate,
     close_attempts,
+    entry_from_json,
     lock_queue,
     lock_queue_reading_head,
     locked_entry,
+    publish_told,
     queue_change,
     record,
     request_dispatch,
+    run_by_the_server,
     with_people,
 )
 
@@ -121,7 +121,7 @@ def _claim_by_the_server(worker: str) -> tuple[bool, QueueEntry | None]:
     leaves the claim to Python (the queue state row is not there yet)."""
     now = timezone.now()
     level = settings.QUEUE_SYNCHRONOUS_COMMIT
-    ((found,),) = sql.rows(
+    result = run_by_the_server(
         _CLAIM_SQL,
         [
             worker,
@@ -132,37 +132,13 @@ def _claim_by_the_server(worker: str) -> tuple[bool, QueueEntry | None]:
             [events.HEAD_PLACES, events.STAFF_HEAD_PLACES],
         ],
     )
-    result = json.loads(found) if isinstance(found, str) else found
     if result["outcome"] == "fallback":
         return False, None
     if result["outcome"] != "claimed":
         return True, None
-    entry = _entry_from_json(result["entry"])
-    told = result["event"]
-    event = QueueEvent(
-        seq=told["seq"],
-        update_type=transitions.CLAIM.update_type,
-        entry_id=entry.pk,
-        affected_user_id=entry.owner_id,
-        global_position=told["global_position"],
-        queue_length=told["queue_length"],
-        paused=told["paused"],
-        payload=told["payload"],
-        window=told["window"],
-        created_at=now,
-    )
-    transaction.on_commit(lambda: broadcast.publish_event(event))
+    entry = entry_from_json(result["entry"])
+    publish_told(result["event"], transitions.CLAIM.update_type, entry, now)
     return True, entry
-
-
-def _entry_from_json(columns: dict[str, Any]) -> QueueEntry:
-    """An entry from its row as to_jsonb() gives it (columns by name, values as JSON)."""
-    fields = QueueEntry._meta.concrete_fields
-    return QueueEntry.from_db(
-        connection.alias,
-        [field.attname for field in fields],
-        [field.to_python(columns[field.column]) for field in fields],
-    )
 
 
 def transfer_begin(*, entry_id: UUID | str, worker: str) -> bool:

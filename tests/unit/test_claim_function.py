@@ -15,20 +15,18 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from queue_app import broadcast, events, sql
-from queue_app.events import event_message
 from queue_app.models import (
     EntryStatus,
     Meeting,
     QueueEntry,
     QueueEvent,
-    QueueOwner,
     QueueState,
-    TransferAttempt,
 )
 from queue_app.services import line, transfers
 from tests.helpers import record_commands
 from tests.queue_helpers import wait_to_retry
 from tests.unit.queue_checks import assert_invariants
+from tests.unit.server_changes import outcome
 
 pytestmark = [
     pytest.mark.django_db,
@@ -64,33 +62,6 @@ def enqueue(owner, make_meeting, count: int, **fields) -> list[QueueEntry]:
     return line.entries_enqueue(owner=owner, meeting_ids=[m.pk for m in meetings]).entries
 
 
-def stored(seq_after: int) -> dict:
-    """Every row a claim writes or moves, as the database holds it (JSON as its text)."""
-
-    def rows(query: str, params: list | None = None) -> list[tuple]:
-        with connection.cursor() as cursor:
-            cursor.execute(query, params or [])
-            return cursor.fetchall()
-
-    entry = sql.table(QueueEntry)
-    return {
-        "entries": rows(f"SELECT * FROM {entry} ORDER BY id"),
-        "attempts": rows(
-            f"SELECT entry_id, number, worker, started_at, finished_at, outcome, error_kind,"
-            f" error, bytes_moved, retry_after_seconds FROM {sql.table(TransferAttempt)}"
-            " ORDER BY entry_id, number"
-        ),
-        "owners": rows(f"SELECT * FROM {sql.table(QueueOwner)} ORDER BY owner_id"),
-        "state": rows(f"SELECT * FROM {sql.table(QueueState)}"),
-        "events": rows(
-            "SELECT seq, update_type, entry_id, affected_user_id, global_position,"
-            ' queue_length, paused, payload::text, "window"::text, created_at'
-            f" FROM {sql.table(QueueEvent)} WHERE seq > %s ORDER BY seq",
-            [seq_after],
-        ),
-    }
-
-
 @pytest.fixture
 def claim_both_ways(monkeypatch, published, django_capture_on_commit_callbacks):
     """claim_both_ways() -> the Python claim's outcome, rolled back, then the function's:
@@ -101,30 +72,18 @@ def claim_both_ways(monkeypatch, published, django_capture_on_commit_callbacks):
 def _claim_both_ways(monkeypatch, published: list[QueueEvent], on_commit) -> tuple[dict, dict]:
     monkeypatch.setattr(timezone, "now", lambda: NOW)
     seq = QueueState.objects.get(pk=1).last_seq
-
-    def outcome(entry: QueueEntry | None) -> dict:
-        messages = [json.dumps(event_message(event), sort_keys=True) for event in published]
-        published.clear()
-        return {
-            "entry": None
-            if entry is None
-            else {f.attname: getattr(entry, f.attname) for f in QueueEntry._meta.concrete_fields},
-            "rows": stored(seq),
-            "messages": messages,
-        }
-
     published.clear()
     with transaction.atomic():  # rolled back: the function claims from the same line
         with monkeypatch.context() as python_only:
             python_only.setattr(transfers, "_claim_by_the_server", lambda _: (False, None))
             with on_commit(execute=True):
                 claimed = transfers.transfer_claim_next(worker="w1")
-        python = outcome(claimed)
+        python = outcome(claimed, published, seq)
         transaction.set_rollback(True)
     with on_commit(execute=True), CaptureQueriesContext(connection) as queries:
         server = transfers.transfer_claim_next(worker="w1")
     assert len(queries) == 1, [q["sql"] for q in queries]  # one statement, nothing else
-    return python, outcome(server)
+    return python, outcome(server, published, seq)
 
 
 def test_the_head_with_entries_moving_into_both_windows(
@@ -244,3 +203,4 @@ def test_on_its_own_a_claim_is_one_statement_durable_and_published_once(
             assert cursor.fetchone()[0] == published[0].seq
     finally:
         other.close()
+

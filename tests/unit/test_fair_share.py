@@ -195,10 +195,10 @@ def test_writes_cost_the_same_whatever_the_length_of_the_line(
     # lock, the entry, its position, its update, the owner's counter, the attempt, the
     # state, the owner's history, the entries that moved up (two; none in fifo order: the
     # cancelled entry was at the back), the event.
-    # On PostgreSQL, round trips: the writes go with the next statement (sql.batched), so
-    # an enqueue is the lock with its three reads, the writes with the position, the
-    # state and the event; a claim one statement, queue_claim_next() (the server runs the
-    # whole change: tests/unit/test_claim_function.py). (COMMIT goes with the last one
+    # On PostgreSQL, round trips: the writes go with the next statement (sql.batched); an
+    # enqueue is one statement, queue_enqueue(), and a claim one, queue_claim_next() (the
+    # server runs the whole change: tests/unit/test_enqueue_function.py and
+    # test_claim_function.py). (COMMIT goes with the last one
     # outside a test's transaction: tests/unit/test_held_writes.py.)
     counts = {
         change: sum(1 for sql in statements if "SAVEPOINT" not in sql)
@@ -206,7 +206,7 @@ def test_writes_cost_the_same_whatever_the_length_of_the_line(
     }
     fair = ordering_rule == "fair"
     if connection.vendor == "postgresql":
-        expected = {"enqueue": 1 + 3, "claim": 1, "complete": 5, "cancel": 6 + fair}
+        expected = {"enqueue": 1 + 1, "claim": 1, "complete": 5, "cancel": 6 + fair}
     else:
         expected = {"enqueue": 9 + fair, "claim": 9, "complete": 7, "cancel": 9 + 2 * fair}
     assert counts == expected, long
@@ -214,12 +214,19 @@ def test_writes_cost_the_same_whatever_the_length_of_the_line(
 
 
 @pytest.mark.parametrize("ordering", ["fair", "fifo"])
+@pytest.mark.parametrize("by_the_server", [False, True], ids=["python", "server"])
 def test_a_joining_entrys_position_is_the_count_from_the_front(
-    alice, bob, carol, dave, make_meeting, settings, monkeypatch, ordering
+    alice, bob, carol, dave, make_meeting, settings, monkeypatch, ordering, by_the_server
 ) -> None:
     """An enqueue counts from the nearer end of the line (its round tells which): at the
     front for a new owner's first, from the back for a library's next and in fifo order.
-    Either way the event's position is the true one, whatever pins staff made."""
+    Either way the event's position is the true one, whatever pins staff made: by the
+    Python enqueue (which ends it counts are seen here), and by queue_enqueue() on
+    PostgreSQL (held to the Python one: tests/unit/test_enqueue_function.py)."""
+    if by_the_server and connection.vendor != "postgresql":
+        pytest.skip("a PostgreSQL function")
+    if not by_the_server:
+        monkeypatch.setattr(line, "_enqueue_by_the_server", lambda *_: None)
     settings.QUEUE_ORDERING = ordering
     bulk(alice, make_meeting, 6)
     bulk(bob, make_meeting, 3)
@@ -236,5 +243,5 @@ def test_a_joining_entrys_position_is_the_count_from_the_front(
         assert event["global_position"] == position(str(entry.pk))
         assert [e["position"] for e in event["queue"]] == [position(str(entry.pk))]
     # From the back: every one in fifo order; Alice's (her 7th and 8th) in fair share.
-    assert len(counted) == (5 if ordering == "fifo" else 2)
+    assert len(counted) == (0 if by_the_server else 5 if ordering == "fifo" else 2)
     assert_invariants()
