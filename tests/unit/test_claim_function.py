@@ -6,6 +6,7 @@ stored) and the same message published after commit."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -204,3 +205,29 @@ def test_on_its_own_a_claim_is_one_statement_durable_and_published_once(
     finally:
         other.close()
 
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_waits_its_turn_behind_the_claimer_before_it(alice, make_meeting) -> None:
+    """Claimers queue on an advisory lock before the queue lock (migration 0012), which
+    PostgreSQL grants in order: a claim does not go ahead of the one holding the turn."""
+    from django.db import OperationalError, connections
+
+    key = importlib.import_module("queue_app.migrations.0012_claims_take_turns").CLAIM_TURN_KEY
+    (entry,) = enqueue(alice, make_meeting, 1)
+    other = connections.create_connection("default")
+    try:
+        other.ensure_connection()
+        raw = other.connection
+        raw.execute("BEGIN")
+        raw.execute("SELECT pg_advisory_xact_lock(%s)", [key])  # a claim's turn, held
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = '300ms'")
+        with pytest.raises(OperationalError):  # waited, and was cancelled
+            transfers.transfer_claim_next(worker="w")
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
+        assert QueueEntry.objects.get(pk=entry.pk).status == EntryStatus.QUEUED
+        raw.execute("COMMIT")  # the turn passes on
+        assert transfers.transfer_claim_next(worker="w").pk == entry.pk
+    finally:
+        other.close()
