@@ -5,6 +5,9 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "fathomloom.settings")
+# A pool of database connections in the ASGI server, where each request's sync code runs
+# in a thread of its own (fathomloom/settings/base.py, DATABASE_POOL).
+os.environ.setdefault("DATABASE_POOL", "1")
 # Django must be set up before anything imports models (the consumers do).
 django_asgi_app = get_asgi_application()
 

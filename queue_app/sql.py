@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -104,23 +105,27 @@ class _Prepared:
     each prepares it afresh under the next generation's names (a PREPARE that did run
     stays unused: it is not undone by ROLLBACK)."""
 
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+    def __init__(self) -> None:
         self.generation = 0
         self.names: set[str] = set()
 
 
+# By psycopg connection, that is by server session: a pool (DATABASE_POOL) hands one to
+# one Django connection after another, with the statements prepared on it before.
+_sessions: weakref.WeakKeyDictionary[Any, _Prepared] = weakref.WeakKeyDictionary()
+
+
 def _prepared_state() -> _Prepared:
     connection.ensure_connection()
-    state = getattr(connection, "fathomloom_prepared", None)
-    if state is None or state.raw is not connection.connection:  # a new session
-        state = _Prepared(connection.connection)
-        connection.fathomloom_prepared = state
+    raw = connection.connection
+    state = _sessions.get(raw)
+    if state is None:  # a new session
+        state = _sessions[raw] = _Prepared()
     return state
 
 
 def _forget_prepared() -> None:
-    state = getattr(connection, "fathomloom_prepared", None)
+    state = _sessions.get(connection.connection)
     if state is not None:
         state.generation += 1
         state.names.clear()

@@ -105,6 +105,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # WAL lets daphne read while a worker writes.
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
+else:
+    # Under daphne each request's sync code runs in a thread of its own (asgiref's
+    # ThreadSensitiveContext), and Django's connections are per thread: without a pool
+    # every request connected afresh, a new server process each time (half of a POST
+    # /api/queue's 32-41 ms: bench/notes.md, "A connection per request"). psycopg's pool
+    # keeps the server sessions between requests. On where asgi.py turns it on
+    # (DATABASE_POOL): elsewhere a process keeps its one persistent connection
+    # (CONN_MAX_AGE), and Celery's prefork children would close a pool at every task.
+    if env_bool("DATABASE_POOL", False):
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses both at once
+        # A session the server dropped (a restart) is replaced before a request gets it.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        DATABASES["default"]["OPTIONS"] = {
+            "pool": {
+                "min_size": 1,
+                "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
+                "timeout": 10,
+            }
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Fathom ---------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ And the plain statements prepared once per connection (queue_app.sql._prepared).
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -232,6 +234,37 @@ def test_a_statement_is_prepared_once_a_connection_and_then_run_by_name() -> Non
     with CaptureQueriesContext(connection) as third:
         assert sql.rows(statement, [1, "50%"]) == [("50% done",)]
     assert third[0]["sql"].startswith("PREPARE ")
+
+
+@needs_postgresql
+def test_a_session_handed_to_another_connection_keeps_its_prepared_statements(state) -> None:
+    """A pool (DATABASE_POOL, under daphne) hands one server session to one thread's
+    connection after another: what was prepared on it is run by name there, not
+    prepared again (which the server refuses: the name exists)."""
+    statement = f"SELECT {PAUSE_NOTE} FROM {TABLE} WHERE id = %s"
+    assert sql.rows(statement, [1]) == [("",)]  # prepared on this session
+    session = connection.connection
+    ran: list = []
+
+    def in_another_thread() -> None:
+        from django.db import connections
+
+        mine = connections["default"]
+        mine.connection = session  # as the pool hands it on (this thread's own wrapper)
+        try:
+            with CaptureQueriesContext(mine) as queries:
+                ran.append(sql.rows(statement, [1]))
+            ran.append([query["sql"] for query in queries])
+        except Exception as exc:  # seen below, in the test's thread
+            ran.append(exc)
+        finally:
+            mine.connection = None  # the session stays the test's
+
+    worker = threading.Thread(target=in_another_thread)
+    worker.start()
+    worker.join()
+    assert ran[0] == [("",)], ran
+    assert ran[1][0].startswith("EXECUTE "), ran
 
 
 @needs_postgresql
