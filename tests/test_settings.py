@@ -3,6 +3,7 @@ that importing the settings writes nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -97,3 +98,33 @@ def test_importing_the_settings_writes_nothing_and_reads_the_development_keys(tm
     assert settings_in_a_new_process(var_dir, DEBUG="1") == f"dev-secret ['{key}']"
     # With DEBUG off the development keys are never used.
     assert settings_in_a_new_process(var_dir, DEBUG="0", SECRET_KEY="s") == "s []"
+
+
+def database_in_a_new_process(tmp_path: Path, **env: str) -> dict:
+    """DATABASES["default"] as a process importing the settings sees it."""
+    code = (
+        "import json, fathomloom.settings as s; d = s.DATABASES['default'];"
+        " print(json.dumps({k: d.get(k) for k in ('CONN_MAX_AGE', 'CONN_HEALTH_CHECKS',"
+        " 'OPTIONS')}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "VAR_DIR": str(tmp_path), "SECRET_KEY": "x", **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def test_a_pool_where_asked_for_keeps_the_urls_options(tmp_path):
+    """daphne's pool (DATABASE_POOL, set by asgi.py) goes with the URL's own options and
+    replaces the persistent connection (Django refuses both); elsewhere no pool."""
+    url = "postgres://user@db.example:5432/name?sslmode=require"
+    pooled = database_in_a_new_process(tmp_path, DATABASE_URL=url, DATABASE_POOL="1")
+    assert pooled["OPTIONS"]["sslmode"] == "require"
+    assert pooled["OPTIONS"]["pool"]["max_size"] == 20
+    assert pooled["CONN_MAX_AGE"] == 0 and pooled["CONN_HEALTH_CHECKS"] is True
+    plain = database_in_a_new_process(tmp_path, DATABASE_URL=url, DATABASE_POOL="0")
+    assert "pool" not in plain["OPTIONS"] and plain["CONN_MAX_AGE"] == 60

@@ -117,12 +117,11 @@ else:
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django refuses both at once
         # A session the server dropped (a restart) is replaced before a request gets it.
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-        DATABASES["default"]["OPTIONS"] = {
-            "pool": {
-                "min_size": 1,
-                "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
-                "timeout": 10,
-            }
+        # Added to the URL's own options (sslmode=..., say), not in their place.
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20),
+            "timeout": 10,
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
