@@ -11,7 +11,14 @@ from django.db import connection
 
 from queue_app import sql
 from queue_app.events import event_message
-from queue_app.models import QueueEntry, QueueEvent, QueueOwner, QueueState, TransferAttempt
+from queue_app.models import (
+    Activity,
+    QueueEntry,
+    QueueEvent,
+    QueueOwner,
+    QueueState,
+    TransferAttempt,
+)
 
 
 def stored(seq_after: int) -> dict:
@@ -31,6 +38,11 @@ def stored(seq_after: int) -> dict:
             " ORDER BY entry_id, number"
         ),
         "owners": rows(f"SELECT * FROM {sql.table(QueueOwner)} ORDER BY owner_id"),
+        # The owners' history (services.activity): ids aside, which a rolled-back insert
+        # would have taken from the sequence.
+        "history": rows(
+            f"SELECT (to_jsonb(a) - 'id')::text FROM {sql.table(Activity)} a ORDER BY seq, entry_id"
+        ),
         "state": rows(f"SELECT * FROM {sql.table(QueueState)}"),
         "events": rows(
             "SELECT seq, update_type, entry_id, affected_user_id, global_position,"
