@@ -143,6 +143,7 @@ def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> Queue
 
 
 _ENQUEUE_SQL = "SELECT queue_enqueue(%s, %s, %s, %s, %s, %s, %s)"
+UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 
 
 def _enqueue_by_the_server(meeting: Meeting, max_attempts: int) -> QueueEntry | None:
@@ -152,7 +153,7 @@ def _enqueue_by_the_server(meeting: Meeting, max_attempts: int) -> QueueEntry | 
     AlreadyQueued if the meeting is in the line, nothing changed.
 
     In a caller's transaction, in a savepoint of its own as queue_change's block would
-    be, so that a refusal by the unique index leaves that transaction usable."""
+    be, so that an error in the function leaves that transaction usable."""
     now = timezone.now()
     level = settings.QUEUE_SYNCHRONOUS_COMMIT
     params = [
@@ -167,8 +168,12 @@ def _enqueue_by_the_server(meeting: Meeting, max_attempts: int) -> QueueEntry | 
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             result = run_by_the_server(_ENQUEUE_SQL, params)
-    except IntegrityError as exc:  # the partial unique index: written around the lock
-        raise AlreadyQueued() from exc
+    except IntegrityError as exc:
+        # The partial unique index (an entry written around the queue lock), not another
+        # constraint: those are errors of the caller's, told as they are.
+        if getattr(exc.__cause__, "sqlstate", None) == UNIQUE_VIOLATION:
+            raise AlreadyQueued() from exc
+        raise
     if result["outcome"] == "fallback":
         return None
     if result["outcome"] == "in_line":

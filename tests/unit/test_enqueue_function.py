@@ -190,6 +190,25 @@ def test_a_meeting_in_the_line_is_refused_and_nothing_changes(
     assert server["refused"] and server["rows"] == before and server["messages"] == []
 
 
+def test_in_a_callers_transaction_an_error_of_the_function_leaves_it_usable(
+    alice, make_meeting
+) -> None:
+    """The statement runs in a savepoint of its own there: an error in it (here a
+    constraint the caller broke, told as it is, not as "already queued") rolls back its
+    work alone, and the caller's transaction goes on."""
+    from django.db import IntegrityError
+
+    (entry,) = enqueue(alice, make_meeting, 1)
+    meeting = make_meeting(alice)
+    with transaction.atomic():
+        with pytest.raises(IntegrityError, match="max_attempts"):
+            line.entry_enqueue(meeting=meeting, max_attempts=-1)
+        assert QueueEntry.objects.filter(meeting=meeting).count() == 0
+        again = line.entry_enqueue(meeting=meeting)  # the transaction is usable
+    assert again.order_key > entry.order_key
+    assert_invariants()
+
+
 def test_without_the_state_row_the_python_enqueue_makes_it(
     alice, make_meeting, published, django_capture_on_commit_callbacks
 ) -> None:
