@@ -128,3 +128,37 @@ def test_a_pool_where_asked_for_keeps_the_urls_options(tmp_path):
     assert pooled["CONN_MAX_AGE"] == 0 and pooled["CONN_HEALTH_CHECKS"] is True
     plain = database_in_a_new_process(tmp_path, DATABASE_URL=url, DATABASE_POOL="0")
     assert "pool" not in plain["OPTIONS"] and plain["CONN_MAX_AGE"] == 60
+
+
+def test_the_asgi_server_has_the_pool_and_other_processes_do_not(tmp_path):
+    """fathomloom/asgi.py asks for the pool (each request has a thread of its own there);
+    a process that imports the settings alone (Celery, manage.py) keeps one connection."""
+    env = {
+        **os.environ,
+        "VAR_DIR": str(tmp_path),
+        "SECRET_KEY": "x",
+        "DJANGO_SETTINGS_MODULE": "fathomloom.settings",
+        "DATABASE_URL": "postgres://user@db.example:5432/name",
+    }
+    env.pop("DATABASE_POOL", None)
+    check = (
+        "import django; from django.conf import settings; django.setup();"
+        " print('pool' in settings.DATABASES['default'].get('OPTIONS', {}))"
+    )
+    asgi = subprocess.run(
+        [sys.executable, "-c", "import fathomloom.asgi; " + check],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    alone = subprocess.run(
+        [sys.executable, "-c", check],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (asgi.stdout.split()[-1], alone.stdout.split()[-1]) == ("True", "False")
