@@ -18,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from psycopg.errors import UniqueViolation
 
 from queue_app import selectors, sql, transitions
 from queue_app.errors import (
@@ -97,6 +98,14 @@ def _user(pk: int, name: str) -> Any:
     return user_model.from_db(connection.alias, names, [pk, name])
 
 
+def _refused_as_in_line(exc: IntegrityError) -> bool:
+    """Whether `exc` is the partial unique index's refusal (the meeting has an active
+    entry: a check that raced, or a row written around the services), told as
+    AlreadyQueued; any other constraint's is an error of the caller's, raised as it is."""
+    cause = exc.__cause__
+    return isinstance(cause, UniqueViolation) or "UNIQUE constraint failed" in str(cause)
+
+
 def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> QueueEntry:
     """Put a meeting in the line (at its owner's next round: services.ordering). Raises
     AlreadyQueued if it is in it.
@@ -137,13 +146,14 @@ def entry_enqueue(*, meeting: Meeting, max_attempts: int | None = None) -> Queue
                 positions={entry.pk: position},
             )
             request_dispatch()
-    except IntegrityError as exc:  # the partial unique index, if the check above raced
-        raise AlreadyQueued() from exc
+    except IntegrityError as exc:
+        if _refused_as_in_line(exc):
+            raise AlreadyQueued() from exc
+        raise
     return entry
 
 
 _ENQUEUE_SQL = "SELECT queue_enqueue(%s, %s, %s, %s, %s, %s, %s)"
-UNIQUE_VIOLATION = "23505"  # PostgreSQL's SQLSTATE
 
 
 def _enqueue_by_the_server(meeting: Meeting, max_attempts: int) -> QueueEntry | None:
@@ -169,9 +179,7 @@ def _enqueue_by_the_server(meeting: Meeting, max_attempts: int) -> QueueEntry | 
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             result = run_by_the_server(_ENQUEUE_SQL, params)
     except IntegrityError as exc:
-        # The partial unique index (an entry written around the queue lock), not another
-        # constraint: those are errors of the caller's, told as they are.
-        if getattr(exc.__cause__, "sqlstate", None) == UNIQUE_VIOLATION:
+        if _refused_as_in_line(exc):
             raise AlreadyQueued() from exc
         raise
     if result["outcome"] == "fallback":
@@ -281,7 +289,9 @@ def entry_retry(*, entry_id: UUID | str, actor: Any | None = None) -> QueueEntry
             )
             request_dispatch()
     except IntegrityError as exc:
-        raise AlreadyQueued() from exc
+        if _refused_as_in_line(exc):
+            raise AlreadyQueued() from exc
+        raise
     return entry
 
 

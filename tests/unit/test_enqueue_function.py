@@ -190,14 +190,17 @@ def test_a_meeting_in_the_line_is_refused_and_nothing_changes(
     assert server["refused"] and server["rows"] == before and server["messages"] == []
 
 
+@pytest.mark.parametrize("by_the_server", [True, False], ids=["server", "python"])
 def test_in_a_callers_transaction_an_error_of_the_function_leaves_it_usable(
-    alice, make_meeting
+    alice, make_meeting, monkeypatch, by_the_server
 ) -> None:
-    """The statement runs in a savepoint of its own there: an error in it (here a
-    constraint the caller broke, told as it is, not as "already queued") rolls back its
-    work alone, and the caller's transaction goes on."""
+    """The statement runs in a savepoint of its own there, as the Python change's block
+    does: an error in it (here a constraint the caller broke, told as it is by both, not
+    as "already queued") rolls back its work alone, and the caller's transaction goes on."""
     from django.db import IntegrityError
 
+    if not by_the_server:
+        monkeypatch.setattr(line, "_enqueue_by_the_server", lambda *_: None)
     (entry,) = enqueue(alice, make_meeting, 1)
     meeting = make_meeting(alice)
     with transaction.atomic():
