@@ -10,6 +10,7 @@ from typing import Any
 
 from bench import bulk
 from bench.common import ROOT
+from bench.queue_pg import WARM_UP
 
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "benchmarks" / "fanout.png"
@@ -465,7 +466,21 @@ def write_report(results: dict[str, Any]) -> None:
         "",
         "Claimers are separate processes, each with its own connection, started together;",
         "each claim is `transfers.transfer_claim_next()` (queue lock, SKIP LOCKED, event,"
-        " publish), 50 by each of 1 and 8 claimers, 25 by each of 32. In brackets, the floor:"
+        " publish), 50 by each of 1 and 8 claimers, 25 by each of 32, measured after each"
+        f" claimer's first {WARM_UP} (the first lap: every claimer released at one instant),"
+        " and every claimer stays until all have finished (bench/notes.md, \"The claims'"
+        " tail\"). The first lap's claims apart: "
+        + "; ".join(
+            f"run {run['number']}: "
+            + ", ".join(
+                f"{k} claimers median {_ms(c['median'])} / max {_ms(c['max'])} ms"
+                for k in (8, 32)
+                if (c := _by_count(run["queue"].get("claims_start", {}), k))
+            )
+            for run in results["runs"]
+            if run["queue"].get("claims_start")
+        )
+        + ". In brackets, the floor (its first lap not counted either):"
         " the same processes, as many times and all together, each running the least a"
         " serialised change can be (a row locked and updated, a row inserted, committed"
         " asynchronously, in one round trip: `bench.queue_pg.LOCK_FLOOR_SQL`), the baseline"
