@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from queue_app.models import Activity, ActivityBy, ActivityKind, EntryStatus, QueueEntry
 from queue_app.retry_policy import Decision, Failure, GiveUp, Retry
 from queue_app.services import line, transfers
-from queue_app.services.changes import DISPATCH_TASK
+from queue_app.services.changes import DISPATCH_TASK, dispatch_started
 from queue_app.transfer import (
     DATABASE_ERRORS,
     TransferCancelled,
@@ -89,6 +89,7 @@ def _unless_database_is_down(what: str, call: Callable[[], int]) -> int:
 @shared_task(name=DISPATCH_TASK, ignore_result=True)
 def dispatch() -> int:
     """Hand out work: claim entries from the head of the line while slots are free."""
+    dispatch_started()  # before the claims: a change committed from now on asks again
 
     def claim_while_free() -> int:
         started = 0

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from queue_app.models import Meeting
+from queue_app.services.changes import dispatch_started
 from tests.helpers import PASSWORD, clear_cache
 
 # The real processes (daphne, Celery worker, Fathom sandbox), one set for the session.
@@ -80,6 +81,13 @@ def client_for(db):
         return client
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _no_dispatch_asked() -> None:
+    """No test starts with a dispatch asked for by another (services.changes: one at a
+    time), or its changes would not ask for theirs until the flag expired."""
+    dispatch_started()
 
 
 @pytest.fixture

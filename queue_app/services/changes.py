@@ -20,6 +20,7 @@ from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import QuerySet
@@ -459,18 +460,50 @@ def publish_told(
     return event
 
 
+# One dispatch asked for at a time. A burst of changes (single enqueues one after another)
+# asked for a dispatch each: a task sent per change (~1-3 ms of the change's caller), and
+# as many dispatch tasks, each taking the queue lock to find the slots full. The flag is
+# set by the change that asks and cleared by the dispatcher as it starts, before it
+# claims: a change committed while a dispatch asked for has not started is seen by that
+# dispatch's claims, and one committed after it started asks again. It expires by itself
+# should the task be lost (the beat tick dispatches anyway).
+DISPATCH_ASKED_KEY = "queue:dispatch-asked"
+DISPATCH_ASKED_SECONDS = 30
+
+
 def request_dispatch() -> None:
     """After commit, ask the dispatcher to hand out work: something became claimable."""
     if not settings.QUEUE_DISPATCH_ON_COMMIT:
         return
 
     def send() -> None:
+        if not _first_to_ask():
+            return  # a dispatch asked for has not started yet: it will claim this too
         try:
             current_app.send_task(DISPATCH_TASK)
         except Exception:  # the beat tick dispatches anyway; a broker hiccup must not 500
+            dispatch_started()  # not sent: the next change asks again
             logger.warning("could not request a dispatch; the next beat tick will do it")
 
     transaction.on_commit(send)
+
+
+def dispatch_started() -> None:
+    """The dispatcher starts handing out work: changes committed from now on ask for the
+    next dispatch (see DISPATCH_ASKED_KEY)."""
+    try:
+        cache.delete(DISPATCH_ASKED_KEY)
+    except Exception:  # the cache is down: every change asks (_first_to_ask)
+        logger.warning("could not clear the dispatch flag; the cache is unreachable")
+
+
+def _first_to_ask() -> bool:
+    """Whether this change is the one to send the dispatch: True unless one is asked for
+    and not started, and True when the cache cannot tell."""
+    try:
+        return bool(cache.add(DISPATCH_ASKED_KEY, 1, DISPATCH_ASKED_SECONDS))
+    except Exception:
+        return True
 
 
 def close_attempts(
