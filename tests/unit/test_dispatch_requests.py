@@ -4,6 +4,8 @@ none is left unclaimed until the next beat tick (services.changes.request_dispat
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from queue_app import tasks
@@ -82,4 +84,16 @@ def test_without_the_cache_every_change_asks(enqueue, sent, monkeypatch) -> None
     enqueue()
     enqueue()
     assert tasks.dispatch() == 2  # its start cannot clear the flag either: it claims on
+    assert sent == [DISPATCH_TASK, DISPATCH_TASK]
+
+
+def test_a_flag_whose_dispatch_never_started_expires(enqueue, sent, monkeypatch) -> None:
+    """A dispatch task lost on the way (its worker gone before it ran) holds nobody up
+    longer than the flag lives: then the next change asks again."""
+    monkeypatch.setattr(changes, "DISPATCH_ASKED_SECONDS", 1)
+    enqueue()
+    enqueue()
+    assert sent == [DISPATCH_TASK]
+    time.sleep(1.2)
+    enqueue()
     assert sent == [DISPATCH_TASK, DISPATCH_TASK]
