@@ -64,19 +64,11 @@ def test_the_test_settings_hash_fast_and_bring_a_fernet_key():
     Fernet(settings.CREDENTIAL_ENCRYPTION_KEYS[0])
 
 
-def settings_in_a_new_process(var_dir: Path, **env: str) -> str:
-    """SECRET_KEY and CREDENTIAL_ENCRYPTION_KEYS as a process importing the settings sees them."""
-    code = "import fathomloom.settings as s; print(s.SECRET_KEY, s.CREDENTIAL_ENCRYPTION_KEYS)"
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
-    clean.pop("CREDENTIAL_ENCRYPTION_KEYS", None)
+def python_in_a_new_process(code: str, env: dict[str, str]) -> str:
+    """What `code` prints, run by a new interpreter in the project with `env` (whole)."""
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={
-            **clean,
-            "VAR_DIR": str(var_dir),
-            "DJANGO_SETTINGS_MODULE": "fathomloom.settings",
-            **env,
-        },
+        env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -84,6 +76,17 @@ def settings_in_a_new_process(var_dir: Path, **env: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+def settings_in_a_new_process(var_dir: Path, **env: str) -> str:
+    """SECRET_KEY and CREDENTIAL_ENCRYPTION_KEYS as a process importing the settings sees them."""
+    code = "import fathomloom.settings as s; print(s.SECRET_KEY, s.CREDENTIAL_ENCRYPTION_KEYS)"
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG"}}
+    clean.pop("CREDENTIAL_ENCRYPTION_KEYS", None)
+    return python_in_a_new_process(
+        code,
+        {**clean, "VAR_DIR": str(var_dir), "DJANGO_SETTINGS_MODULE": "fathomloom.settings", **env},
+    )
 
 
 def test_importing_the_settings_writes_nothing_and_reads_the_development_keys(tmp_path):
@@ -107,15 +110,11 @@ def database_in_a_new_process(tmp_path: Path, **env: str) -> dict:
         " print(json.dumps({k: d.get(k) for k in ('CONN_MAX_AGE', 'CONN_HEALTH_CHECKS',"
         " 'OPTIONS')}))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, "VAR_DIR": str(tmp_path), "SECRET_KEY": "x", **env},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+    return json.loads(
+        python_in_a_new_process(
+            code, {**os.environ, "VAR_DIR": str(tmp_path), "SECRET_KEY": "x", **env}
+        )
     )
-    return json.loads(result.stdout)
 
 
 def test_a_pool_where_asked_for_keeps_the_urls_options(tmp_path):
@@ -145,20 +144,6 @@ def test_the_asgi_server_has_the_pool_and_other_processes_do_not(tmp_path):
         "import django; from django.conf import settings; django.setup();"
         " print('pool' in settings.DATABASES['default'].get('OPTIONS', {}))"
     )
-    asgi = subprocess.run(
-        [sys.executable, "-c", "import fathomloom.asgi; " + check],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    alone = subprocess.run(
-        [sys.executable, "-c", check],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert (asgi.stdout.split()[-1], alone.stdout.split()[-1]) == ("True", "False")
+    asgi = python_in_a_new_process("import fathomloom.asgi; " + check, env)
+    alone = python_in_a_new_process(check, env)
+    assert (asgi.split()[-1], alone.split()[-1]) == ("True", "False")
