@@ -43,7 +43,7 @@ def test_a_burst_of_changes_asks_for_one_dispatch(enqueue, sent) -> None:
 
 
 def test_a_change_after_the_dispatcher_started_asks_again_and_it_claims_both(
-    enqueue, sent, settings
+    enqueue, sent, settings, monkeypatch
 ) -> None:
     settings.QUEUE_CONCURRENCY = 0  # the dispatch below claims nothing: only its start counts
     enqueue()
@@ -53,10 +53,9 @@ def test_a_change_after_the_dispatcher_started_asks_again_and_it_claims_both(
 
     # Entries committed while a dispatch was asked for and not started are its to claim.
     settings.QUEUE_CONCURRENCY = 10
-    claimed = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tasks.transfer, "delay", claimed.append)
-        assert tasks.dispatch() == 2
+    claimed: list[str] = []
+    monkeypatch.setattr(tasks.transfer, "delay", claimed.append)
+    assert tasks.dispatch() == 2
     assert set(claimed) == {str(pk) for pk in QueueEntry.objects.values_list("pk", flat=True)}
     assert not QueueEntry.objects.filter(status=EntryStatus.QUEUED).exists()
 
