@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from psycopg.pq import ExecStatus, TransactionStatus
@@ -66,6 +67,31 @@ def results(statements: Sequence[tuple[str, list[Any]]]) -> list[list[tuple[Any,
                 returned = cursor.cursor.pgresult.status == ExecStatus.TUPLES_OK
                 found.append(cursor.fetchall() if returned else [])
     return found
+
+
+def value(sql: str, params: list[Any]) -> Any:
+    """The one value of a statement that returns one row of one column, its parameters
+    bound by the server (PostgreSQL only): the one statement of a change a server
+    function runs whole (services.changes.run_by_the_server).
+
+    Django's cursor binds on the client: psycopg quotes every parameter into the text in
+    Python, and the server parses the literals back. For a claim that was a third of the
+    claimer's CPU in its statement (bench/notes.md, "Bound by the server"). Not prepared:
+    psycopg's own prepared statements would need its preparing turned on for the
+    connection, and then each rollback deallocates every statement of the session,
+    results()' too. Still through Django's cursor wrapper: its errors, execute wrappers
+    and logged queries."""
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    bound = psycopg.Cursor(connection.connection)
+    cursor = (
+        connection.make_debug_cursor(bound)
+        if connection.queries_logged
+        else connection.make_cursor(bound)
+    )
+    with cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
 
 
 # --- prepared statements ------------------------------------------------------------------
@@ -268,12 +294,14 @@ def _update_sql(
 
 def _send_held(execute: Callable, sql: str, params: Any, many: bool, context: dict) -> Any:
     """The execute wrapper of batched(): the held writes go first, in the same round trip,
-    and the cursor is left at the caller's statement's result. (executemany and a
-    server-side cursor, which take one statement, get them in a round trip of their own.)"""
+    and the cursor is left at the caller's statement's result. (executemany, a
+    server-side cursor and one that binds on the server (value()), which take one
+    statement, get them in a round trip of their own.)"""
     held = _held.statements
     if not held:
         return execute(sql, params, many, context)
-    if many or getattr(context["cursor"].cursor, "name", None):
+    cursor = context["cursor"].cursor
+    if many or getattr(cursor, "name", None) or not isinstance(cursor, psycopg.ClientCursor):
         _flush()
         return execute(sql, params, many, context)
     _held.statements = []

@@ -424,8 +424,8 @@ def _rows_at_sql(count: int) -> str:
 def run_by_the_server(statement: str, params: list[Any]) -> dict[str, Any]:
     """A change a PostgreSQL function runs whole (queue_claim_next, queue_enqueue): its
     one statement (outside a transaction, its own: no BEGIN or COMMIT of psycopg's), the
-    function's answer as a dict."""
-    ((found,),) = sql.rows(statement, params)
+    function's answer as a dict. Bound by the server (sql.value)."""
+    found = sql.value(statement, params)
     return json.loads(found) if isinstance(found, str) else found
 
 

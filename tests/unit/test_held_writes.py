@@ -281,6 +281,31 @@ def test_a_round_trip_that_failed_before_its_prepare_leaves_no_name_behind(state
 
 
 @needs_postgresql
+def test_a_value_is_bound_by_the_server(state) -> None:
+    """sql.value() (a server function's one statement): the parameters travel apart from
+    the text, not quoted into it; Django still logs the statement."""
+    QueueState.objects.filter(pk=1).update(pause_note="50% done")
+    statement = f"SELECT {PAUSE_NOTE} FROM {TABLE} WHERE id = %s AND {PAUSE_NOTE} LIKE %s"
+    with CaptureQueriesContext(connection) as queries:
+        assert sql.value(statement, [1, "50%"]) == "50% done"
+    (logged,) = [query["sql"] for query in queries]
+    assert logged == f"SELECT {PAUSE_NOTE} FROM {TABLE} WHERE id = $1 AND {PAUSE_NOTE} LIKE $2"
+
+
+@needs_postgresql
+def test_held_writes_go_before_a_value_bound_by_the_server(state) -> None:
+    """A statement bound by the server is one statement: the held writes go in a round
+    trip of their own before it, and it sees them."""
+    statement = f"SELECT {PAUSE_NOTE} FROM {TABLE} WHERE id = %s"
+    with transaction.atomic(), sql.batched():
+        hold_note("held")
+        with CaptureQueriesContext(connection) as queries:
+            assert sql.value(statement, [1]) == "held"
+    assert len(queries) == 2 and f"UPDATE {TABLE}" in queries[0]["sql"]
+    assert queries[1]["sql"].startswith(f"SELECT {PAUSE_NOTE}")
+
+
+@needs_postgresql
 def test_held_writes_and_prepared_reads_of_every_kind_of_value(alice, make_meeting) -> None:
     """Timestamps, UUID arrays, JSON, booleans and NULL through PREPARE's inferred types:
     a whole enqueue, claim and completion, then again by name."""
