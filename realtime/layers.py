@@ -5,7 +5,7 @@ Every committed event is one group send to the hubs, and the process that made t
 change waits for it (realtime.publisher). Through the publisher's event loop thread that
 wait was ~0.5 ms even with nobody in the group (bench/notes.md): two thread wake-ups
 under the GIL and redis-py's asyncio machinery, not Redis. Here it is two round trips:
-the group's expired members removed and the rest read (one pipeline), then
+the group's expired members removed and the rest read (one script), then
 channels_redis' script that adds the message to each member's channel, which also drops
 that channel's expired messages first (channels_redis sends those in a round trip of
 their own). The keys, the members' messages and their serialization are the layer's own
@@ -49,6 +49,15 @@ return over_capacity
 """
 
 
+# The group's expired members removed and the rest read, as channels_redis does first: one
+# command and one reply (a pipeline of the two cost redis-py twice the Python, on every
+# committed event).
+GROUP_MEMBERS_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+
 class DirectGroupSender:
     """group_send for one core layer on one Redis host, from any thread (redis-py's
     client is thread-safe; its pool starts afresh in a forked child)."""
@@ -66,16 +75,14 @@ class DirectGroupSender:
             ),
         )
         self.script = self.redis.register_script(GROUP_SEND_SCRIPT)
+        self.members = self.redis.register_script(GROUP_MEMBERS_SCRIPT)
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:
         layer = self.layer
         assert layer.require_valid_group_name(group), "Group name not valid"
         key = layer._group_key(group)
         now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zremrangebyscore(key, min=0, max=int(now) - layer.group_expiry)
-        pipe.zrange(key, 0, -1)
-        _, members = pipe.execute()
+        members = self.members(keys=[key], args=[int(now) - layer.group_expiry])
         if not members:
             return
         names = [member.decode("utf8") for member in members]
