@@ -79,19 +79,36 @@ def value(sql: str, params: list[Any]) -> Any:
     claimer's CPU in its statement (bench/notes.md, "Bound by the server"). Not prepared:
     psycopg's own prepared statements would need its preparing turned on for the
     connection, and then each rollback deallocates every statement of the session,
-    results()' too. Still through Django's cursor wrapper: its errors, execute wrappers
-    and logged queries."""
+    results()' too.
+
+    Through Django's cursor wrapper when something watches the statements (logged
+    queries, execute wrappers such as batched()'s); otherwise the wrapper's checks and
+    its errors without it, with one cursor a session: a claim spent a tenth of its
+    Python in the wrapper and the cursor's making."""
     connection.ensure_connection()
-    connection.validate_thread_sharing()
-    bound = psycopg.Cursor(connection.connection)
-    cursor = (
-        connection.make_debug_cursor(bound)
-        if connection.queries_logged
-        else connection.make_cursor(bound)
-    )
-    with cursor:
+    raw = connection.connection
+    if connection.queries_logged or connection.execute_wrappers:
+        connection.validate_thread_sharing()
+        bound = psycopg.Cursor(raw)
+        wrapped = (
+            connection.make_debug_cursor(bound)
+            if connection.queries_logged
+            else connection.make_cursor(bound)
+        )
+        with wrapped:
+            wrapped.execute(sql, params)
+            return wrapped.fetchone()[0]
+    connection.validate_no_broken_transaction()
+    with connection.wrap_database_errors:
+        cursor = _bound_cursors.get(raw)
+        if cursor is None or cursor.closed:
+            cursor = _bound_cursors[raw] = psycopg.Cursor(raw)
         cursor.execute(sql, params)
         return cursor.fetchone()[0]
+
+
+# By psycopg connection (server session), as _sessions below.
+_bound_cursors: weakref.WeakKeyDictionary[Any, psycopg.Cursor] = weakref.WeakKeyDictionary()
 
 
 # --- prepared statements ------------------------------------------------------------------

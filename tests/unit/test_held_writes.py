@@ -293,6 +293,30 @@ def test_a_value_is_bound_by_the_server(state) -> None:
 
 
 @needs_postgresql
+def test_a_value_keeps_djangos_checks_and_errors_without_its_wrapper(state) -> None:
+    """Unwatched, sql.value() runs without Django's cursor wrapper: its errors are still
+    Django's, a transaction marked for rollback still refuses it, and its cursor serves
+    the next statement after an error."""
+    from django.db import DataError
+    from django.db.transaction import TransactionManagementError
+
+    with pytest.raises(DataError), transaction.atomic():
+        sql.value("SELECT 1 / %s", [0])
+    assert sql.value("SELECT %s::int + 1", [1]) == 2
+    with pytest.raises(TransactionManagementError), transaction.atomic():
+        transaction.set_rollback(True)
+        sql.value("SELECT %s::int", [1])
+
+
+@needs_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_value_after_the_connection_is_reopened() -> None:
+    assert sql.value("SELECT %s::text", ["one"]) == "one"
+    connection.close()
+    assert sql.value("SELECT %s::text", ["two"]) == "two"
+
+
+@needs_postgresql
 def test_held_writes_go_before_a_value_bound_by_the_server(state) -> None:
     """A statement bound by the server is one statement: the held writes go in a round
     trip of their own before it, and it sees them."""
