@@ -20,6 +20,10 @@ group_send.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import os
+import threading
 import time
 import weakref
 from typing import Any
@@ -28,6 +32,7 @@ import redis
 from channels_redis.core import RedisChannelLayer
 from channels_redis.core import logger as channels_redis_logger
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 # channels_redis' group_send script, with each channel's expired messages removed first.
@@ -59,38 +64,38 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 
 
 class DirectGroupSender:
-    """group_send for one core layer on one Redis host, from any thread (redis-py's
-    client is thread-safe; its pool starts afresh in a forked child)."""
+    """group_send for one core layer on one Redis host, from any thread: one connection a
+    process (_OneConnection), made from a redis-py client's settings."""
 
     def __init__(self, layer: RedisChannelLayer, address: str, timeout: float) -> None:
         self.layer = layer
         self.redis = redis.Redis.from_url(
-            address,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            # A connection that died with a Redis restart is replaced, not a lost send; a
-            # Redis that does not answer costs one timeout, not one per retry.
-            retry=Retry(
-                ExponentialBackoff(cap=0.5, base=0.05), 3, supported_errors=(redis.ConnectionError,)
-            ),
+            address, socket_timeout=timeout, socket_connect_timeout=timeout
         )
-        self.script = self.redis.register_script(GROUP_SEND_SCRIPT)
-        self.members = self.redis.register_script(GROUP_MEMBERS_SCRIPT)
+        # A connection that died with a Redis restart is replaced, not a lost send; a
+        # Redis that does not answer costs one timeout, not one per retry.
+        retry = Retry(
+            ExponentialBackoff(cap=0.5, base=0.05), 3, supported_errors=(redis.ConnectionError,)
+        )
+        self.connection = _OneConnection(self.redis.connection_pool, retry)
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:
         layer = self.layer
         assert layer.require_valid_group_name(group), "Group name not valid"
         key = layer._group_key(group)
         now = time.time()
-        members = self.members(keys=[key], args=[int(now) - layer.group_expiry])
+        members = self.connection.script(
+            GROUP_MEMBERS_SCRIPT, [key], [int(now) - layer.group_expiry]
+        )
         if not members:
             return
         names = [member.decode("utf8") for member in members]
         by_host, messages, capacities = layer._map_channel_keys_to_connection(names, message)
         keys = by_host[0]
-        over_capacity = self.script(
-            keys=keys,
-            args=[
+        over_capacity = self.connection.script(
+            GROUP_SEND_SCRIPT,
+            keys,
+            [
                 *(messages[key] for key in keys),
                 *(capacities[key] for key in keys),
                 now,
@@ -105,13 +110,81 @@ class DirectGroupSender:
             )
 
 
+class _OneConnection:
+    """One Redis connection for a process's sends: a command written and its reply read in
+    the calling thread, one thread at a time. redis-py's client around the same two steps
+    (a pool, its retry wrapper, its metrics hooks) was half of a publish's CPU (0.08 ms
+    against 0.045 for the script call: bench/notes.md, "Bound by the server"). A forked
+    child starts with a connection and a lock of its own (os.register_at_fork)."""
+
+    def __init__(self, pool: redis.ConnectionPool, retry: Retry) -> None:
+        self.pool = pool
+        self.retry = retry
+        self.lock = threading.Lock()
+        self.connection: redis.connection.AbstractConnection | None = None
+        _connections.add(self)
+
+    def script(self, source: str, keys: list[Any], args: list[Any]) -> Any:
+        """EVALSHA of the script, loaded first when Redis does not have it (a restart)."""
+        sha = _sha1(source)
+        try:
+            return self.execute("EVALSHA", sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self.execute("SCRIPT", "LOAD", source)
+            return self.execute("EVALSHA", sha, len(keys), *keys, *args)
+
+    def execute(self, *args: Any) -> Any:
+        with self.lock:
+            try:
+                return self.retry.call_with_retry(lambda: self._execute(args), self._drop)
+            except redis.ResponseError:
+                raise  # Redis answered: the connection is in step
+            except BaseException:
+                # A timeout (or anything else) mid-command would leave its reply to be
+                # read as the next command's.
+                self._drop()
+                raise
+
+    def _execute(self, args: tuple[Any, ...]) -> Any:
+        if self.connection is None:
+            self.connection = self.pool.make_connection()
+        self.connection.send_command(*args)
+        return self.connection.read_response()
+
+    def _drop(self, error: Exception | None = None) -> None:
+        if self.connection is not None:
+            self.connection.disconnect()
+            self.connection = None
+
+    def forget_in_child(self) -> None:
+        # The parent's socket stays the parent's: not closed, not shut down, here.
+        self.lock = threading.Lock()
+        self.connection = None
+
+
+_connections: weakref.WeakSet[_OneConnection] = weakref.WeakSet()
+
+
+@functools.cache
+def _sha1(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()
+
+
+def _forget_connections_in_child() -> None:
+    for one in list(_connections):
+        one.forget_in_child()
+
+
+os.register_at_fork(after_in_child=_forget_connections_in_child)
+
+
 # The host options the blocking client can do without: the async pool's own (this module
 # sets its timeouts and retries). A host with any other (TLS certificates, a password
 # given apart from the URL...) keeps channels_redis' send rather than a client without it.
 _PLAIN_HOST_OPTIONS = {"address", "socket_timeout", "max_connections", "retry"}
 
-# By layer (a settings change makes a new one); a forked child's redis-py pool starts
-# afresh by itself.
+# By layer (a settings change makes a new one); a forked child's connection starts
+# afresh (_OneConnection).
 _senders: weakref.WeakKeyDictionary[Any, DirectGroupSender | None] = weakref.WeakKeyDictionary()
 
 

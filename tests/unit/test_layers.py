@@ -148,3 +148,84 @@ def test_only_the_core_layer_on_one_host_is_sent_to_directly() -> None:
     assert direct_sender(RedisChannelLayer(hosts=[tls]), 5.0) is None
     # The settings' own host options are the async pool's: sent directly.
     assert isinstance(direct_sender(RedisChannelLayer(hosts=hosts), 5.0), DirectGroupSender)
+
+
+def _direct(layer: RedisChannelLayer) -> DirectGroupSender:
+    return DirectGroupSender(layer, layer.hosts[0]["address"], 5.0)
+
+
+def test_a_send_survives_redis_losing_the_scripts_and_the_connection() -> None:
+    """After a Redis restart the scripts are gone and the connection is dead: the send
+    loads the scripts again and reconnects, and the message arrives."""
+    import redis
+
+    async def run() -> list:
+        layer = make("direct")
+        channel = await layer.new_channel()
+        await layer.group_add("group", channel)
+        sender = _direct(layer)
+        await asyncio.to_thread(sender.group_send, "group", {"type": "test.message", "n": 0})
+        own_id = await asyncio.to_thread(sender.connection.execute, "CLIENT", "ID")
+        admin = redis.Redis.from_url(layer.hosts[0]["address"])
+        admin.script_flush()
+        admin.client_kill_filter(_id=own_id)
+        await asyncio.to_thread(sender.group_send, "group", {"type": "test.message", "n": 1})
+        got = [m["n"] for m in await drained(layer, channel)]
+        await layer.flush()
+        return got
+
+    assert asyncio.run(run()) == [0, 1]
+
+
+def test_a_forked_child_sends_on_a_connection_of_its_own() -> None:
+    """Celery's prefork pool forks workers from a process that may have published: the
+    child must not write on the parent's socket (their replies would cross)."""
+    import os
+
+    async def subscribe(layer: RedisChannelLayer) -> str:
+        channel = await layer.new_channel()
+        await layer.group_add("group", channel)
+        return channel
+
+    layer = make("direct")
+    channel = asyncio.run(subscribe(layer))
+    sender = _direct(layer)
+    sender.group_send("group", {"type": "test.message", "n": 0})
+    parents = sender.connection.connection
+    assert parents is not None
+    pid = os.fork()
+    if pid == 0:  # the child: a connection of its own, then a send on it
+        code = 1
+        try:
+            if sender.connection.connection is None:
+                sender.group_send("group", {"type": "test.message", "n": 1})
+                code = 0 if sender.connection.connection is not parents else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    sender.group_send("group", {"type": "test.message", "n": 2})  # the parent's is intact
+
+    async def receive() -> list:
+        got = [m["n"] for m in await drained(layer, channel)]
+        await layer.flush()
+        return got
+
+    assert asyncio.run(receive()) == [0, 1, 2]
+
+
+def test_a_command_that_timed_out_leaves_no_reply_behind(monkeypatch) -> None:
+    """A reply not read in time would be read as the next command's: the connection is
+    dropped, and the next command gets its own reply on a new one."""
+    import redis
+
+    sender = _direct(make("direct"))
+    one = sender.connection
+    assert one.execute("ECHO", "first") == b"first"
+    monkeypatch.setattr(
+        one.connection, "read_response", lambda *a, **k: (_ for _ in ()).throw(redis.TimeoutError())
+    )
+    with pytest.raises(redis.TimeoutError):
+        one.execute("ECHO", "lost")
+    assert one.connection is None
+    assert one.execute("ECHO", "second") == b"second"
