@@ -231,3 +231,24 @@ def test_a_claim_waits_its_turn_behind_the_claimer_before_it(alice, make_meeting
         assert transfers.transfer_claim_next(worker="w").pk == entry.pk
     finally:
         other.close()
+
+
+def test_a_claim_plans_its_statements_once_and_keeps_its_commit_level(
+    alice, make_meeting, settings
+) -> None:
+    """queue_claim_next() runs with generic plans (migration 0013): its setting is part of
+    its definition, which a later CREATE OR REPLACE would have to carry on. The clause
+    restores that setting alone on return: the commit level the function set for its
+    transaction is still the transaction's."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT proconfig FROM pg_proc WHERE proname = 'queue_claim_next'")
+        assert cursor.fetchone()[0] == ["plan_cache_mode=force_generic_plan"]
+    settings.QUEUE_SYNCHRONOUS_COMMIT = "off"
+    (entry,) = enqueue(alice, make_meeting, 1)
+    with transaction.atomic():
+        assert transfers.transfer_claim_next(worker="w").pk == entry.pk
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "off"
+            cursor.execute("SHOW plan_cache_mode")
+            assert cursor.fetchone()[0] == "auto"  # the session's own, as before the call
