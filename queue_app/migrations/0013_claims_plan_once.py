@@ -29,19 +29,11 @@ CLAIM_NEXT = _TURNS.CLAIM_NEXT.replace(
 
 
 def plan_once(apps, schema_editor) -> None:
-    _run(schema_editor, CLAIM_NEXT)
+    _TURNS._run(schema_editor, CLAIM_NEXT)
 
 
 def plan_as_postgresql_chooses(apps, schema_editor) -> None:
-    _run(schema_editor, _TURNS.CLAIM_NEXT)  # without the clause, without the setting
-
-
-def _run(schema_editor, statement: str) -> None:
-    """The statement as it is (no parameters, so "%ROWTYPE" is not a placeholder)."""
-    if schema_editor.connection.vendor != "postgresql":
-        return
-    with schema_editor.connection.cursor() as cursor:
-        cursor.execute(statement)
+    _TURNS._run(schema_editor, _TURNS.CLAIM_NEXT)  # without the clause, the setting
 
 
 class Migration(migrations.Migration):
