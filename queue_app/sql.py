@@ -83,7 +83,7 @@ def value(sql: str, params: list[Any]) -> Any:
 
     Through Django's cursor wrapper when something watches the statements (logged
     queries, execute wrappers such as batched()'s); otherwise the wrapper's checks and
-    its errors without it, with one cursor a session: a claim spent a tenth of its
+    its errors without it, and one cursor kept a thread: a claim spent a tenth of its
     Python in the wrapper and the cursor's making."""
     connection.ensure_connection()
     raw = connection.connection
@@ -100,15 +100,16 @@ def value(sql: str, params: list[Any]) -> Any:
             return wrapped.fetchone()[0]
     connection.validate_no_broken_transaction()
     with connection.wrap_database_errors:
-        cursor = _bound_cursors.get(raw)
-        if cursor is None or cursor.closed:
-            cursor = _bound_cursors[raw] = psycopg.Cursor(raw)
+        cursor = getattr(_bound, "cursor", None)
+        if cursor is None or cursor.connection is not raw or cursor.closed:
+            cursor = _bound.cursor = psycopg.Cursor(raw)
         cursor.execute(sql, params)
         return cursor.fetchone()[0]
 
 
-# By psycopg connection (server session), as _sessions below.
-_bound_cursors: weakref.WeakKeyDictionary[Any, psycopg.Cursor] = weakref.WeakKeyDictionary()
+# The last cursor of value() in this thread (a thread's Django connection is its own), made
+# again for another server session: one a thread, so a closed session is not kept alive.
+_bound = threading.local()
 
 
 # --- prepared statements ------------------------------------------------------------------

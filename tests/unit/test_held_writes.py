@@ -311,9 +311,16 @@ def test_a_value_keeps_djangos_checks_and_errors_without_its_wrapper(state) -> N
 @needs_postgresql
 @pytest.mark.django_db(transaction=True)
 def test_a_value_after_the_connection_is_reopened() -> None:
+    """A new server session gets a cursor of its own, and the closed one is not kept."""
+    import gc
+    import weakref
+
     assert sql.value("SELECT %s::text", ["one"]) == "one"
+    closed = weakref.ref(connection.connection)
     connection.close()
     assert sql.value("SELECT %s::text", ["two"]) == "two"
+    gc.collect()
+    assert closed() is None
 
 
 @needs_postgresql
