@@ -68,7 +68,9 @@ class DirectGroupSender:
     process (_OneConnection), made from a redis-py client's settings."""
 
     def __init__(self, layer: RedisChannelLayer, address: str, timeout: float) -> None:
-        self.layer = layer
+        # A proxy: _senders maps the layer to this, and a value that held its key would
+        # keep every layer (one for each settings change) alive.
+        self.layer = weakref.proxy(layer)
         self.redis = redis.Redis.from_url(
             address, socket_timeout=timeout, socket_connect_timeout=timeout
         )

@@ -150,6 +150,20 @@ def test_only_the_core_layer_on_one_host_is_sent_to_directly() -> None:
     assert isinstance(direct_sender(RedisChannelLayer(hosts=hosts), 5.0), DirectGroupSender)
 
 
+def test_a_layer_given_up_is_collected_with_its_sender() -> None:
+    """A settings change makes a new layer: the old one and its sender go."""
+    import gc
+    import weakref
+
+    address = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]["address"]
+    layer = RedisChannelLayer(hosts=[{"address": address}])
+    assert direct_sender(layer, 5.0) is not None
+    gone = weakref.ref(layer)
+    del layer
+    gc.collect()
+    assert gone() is None
+
+
 def _direct(layer: RedisChannelLayer) -> DirectGroupSender:
     return DirectGroupSender(layer, layer.hosts[0]["address"], 5.0)
 
