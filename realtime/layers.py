@@ -65,13 +65,13 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 
 class DirectGroupSender:
     """group_send for one core layer on one Redis host, from any thread: one connection a
-    process (_OneConnection), made from a redis-py client's settings."""
+    process (_OneConnection), made by a redis-py pool from the host's address."""
 
     def __init__(self, layer: RedisChannelLayer, address: str, timeout: float) -> None:
         # A proxy: _senders maps the layer to this, and a value that held its key would
         # keep every layer (one for each settings change) alive.
         self.layer = weakref.proxy(layer)
-        self.redis = redis.Redis.from_url(
+        pool = redis.ConnectionPool.from_url(
             address, socket_timeout=timeout, socket_connect_timeout=timeout
         )
         # A connection that died with a Redis restart is replaced, not a lost send; a
@@ -79,7 +79,7 @@ class DirectGroupSender:
         retry = Retry(
             ExponentialBackoff(cap=0.5, base=0.05), 3, supported_errors=(redis.ConnectionError,)
         )
-        self.connection = _OneConnection(self.redis.connection_pool, retry)
+        self.connection = _OneConnection(pool, retry)
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:
         layer = self.layer
