@@ -159,7 +159,9 @@ class _OneConnection:
             self.connection = None
 
     def forget_in_child(self) -> None:
-        # The parent's socket stays the parent's: not closed, not shut down, here.
+        # The parent's connection is let go, not disconnected: collected here, it closes
+        # the child's copy of the socket and does not shut it down (redis-py checks the
+        # pid), so the parent's stays open.
         self.lock = threading.Lock()
         self.connection = None
 

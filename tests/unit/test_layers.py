@@ -236,9 +236,11 @@ def test_a_command_that_timed_out_leaves_no_reply_behind(monkeypatch) -> None:
     sender = _direct(make("direct"))
     one = sender.connection
     assert one.execute("ECHO", "first") == b"first"
-    monkeypatch.setattr(
-        one.connection, "read_response", lambda *a, **k: (_ for _ in ()).throw(redis.TimeoutError())
-    )
+
+    def times_out(*args, **kwargs):
+        raise redis.TimeoutError()
+
+    monkeypatch.setattr(one.connection, "read_response", times_out)
     with pytest.raises(redis.TimeoutError):
         one.execute("ECHO", "lost")
     assert one.connection is None
